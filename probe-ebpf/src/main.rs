@@ -1,0 +1,21 @@
+//! Entry point of the kernel-side object: the maps every hook family shares, and the modules
+//! that hold the programs.
+#![no_std]
+#![no_main]
+
+mod maps;
+mod sched;
+mod sock;
+mod syscalls;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // SAFETY: BPF programs cannot panic at run time; the verifier rejects unbounded code, so
+    // this is never reached in a loaded program.
+    unsafe { core::hint::unreachable_unchecked() }
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

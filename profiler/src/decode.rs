@@ -1,0 +1,98 @@
+//! Decoding of raw ring-buffer records into typed records.
+use std::mem::size_of;
+
+use probe_common::{CallRecord, RecordKind};
+
+/// Why a record could not be decoded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Fewer bytes than a record header or than the record's kind needs.
+    #[error("record of {got} bytes is too short (need {need})")]
+    Short {
+        /// Bytes present.
+        got: usize,
+        /// Bytes needed.
+        need: usize,
+    },
+    /// A kind this profiler does not know.
+    #[error("unknown record kind {0}")]
+    UnknownKind(u32),
+}
+
+/// A decoded record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Record {
+    /// A finished call.
+    Call(CallRecord),
+}
+
+/// Decodes one ring-buffer record.
+pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
+    let head: [u8; 4] =
+        bytes
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .ok_or(DecodeError::Short {
+                got: bytes.len(),
+                need: 4,
+            })?;
+    let kind = u32::from_ne_bytes(head);
+    match RecordKind::from_u32(kind) {
+        Some(RecordKind::Call) => {
+            let need = size_of::<CallRecord>();
+            if bytes.len() < need {
+                return Err(DecodeError::Short {
+                    got: bytes.len(),
+                    need,
+                });
+            }
+            // SAFETY: `CallRecord` is plain integers, valid for any bits, and the slice holds at
+            // least its size; `read_unaligned` needs no alignment.
+            Ok(Record::Call(unsafe {
+                std::ptr::read_unaligned(bytes.as_ptr().cast())
+            }))
+        }
+        None => Err(DecodeError::UnknownKind(kind)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes_of(r: &CallRecord) -> Vec<u8> {
+        // SAFETY: reading a plain record's bytes.
+        unsafe {
+            std::slice::from_raw_parts(
+                (r as *const CallRecord).cast::<u8>(),
+                size_of::<CallRecord>(),
+            )
+        }
+        .to_vec()
+    }
+
+    #[test]
+    fn call_round_trips() {
+        let r = CallRecord {
+            kind: RecordKind::Call as u32,
+            pid: 7,
+            tid: 8,
+            ret: -11,
+            ..Default::default()
+        };
+        assert_eq!(decode(&bytes_of(&r)), Ok(Record::Call(r)));
+    }
+
+    #[test]
+    fn short_and_unknown_are_errors() {
+        assert_eq!(decode(&[1, 0]), Err(DecodeError::Short { got: 2, need: 4 }));
+        assert_eq!(
+            decode(&[1, 0, 0, 0, 9]),
+            Err(DecodeError::Short {
+                got: 5,
+                need: size_of::<CallRecord>()
+            })
+        );
+        assert_eq!(decode(&[99, 0, 0, 0]), Err(DecodeError::UnknownKind(99)));
+    }
+}

@@ -1,0 +1,105 @@
+//! What a file descriptor of a traced process refers to (socket, pipe, regular file …),
+//! resolved from `/proc/PID/fd` while the process lives, and remembered.
+use std::{collections::HashMap, fs, path::Path};
+
+/// The kind of object behind a descriptor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FdKind {
+    /// A socket.
+    Socket,
+    /// A pipe or FIFO.
+    Pipe,
+    /// A regular file.
+    File,
+    /// A character or block device, terminal, eventfd, epoll instance and the like.
+    Other,
+    /// Not resolved (the process or descriptor was gone).
+    Unknown,
+}
+
+impl FdKind {
+    /// Name used in tables and CSV.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Socket => "socket",
+            Self::Pipe => "pipe",
+            Self::File => "file",
+            Self::Other => "other",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    /// The kind named by a `/proc/PID/fd/N` link target.
+    pub fn from_link(target: &str) -> Self {
+        if target.starts_with("socket:") {
+            Self::Socket
+        } else if target.starts_with("pipe:") {
+            Self::Pipe
+        } else if target.starts_with("anon_inode:") || target.starts_with("/dev/") {
+            Self::Other
+        } else if target.starts_with('/') {
+            Self::File
+        } else {
+            Self::Other
+        }
+    }
+}
+
+/// Remembers the kind of each `(pid, fd)` seen.
+#[derive(Debug, Default)]
+pub struct FdKinds {
+    known: HashMap<(u32, i64), FdKind>,
+}
+
+impl FdKinds {
+    /// The kind of `fd` in process `pid`, resolved now if not known yet.
+    pub fn resolve(&mut self, pid: u32, fd: i64) -> FdKind {
+        if fd < 0 {
+            return FdKind::Unknown;
+        }
+        *self.known.entry((pid, fd)).or_insert_with(|| {
+            let link = Path::new("/proc")
+                .join(pid.to_string())
+                .join("fd")
+                .join(fd.to_string());
+            match fs::read_link(link) {
+                Ok(t) => FdKind::from_link(&t.to_string_lossy()),
+                Err(_) => FdKind::Unknown,
+            }
+        })
+    }
+
+    /// The kind already known, without looking.
+    pub fn get(&self, pid: u32, fd: i64) -> FdKind {
+        self.known
+            .get(&(pid, fd))
+            .copied()
+            .unwrap_or(FdKind::Unknown)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_targets_map_to_kinds() {
+        assert_eq!(FdKind::from_link("socket:[1234]"), FdKind::Socket);
+        assert_eq!(FdKind::from_link("pipe:[99]"), FdKind::Pipe);
+        assert_eq!(FdKind::from_link("/tmp/x.bin"), FdKind::File);
+        assert_eq!(FdKind::from_link("/dev/null"), FdKind::Other);
+        assert_eq!(FdKind::from_link("anon_inode:[eventpoll]"), FdKind::Other);
+    }
+
+    #[test]
+    fn resolves_own_descriptors() {
+        let f = std::fs::File::open("/proc/self/status").expect("open");
+        use std::os::fd::AsRawFd;
+        let mut k = FdKinds::default();
+        let pid = std::process::id();
+        assert_eq!(k.resolve(pid, f.as_raw_fd() as i64), FdKind::File);
+        assert_eq!(k.get(pid, f.as_raw_fd() as i64), FdKind::File);
+        assert_eq!(k.resolve(pid, -1), FdKind::Unknown);
+    }
+}

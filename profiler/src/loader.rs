@@ -1,0 +1,203 @@
+//! Loads the kernel probes, attaches them to the hooks this kernel offers, and hands out the
+//! maps user space reads. Computes nothing about stages.
+use std::{fmt, path::Path};
+
+use anyhow::Context as _;
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    programs::TracePoint,
+};
+use probe_common::{Counter, DEFAULT_RINGBUF_BYTES};
+
+use crate::syscalls::Call;
+
+/// The probe object built by `build.rs`.
+static PROBE: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/probe"));
+
+const TRACEFS: &str = "/sys/kernel/tracing";
+
+/// One kernel hook and whether it is in use.
+#[derive(Clone, Debug)]
+pub struct Hook {
+    /// `category:name` of the tracepoint.
+    pub name: String,
+    /// `None` when attached, else why not.
+    pub error: Option<String>,
+    /// What the profiler cannot measure without it.
+    pub without: &'static str,
+}
+
+impl fmt::Display for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.error {
+            None => write!(f, "{}", self.name),
+            Some(e) => write!(f, "{} (unavailable: {e}; {})", self.name, self.without),
+        }
+    }
+}
+
+/// Options of a probe load.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// The calls to trace.
+    pub calls: Vec<&'static Call>,
+    /// Size of the call record ring buffer, bytes (a power of two, a multiple of the page size).
+    pub ringbuf_bytes: u32,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            calls: Vec::new(),
+            ringbuf_bytes: DEFAULT_RINGBUF_BYTES,
+        }
+    }
+}
+
+/// The loaded, attached probes.
+pub struct Probes {
+    ebpf: Ebpf,
+    /// Every hook tried, attached or not.
+    pub hooks: Vec<Hook>,
+}
+
+/// Mounts tracefs where it is missing (tracepoint ids are read from it).
+pub fn ensure_tracefs() -> anyhow::Result<()> {
+    if Path::new(TRACEFS).join("events").is_dir() {
+        return Ok(());
+    }
+    nix::mount::mount(
+        Some("nodev"),
+        TRACEFS,
+        Some("tracefs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .with_context(|| {
+        format!("failed to mount tracefs at {TRACEFS} (mount -t tracefs nodev {TRACEFS})")
+    })
+}
+
+/// Whether this kernel has the tracepoint `category/name`.
+pub fn has_tracepoint(category: &str, name: &str) -> bool {
+    Path::new(TRACEFS)
+        .join("events")
+        .join(category)
+        .join(name)
+        .is_dir()
+}
+
+impl Probes {
+    /// Loads the probes and attaches them. Fails when the calls cannot be traced at all; a
+    /// missing optional hook is recorded in [`Probes::hooks`].
+    pub fn load(opts: &LoadOptions) -> anyhow::Result<Self> {
+        if PROBE.is_empty() {
+            anyhow::bail!(
+                "this profiler was built without its kernel probes (bpf-linker was missing); \
+                 build it with `cargo xtask build`"
+            );
+        }
+        crate::privilege::check()?;
+        ensure_tracefs()?;
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries("EVENTS", opts.ringbuf_bytes)
+            .load(PROBE)
+            .context("failed to load the probe object into the kernel")?;
+        let mut hooks = Vec::new();
+
+        for (prog, dir) in [("call_enter", "sys_enter"), ("call_exit", "sys_exit")] {
+            let tp = tracepoint(&mut ebpf, prog)?;
+            for call in &opts.calls {
+                let name = format!("{dir}_{}", call.name);
+                tp.attach("syscalls", &name)
+                    .with_context(|| format!("failed to attach to syscalls:{name}"))?;
+            }
+        }
+        hooks.push(Hook {
+            name: format!(
+                "syscalls:sys_enter/sys_exit_{{{}}}",
+                opts.calls
+                    .iter()
+                    .map(|c| c.name)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            error: None,
+            without: "",
+        });
+
+        for (prog, category, name, without) in [
+            (
+                "sched_switch",
+                "sched",
+                "sched_switch",
+                "no blocked or run-queue time",
+            ),
+            (
+                "sched_wakeup",
+                "sched",
+                "sched_wakeup",
+                "run-queue time after a wake-up counts as blocked",
+            ),
+            (
+                "task_newtask",
+                "task",
+                "task_newtask",
+                "children forked by the target are not traced",
+            ),
+            (
+                "skb_copy",
+                "skb",
+                "skb_copy_datagram_iovec",
+                "socket reads are not split at the copy start",
+            ),
+        ] {
+            let tp = tracepoint(&mut ebpf, prog)?;
+            let error = tp.attach(category, name).err().map(|e| format!("{e:#}"));
+            hooks.push(Hook {
+                name: format!("{category}:{name}"),
+                error,
+                without,
+            });
+        }
+        Ok(Self { ebpf, hooks })
+    }
+
+    /// Traces the process `pid` (a tgid) and, from now on, the children it forks.
+    pub fn trace_pid(&mut self, pid: u32) -> anyhow::Result<()> {
+        let mut traced: HashMap<_, u32, u8> =
+            HashMap::try_from(self.ebpf.map_mut("TRACED").context("no TRACED map")?)?;
+        traced
+            .insert(pid, 1, 0)
+            .with_context(|| format!("failed to trace pid {pid}"))
+    }
+
+    /// The ring buffer of finished calls. Can be taken once.
+    pub fn take_events(&mut self) -> anyhow::Result<RingBuf<MapData>> {
+        let map = self
+            .ebpf
+            .take_map("EVENTS")
+            .context("no EVENTS map (taken already?)")?;
+        Ok(RingBuf::try_from(map)?)
+    }
+
+    /// The sum over all CPUs of one counter.
+    pub fn counter(&self, c: Counter) -> anyhow::Result<u64> {
+        let arr: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(self.ebpf.map("COUNTERS").context("no COUNTERS map")?)?;
+        Ok(arr.get(&(c as u32), 0)?.iter().sum())
+    }
+}
+
+fn tracepoint<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut TracePoint> {
+    let tp: &mut TracePoint = ebpf
+        .program_mut(name)
+        .with_context(|| format!("program {name} missing from the probe object"))?
+        .try_into()?;
+    if tp.fd().is_err() {
+        tp.load()
+            .with_context(|| format!("the kernel refused program {name}"))?;
+    }
+    Ok(tp)
+}

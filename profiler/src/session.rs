@@ -1,0 +1,252 @@
+//! One profiling run: attach, start or find the target, read records until the run ends
+//! (target gone, duration over, Ctrl-C or SIGTERM), then hand back everything collected.
+use std::{
+    os::fd::AsRawFd,
+    path::Path,
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use aya::maps::{MapData, RingBuf};
+use probe_common::Counter;
+
+use crate::{
+    decode::{self, Record},
+    fdkind::FdKinds,
+    launch::{Exit, Gated, Running},
+    loader::{Hook, LoadOptions, Probes},
+    traced::TracedCall,
+};
+
+/// What to trace.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// Start this command and trace it.
+    Command(Vec<String>),
+    /// Trace these running processes.
+    Pids(Vec<u32>),
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    /// The launched command ended.
+    CommandExited(Exit),
+    /// Every traced process has gone.
+    TargetsGone,
+    /// The duration was over.
+    Duration,
+    /// SIGINT or SIGTERM.
+    Interrupted,
+}
+
+/// Everything a run collected.
+pub struct RunResult {
+    /// Every call seen, in arrival order.
+    pub calls: Vec<TracedCall>,
+    /// Hooks tried.
+    pub hooks: Vec<Hook>,
+    /// Records the kernel sent.
+    pub sent: u64,
+    /// Records lost to a full ring buffer.
+    pub lost: u64,
+    /// Records that could not be decoded.
+    pub undecodable: u64,
+    /// Why the run ended.
+    pub end: EndReason,
+    /// Wall time from the target's start to the end.
+    pub wall: Duration,
+    /// The processes traced at the start.
+    pub pids: Vec<u32>,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn install_signal_handlers() -> anyhow::Result<()> {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    let act = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { sigaction(sig, &act) }.context("failed to install a signal handler")?;
+    }
+    Ok(())
+}
+
+/// Checks that a pid names a live, traceable process.
+pub fn check_pid(pid: u32) -> anyhow::Result<()> {
+    anyhow::ensure!(pid != 0, "pid 0 is not a process (the kernel's idle task)");
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|_| anyhow::anyhow!("no process with pid {pid}"))?;
+    let state = stat
+        .rsplit_once(") ")
+        .and_then(|(_, rest)| rest.chars().next());
+    anyhow::ensure!(
+        state != Some('Z'),
+        "pid {pid} is a zombie: it has exited and has no calls left to trace"
+    );
+    let tgid = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Tgid:"))
+                .map(|v| v.trim().to_string())
+        });
+    if let Some(tgid) = tgid {
+        anyhow::ensure!(
+            tgid == pid.to_string(),
+            "pid {pid} is a thread of process {tgid}: pass the process id {tgid}"
+        );
+    }
+    Ok(())
+}
+
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s.rsplit_once(") ").and_then(|(_, r)| r.chars().next()) != Some('Z'),
+        Err(_) => false,
+    }
+}
+
+/// Options of a run.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// What to trace.
+    pub target: Target,
+    /// Probe options.
+    pub load: LoadOptions,
+    /// End the run after this long.
+    pub duration: Option<Duration>,
+}
+
+/// Runs one profiling session. `on_attached` is called once the probes are in place, before
+/// the target starts, with the hooks in use.
+pub fn run(
+    opts: &RunOptions,
+    on_attached: impl FnOnce(&[Hook], &[u32]),
+) -> anyhow::Result<RunResult> {
+    if let Target::Pids(pids) = &opts.target {
+        anyhow::ensure!(!pids.is_empty(), "no pid to trace");
+        for &p in pids {
+            check_pid(p)?;
+        }
+    }
+    if let Target::Command(argv) = &opts.target {
+        anyhow::ensure!(!argv.is_empty(), "no command to run");
+    }
+    let mut probes = Probes::load(&opts.load)?;
+    let mut events = probes.take_events()?;
+    install_signal_handlers()?;
+
+    let (mut child, pids) = match &opts.target {
+        Target::Command(argv) => {
+            let gated = Gated::spawn(argv)?;
+            let pid = gated.pid();
+            probes.trace_pid(pid)?;
+            on_attached(&probes.hooks, &[pid]);
+            (Some(gated.release(&argv[0])?), vec![pid])
+        }
+        Target::Pids(pids) => {
+            for &p in pids {
+                probes.trace_pid(p)?;
+            }
+            on_attached(&probes.hooks, pids);
+            (None, pids.clone())
+        }
+    };
+
+    let started = Instant::now();
+    let mut kinds = FdKinds::default();
+    let mut calls = Vec::new();
+    let mut undecodable = 0;
+    let end = loop {
+        wait_readable(&events, Duration::from_millis(100));
+        drain(&mut events, &mut kinds, &mut calls, &mut undecodable);
+        if STOP.load(Ordering::SeqCst) {
+            break EndReason::Interrupted;
+        }
+        if let Some(c) = child.as_mut()
+            && let Some(exit) = c.try_wait()?
+        {
+            break EndReason::CommandExited(exit);
+        }
+        if child.is_none() && !pids.iter().any(|&p| alive(p)) {
+            break EndReason::TargetsGone;
+        }
+        if opts.duration.is_some_and(|d| started.elapsed() >= d) {
+            break EndReason::Duration;
+        }
+    };
+    let wall = started.elapsed();
+    // Records of calls that ended just before the end are in the buffer now.
+    drain(&mut events, &mut kinds, &mut calls, &mut undecodable);
+    if let Some(c) = child.as_mut() {
+        finish_child(c, end);
+    }
+    Ok(RunResult {
+        calls,
+        hooks: probes.hooks.clone(),
+        sent: probes.counter(Counter::Sent)?,
+        lost: probes.counter(Counter::Lost)?,
+        undecodable,
+        end,
+        wall,
+        pids,
+    })
+}
+
+/// On an interrupted run, the launched command gets the same signal and a moment to end.
+fn finish_child(c: &mut Running, end: EndReason) {
+    if matches!(end, EndReason::CommandExited(_)) {
+        return;
+    }
+    let pid = nix::unistd::Pid::from_raw(c.pid() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    for _ in 0..50 {
+        if matches!(c.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    let _ = c.try_wait();
+}
+
+fn wait_readable(events: &RingBuf<MapData>, timeout: Duration) {
+    let mut fds = [libc::pollfd {
+        fd: events.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    // SAFETY: polls one valid descriptor owned by `events`.
+    unsafe { libc::poll(fds.as_mut_ptr(), 1, timeout.as_millis() as libc::c_int) };
+}
+
+fn drain(
+    events: &mut RingBuf<MapData>,
+    kinds: &mut FdKinds,
+    calls: &mut Vec<TracedCall>,
+    undecodable: &mut u64,
+) {
+    while let Some(item) = events.next() {
+        match decode::decode(&item) {
+            Ok(Record::Call(rec)) => {
+                calls.push(TracedCall::new(rec, |pid, fd| kinds.resolve(pid, fd)))
+            }
+            Err(_) => *undecodable += 1,
+        }
+    }
+}
+
+/// Checks, before anything is attached, that an output file can be written.
+pub fn check_output(path: &Path) -> anyhow::Result<std::fs::File> {
+    crate::export::create(path)
+}

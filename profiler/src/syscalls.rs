@@ -1,0 +1,137 @@
+//! The system calls the profiler knows: their names, numbers on this architecture, and what
+//! role each plays in moving data.
+
+/// What a call does with data, which decides how its time is attributed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Copies data from a kernel buffer to the process (`read`, `recvfrom` …).
+    Receive,
+    /// Copies data from the process to a kernel buffer (`write`, `sendto` …).
+    Send,
+    /// Moves data between descriptors inside the kernel (`splice`, `sendfile` …).
+    Transfer,
+    /// Waits for readiness of descriptors (`select`, `poll`, `epoll_wait` …).
+    Multiplex,
+    /// Anything else the profiler traces.
+    Other,
+}
+
+/// One traced system call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Call {
+    /// Name as in the `syscalls:sys_enter_NAME` tracepoint.
+    pub name: &'static str,
+    /// Number on this architecture.
+    pub nr: u32,
+    /// What it does with data.
+    pub role: Role,
+    /// Which arguments are the descriptors data comes from and goes to.
+    pub fds: FdArgs,
+}
+
+/// Which raw arguments of a call are its file descriptors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FdArgs {
+    /// No descriptor argument (`select`, `poll`).
+    None,
+    /// One descriptor, the first argument.
+    First,
+    /// Data flows from argument `from` to argument `to`.
+    FromTo {
+        /// Index of the source descriptor argument.
+        from: usize,
+        /// Index of the destination descriptor argument.
+        to: usize,
+    },
+}
+
+impl Call {
+    /// `(fd, fd_out)` of a call from its raw arguments; -1 where there is none.
+    pub fn fds(&self, args: &[u64; 3]) -> (i64, i64) {
+        let fd = |i: usize| args[i] as i32 as i64;
+        match self.fds {
+            FdArgs::None => (-1, -1),
+            FdArgs::First => (fd(0), -1),
+            FdArgs::FromTo { from, to } => (fd(from), fd(to)),
+        }
+    }
+}
+
+macro_rules! calls {
+    ($( $name:literal => $sys:ident, $role:ident, $fds:expr; )*) => {
+        /// Every call the profiler can trace.
+        pub const ALL: &[Call] = &[
+            $( Call { name: $name, nr: libc::$sys as u32, role: Role::$role, fds: $fds }, )*
+        ];
+    };
+}
+
+calls! {
+    "read" => SYS_read, Receive, FdArgs::First;
+    "readv" => SYS_readv, Receive, FdArgs::First;
+    "pread64" => SYS_pread64, Receive, FdArgs::First;
+    "recvfrom" => SYS_recvfrom, Receive, FdArgs::First;
+    "recvmsg" => SYS_recvmsg, Receive, FdArgs::First;
+    "write" => SYS_write, Send, FdArgs::First;
+    "writev" => SYS_writev, Send, FdArgs::First;
+    "sendto" => SYS_sendto, Send, FdArgs::First;
+    "sendmsg" => SYS_sendmsg, Send, FdArgs::First;
+    "splice" => SYS_splice, Transfer, FdArgs::FromTo { from: 0, to: 2 };
+    "sendfile64" => SYS_sendfile, Transfer, FdArgs::FromTo { from: 1, to: 0 };
+    "select" => SYS_select, Multiplex, FdArgs::None;
+    "poll" => SYS_poll, Multiplex, FdArgs::None;
+    "epoll_wait" => SYS_epoll_wait, Multiplex, FdArgs::First;
+}
+
+/// The calls traced when the user names none.
+pub const DEFAULT: &[&str] = &["read", "recvfrom", "recvmsg", "splice"];
+
+/// The call with this number, if the profiler knows it.
+pub fn by_nr(nr: u32) -> Option<&'static Call> {
+    ALL.iter().find(|c| c.nr == nr)
+}
+
+/// The call with this tracepoint name, if the profiler knows it.
+pub fn by_name(name: &str) -> Option<&'static Call> {
+    ALL.iter().find(|c| c.name == name)
+}
+
+/// A printable name for a call number, known or not.
+pub fn name_of(nr: u32) -> String {
+    by_nr(nr).map_or_else(|| format!("syscall_{nr}"), |c| c.name.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_numbers_are_unique() {
+        for (i, a) in ALL.iter().enumerate() {
+            for b in &ALL[i + 1..] {
+                assert_ne!(a.name, b.name);
+                assert_ne!(a.nr, b.nr, "{} and {}", a.name, b.name);
+            }
+        }
+    }
+
+    #[test]
+    fn defaults_are_known() {
+        for name in DEFAULT {
+            assert!(by_name(name).is_some(), "{name}");
+        }
+        assert_eq!(name_of(libc::SYS_recvfrom as u32), "recvfrom");
+        assert_eq!(name_of(100_000), "syscall_100000");
+    }
+
+    #[test]
+    fn descriptors_follow_the_data() {
+        let splice = by_name("splice").expect("splice");
+        assert_eq!(splice.fds(&[3, 0, 5]), (3, 5));
+        let sendfile = by_name("sendfile64").expect("sendfile64");
+        assert_eq!(sendfile.fds(&[7, 4, 0]), (4, 7));
+        let read = by_name("read").expect("read");
+        assert_eq!(read.fds(&[u32::MAX as u64, 0, 0]), (-1, -1));
+    }
+}

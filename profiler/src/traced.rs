@@ -1,0 +1,75 @@
+//! A traced call as user space sees it: the kernel's record, the call's name and descriptors,
+//! and its stages.
+use probe_common::CallRecord;
+
+use crate::{
+    attribution::{self, StageSource, Stages},
+    fdkind::FdKind,
+    syscalls::{self, Call},
+};
+
+/// One call, decoded and attributed.
+#[derive(Clone, Debug)]
+pub struct TracedCall {
+    /// What the kernel recorded.
+    pub rec: CallRecord,
+    /// The call, when the profiler knows its number.
+    pub call: Option<&'static Call>,
+    /// The descriptor data came from (-1: none).
+    pub fd: i64,
+    /// The descriptor data went to, for calls with two (-1: none).
+    pub fd_out: i64,
+    /// What `fd` refers to.
+    pub fd_kind: FdKind,
+    /// What `fd_out` refers to.
+    pub fd_out_kind: FdKind,
+    /// Where its time went.
+    pub stages: Stages,
+    /// How the stages were found.
+    pub source: StageSource,
+}
+
+impl TracedCall {
+    /// Builds the view of a record; `kind` resolves descriptor kinds.
+    pub fn new(rec: CallRecord, mut kind: impl FnMut(u32, i64) -> FdKind) -> Self {
+        let call = syscalls::by_nr(rec.nr);
+        let (fd, fd_out) = call.map_or((-1, -1), |c| c.fds(&rec.args));
+        Self {
+            call,
+            fd,
+            fd_out,
+            fd_kind: kind(rec.pid, fd),
+            fd_out_kind: if fd_out >= 0 {
+                kind(rec.pid, fd_out)
+            } else {
+                FdKind::Unknown
+            },
+            stages: attribution::stages(&rec),
+            source: attribution::source(&rec),
+            rec,
+        }
+    }
+
+    /// The call's name.
+    pub fn name(&self) -> String {
+        self.call
+            .map_or_else(|| syscalls::name_of(self.rec.nr), |c| c.name.to_string())
+    }
+
+    /// Name and descriptor kinds, as the stage table groups calls: `recvfrom socket`,
+    /// `splice file→pipe`.
+    pub fn label(&self) -> String {
+        if self.fd_out >= 0 {
+            format!(
+                "{} {}→{}",
+                self.name(),
+                self.fd_kind.as_str(),
+                self.fd_out_kind.as_str()
+            )
+        } else if self.fd >= 0 {
+            format!("{} {}", self.name(), self.fd_kind.as_str())
+        } else {
+            self.name()
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Blocking I/O: a paced sender writes fixed-size messages over loopback TCP; the receiver
+//! blocks in `recvfrom(MSG_WAITALL)` until each message is whole.
+use std::{io::Write, os::fd::AsRawFd, time::Duration};
+
+use anyhow::Context as _;
+
+use crate::{
+    clock::{now_ns, sleep_until},
+    net::{recvfrom, tcp_pair},
+    truth::{CallTruth, Truth, gettid},
+};
+
+/// Knobs of a paced message stream.
+#[derive(Clone, Copy, Debug)]
+pub struct Paced {
+    /// Time between two messages.
+    pub interval: Duration,
+    /// Bytes per message.
+    pub size: usize,
+    /// Number of messages.
+    pub count: u64,
+}
+
+impl Paced {
+    /// Rejects knobs that cannot make a stream.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.size > 0, "--size must be at least 1 byte");
+        anyhow::ensure!(self.size <= 64 << 20, "--size must be at most 64 MiB");
+        anyhow::ensure!(self.count > 0, "--count must be at least 1");
+        Ok(())
+    }
+}
+
+/// Starts a thread that sends `p.count` messages of `p.size` bytes, message `i` at
+/// `start + (i + 1) * interval`, then closes the stream.
+pub fn spawn_sender(
+    mut tx: std::net::TcpStream,
+    p: Paced,
+) -> std::thread::JoinHandle<anyhow::Result<()>> {
+    std::thread::spawn(move || {
+        let msg = vec![0x5au8; p.size];
+        let start = now_ns();
+        for i in 0..p.count {
+            sleep_until(start + (i + 1) * p.interval.as_nanos() as u64);
+            tx.write_all(&msg).context("sender: write failed")?;
+        }
+        tx.shutdown(std::net::Shutdown::Write)?;
+        Ok(())
+    })
+}
+
+/// Runs the workload and returns its truth.
+pub fn run(p: Paced) -> anyhow::Result<Truth> {
+    p.validate()?;
+    let (tx, rx) = tcp_pair()?;
+    let fd = rx.as_raw_fd();
+    let tid = gettid();
+    let sender = spawn_sender(tx, p);
+    let mut buf = vec![0u8; p.size];
+    let mut truth = Truth {
+        workload: "blocking".into(),
+        pid: std::process::id(),
+        interval_ns: p.interval.as_nanos() as u64,
+        ..Truth::default()
+    };
+    let t0 = now_ns();
+    for _ in 0..p.count {
+        let mut got = 0;
+        while got < p.size {
+            let before_ns = now_ns();
+            let ret = recvfrom(fd, &mut buf[got..], libc::MSG_WAITALL);
+            let after_ns = now_ns();
+            truth.calls.push(CallTruth {
+                call: "recvfrom".into(),
+                tid,
+                fd,
+                before_ns,
+                after_ns,
+                ret: ret as i64,
+            });
+            if ret < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
+            {
+                continue;
+            }
+            anyhow::ensure!(
+                ret > 0,
+                "receiver: recvfrom returned {ret} before the stream ended"
+            );
+            got += ret as usize;
+        }
+        truth.messages += 1;
+        truth.bytes += got as u64;
+    }
+    truth.wall_ns = now_ns() - t0;
+    sender
+        .join()
+        .map_err(|_| anyhow::anyhow!("sender thread panicked"))??;
+    Ok(truth)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receives_every_message_whole() {
+        let p = Paced {
+            interval: Duration::from_millis(1),
+            size: 70_000,
+            count: 5,
+        };
+        let t = run(p).expect("run");
+        assert_eq!(t.messages, 5);
+        assert_eq!(t.bytes, 350_000);
+        assert!(t.calls.len() >= 5);
+        assert!(
+            t.calls
+                .iter()
+                .all(|c| c.after_ns >= c.before_ns && c.call == "recvfrom")
+        );
+        assert_eq!(
+            t.calls.iter().map(|c| c.ret.max(0) as u64).sum::<u64>(),
+            350_000
+        );
+    }
+
+    #[test]
+    fn bad_knobs_are_refused() {
+        let p = Paced {
+            interval: Duration::from_millis(1),
+            size: 0,
+            count: 5,
+        };
+        assert!(format!("{:#}", run(p).expect_err("error")).contains("--size"));
+    }
+}

@@ -1,0 +1,32 @@
+//! The clock shared with the kernel probes: CLOCK_MONOTONIC in nanoseconds, the clock of
+//! `bpf_ktime_get_ns`, so truth and profiler times compare directly.
+use std::time::Duration;
+
+/// Now, nanoseconds of CLOCK_MONOTONIC.
+pub fn now_ns() -> u64 {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(Duration::from)
+        .unwrap_or_default();
+    t.as_nanos() as u64
+}
+
+/// Sleeps until the monotonic clock reads `deadline_ns` (returns at once if it has passed).
+pub fn sleep_until(deadline_ns: u64) {
+    let now = now_ns();
+    if deadline_ns > now {
+        std::thread::sleep(Duration::from_nanos(deadline_ns - now));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_moves_forward_and_sleeps() {
+        let a = now_ns();
+        sleep_until(a + 2_000_000);
+        let b = now_ns();
+        assert!(b >= a + 2_000_000, "{a} {b}");
+    }
+}

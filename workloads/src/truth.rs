@@ -1,0 +1,69 @@
+//! Ground truth: what a workload did, written as JSON with `--truth FILE`.
+use std::path::Path;
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+/// One system call the workload made and timed itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallTruth {
+    /// The call's name.
+    pub call: String,
+    /// Thread that made it.
+    pub tid: u32,
+    /// Descriptor.
+    pub fd: i32,
+    /// CLOCK_MONOTONIC just before the call, ns.
+    pub before_ns: u64,
+    /// CLOCK_MONOTONIC just after it returned, ns.
+    pub after_ns: u64,
+    /// Its return value.
+    pub ret: i64,
+}
+
+/// What a workload did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Truth {
+    /// The workload's name.
+    pub workload: String,
+    /// Its process id.
+    pub pid: u32,
+    /// Messages (or chunks) the sender sent.
+    pub messages: u64,
+    /// Bytes the receiver received.
+    pub bytes: u64,
+    /// Bytes of the file moved, for file workloads.
+    pub file_bytes: u64,
+    /// Sender's pacing interval, ns (0: unpaced).
+    pub interval_ns: u64,
+    /// Wall time of the transfer, ns.
+    pub wall_ns: u64,
+    /// The calls the workload timed, in order.
+    pub calls: Vec<CallTruth>,
+}
+
+impl Truth {
+    /// The timed calls with this name.
+    pub fn calls_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a CallTruth> + 'a {
+        self.calls.iter().filter(move |c| c.call == name)
+    }
+
+    /// Writes the truth as pretty JSON.
+    pub fn write(&self, path: &Path) -> anyhow::Result<()> {
+        let text = serde_json::to_string_pretty(self)?;
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// Reads a truth file.
+    pub fn read(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a truth file", path.display()))
+    }
+}
+
+/// The calling thread's id.
+pub fn gettid() -> u32 {
+    nix::unistd::gettid().as_raw() as u32
+}

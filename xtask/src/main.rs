@@ -1,0 +1,289 @@
+//! Project tasks: installs the eBPF toolchain where it is missing, builds, runs workloads
+//! under the profiler, and runs every test. Orchestration only.
+mod setup;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+const EXAMPLES: &str = "\
+EXAMPLES:
+  cargo xtask profile splice                               splice a 256 MiB file to a socket, show the stages
+  cargo xtask profile blocking --interval 5ms --count 200 --csv out.csv
+  cargo xtask profile --pid 1234 -d 10s                    trace a running process
+  cargo xtask profile -- curl -s localhost:8080            trace a command
+  cargo xtask test                                         host and root tests";
+
+/// Tasks of the I/O profiler project.
+#[derive(Debug, Parser)]
+#[command(after_help = EXAMPLES)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Install what building the probes needs (nightly rust-src, bpf-linker) and mount tracefs.
+    Setup,
+    /// Set up, then build everything in release.
+    Build,
+    /// Build, then run a workload (or `--pid PID`, or `-- CMD`) under the profiler.
+    ///
+    /// Profiler options (--csv FILE, --ringbuf-size N, --calls LIST, -d/--duration, -v) go to
+    /// the profiler; every other option goes to the workload (--interval, --size, --count,
+    /// --file, --truth). Workloads: see `workloads --help`.
+    #[command(disable_help_flag = true)]
+    Profile {
+        /// WORKLOAD [OPTIONS], --pid PID [OPTIONS], or [OPTIONS] -- CMD ARGS…
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up, build, and run every test: host tests, then the root tests that load the probes.
+    Test,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Setup => setup::ensure().map(|_| ExitCode::SUCCESS),
+        Task::Build => setup::ensure()
+            .and_then(|env| build_release(&env))
+            .map(|_| ExitCode::SUCCESS),
+        Task::Profile { args } => profile(&args),
+        Task::Test => test(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+fn cargo(env: &setup::Env) -> Command {
+    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    c.current_dir(workspace()).env("PATH", &env.path);
+    c
+}
+
+fn run(mut cmd: Command) -> anyhow::Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("failed to start {cmd:?}"))?;
+    anyhow::ensure!(status.success(), "{cmd:?} failed ({status})");
+    Ok(())
+}
+
+fn build_release(env: &setup::Env) -> anyhow::Result<()> {
+    let mut c = cargo(env);
+    c.args([
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "profiler",
+        "-p",
+        "workloads",
+    ]);
+    run(c)
+}
+
+/// Options that belong to the profiler; each takes a value unless listed in `FLAGS`.
+const PROFILER_OPTS: &[&str] = &[
+    "--csv",
+    "--ringbuf-size",
+    "--calls",
+    "-d",
+    "--duration",
+    "-p",
+    "--pid",
+];
+const PROFILER_FLAGS: &[&str] = &["-v", "--verbose"];
+
+/// Splits `profile` arguments into the profiler's and the target's.
+fn split_profile_args(
+    args: &[String],
+) -> anyhow::Result<(Vec<String>, Vec<String>, Option<String>)> {
+    let mut prof = Vec::new();
+    let mut target = Vec::new();
+    let mut workload = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--" {
+            prof.push(a.clone());
+            prof.extend(it.cloned());
+            break;
+        }
+        let (name, inline) = match a.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n, Some(v)),
+            _ => (a.as_str(), None),
+        };
+        if PROFILER_FLAGS.contains(&name) {
+            prof.push(a.clone());
+        } else if PROFILER_OPTS.contains(&name) {
+            prof.push(name.to_string());
+            let v = match inline {
+                Some(v) => v.to_string(),
+                None => it
+                    .next()
+                    .with_context(|| format!("{name} needs a value"))?
+                    .clone(),
+            };
+            prof.push(v);
+        } else if workload.is_none() && !a.starts_with('-') {
+            workload = Some(a.clone());
+        } else {
+            target.push(a.clone());
+        }
+    }
+    Ok((prof, target, workload))
+}
+
+fn profile(args: &[String]) -> anyhow::Result<ExitCode> {
+    if args.iter().any(|a| a == "-h" || a == "--help") && !args.iter().any(|a| a == "--") {
+        println!(
+            "Usage: cargo xtask profile WORKLOAD [OPTIONS]\n       cargo xtask profile --pid PID [OPTIONS]\n       cargo xtask profile [OPTIONS] -- CMD ARGS…\n\nWorkloads: {}\n\n{EXAMPLES}",
+            workloads::NAMES.join(", ")
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (prof, target, workload) = split_profile_args(args)?;
+    let has_target = prof.iter().any(|a| a == "--" || a == "-p" || a == "--pid");
+    if let Some(w) = &workload {
+        anyhow::ensure!(
+            workloads::NAMES.contains(&w.as_str()),
+            "unknown workload `{w}`; workloads: {}",
+            workloads::NAMES.join(", ")
+        );
+        anyhow::ensure!(
+            !has_target,
+            "give a workload, or --pid, or -- CMD: not several"
+        );
+    } else {
+        anyhow::ensure!(
+            has_target,
+            "say what to profile: a workload ({}), --pid PID, or -- CMD ARGS…",
+            workloads::NAMES.join(", ")
+        );
+        anyhow::ensure!(
+            target.is_empty(),
+            "unexpected arguments: {}",
+            target.join(" ")
+        );
+    }
+    let env = setup::ensure()?;
+    build_release(&env)?;
+    let bin = workspace().join("target/release");
+    let mut cmd = Command::new(bin.join("profiler"));
+    match workload {
+        Some(w) => {
+            cmd.args(&prof)
+                .arg("--")
+                .arg(bin.join("workloads"))
+                .arg(w)
+                .args(&target);
+        }
+        None => {
+            cmd.args(&prof);
+        }
+    }
+    let status = cmd.status().context("failed to start the profiler")?;
+    Ok(ExitCode::from(
+        status.code().unwrap_or(1).clamp(0, 255) as u8
+    ))
+}
+
+fn test() -> anyhow::Result<ExitCode> {
+    let env = setup::ensure()?;
+    anyhow::ensure!(
+        nix_is_root(),
+        "the root tests load kernel probes: run `cargo xtask test` as root (sudo -E cargo xtask test)"
+    );
+    eprintln!("xtask: building the workspace");
+    let mut c = cargo(&env);
+    c.args(["build"]);
+    run(c)?;
+    eprintln!("xtask: host tests");
+    let mut c = cargo(&env);
+    c.args(["test"]);
+    run(c)?;
+    eprintln!("xtask: root tests (real probes, one at a time)");
+    let mut c = cargo(&env);
+    c.args([
+        "test",
+        "-p",
+        "profiler",
+        "--features",
+        "root-tests",
+        "--test",
+        "root",
+        "--",
+        "--test-threads=1",
+    ]);
+    run(c)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .map(|v| v.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn profile_args_split_between_profiler_and_workload() {
+        let (p, t, w) = split_profile_args(&s(&[
+            "blocking",
+            "--interval",
+            "5ms",
+            "--csv",
+            "o.csv",
+            "--count=3",
+            "-v",
+        ]))
+        .expect("split");
+        assert_eq!(w.as_deref(), Some("blocking"));
+        assert_eq!(p, s(&["--csv", "o.csv", "-v"]));
+        assert_eq!(t, s(&["--interval", "5ms", "--count=3"]));
+    }
+
+    #[test]
+    fn command_after_dashes_goes_to_the_profiler() {
+        let (p, t, w) =
+            split_profile_args(&s(&["--csv=x.csv", "--", "cat", "--x"])).expect("split");
+        assert_eq!(w, None);
+        assert!(t.is_empty());
+        assert_eq!(p, s(&["--csv", "x.csv", "--", "cat", "--x"]));
+    }
+
+    #[test]
+    fn a_profiler_option_without_value_is_an_error() {
+        assert!(split_profile_args(&s(&["splice", "--csv"])).is_err());
+    }
+}
