@@ -8,6 +8,11 @@
 pub enum RecordKind {
     /// A traced system call that has returned: a [`CallRecord`].
     Call = 1,
+    /// A signal generated for or delivered to a traced process: a [`SignalRecord`].
+    Signal = 2,
+    /// A copy of socket data to user memory by a traced thread outside any traced call (an
+    /// io_uring worker, task work): a [`CopyRecord`].
+    Copy = 3,
 }
 
 impl RecordKind {
@@ -15,6 +20,8 @@ impl RecordKind {
     pub fn from_u32(v: u32) -> Option<Self> {
         match v {
             1 => Some(Self::Call),
+            2 => Some(Self::Signal),
+            3 => Some(Self::Copy),
             _ => None,
         }
     }
@@ -61,6 +68,58 @@ pub struct CallRecord {
     pub wait_runq_ns: u64,
 }
 
+/// What happened to a signal.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignalEvent {
+    /// Sent (`signal:signal_generate`), in the sender's context.
+    Generate = 1,
+    /// Delivered to a handler or default action (`signal:signal_deliver`), in the receiver.
+    Deliver = 2,
+}
+
+/// A signal event of a traced process.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SignalRecord {
+    /// [`RecordKind::Signal`] as `u32`.
+    pub kind: u32,
+    /// [`SignalEvent`] as `u32`.
+    pub event: u32,
+    /// Process (tgid) of the receiver for a delivery; for a generation, the traced process
+    /// the target thread belongs to when known, else the target thread id.
+    pub pid: u32,
+    /// Thread that received it (delivery) or the target thread (generation).
+    pub tid: u32,
+    /// Signal number.
+    pub sig: i32,
+    /// `si_code`.
+    pub code: i32,
+    /// Generation result (0 delivered, 1 ignored, 2 already pending, …); 0 for a delivery.
+    pub result: i32,
+    /// Process (tgid) that was running when the event happened (the sender for a
+    /// generation, 0 in interrupt context is reported as the interrupted task's tgid).
+    pub current_pid: u32,
+    /// Time of the event.
+    pub time_ns: u64,
+}
+
+/// A copy of socket data to a traced process's memory outside any traced call.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CopyRecord {
+    /// [`RecordKind::Copy`] as `u32`.
+    pub kind: u32,
+    /// Process (tgid).
+    pub pid: u32,
+    /// Thread that copied.
+    pub tid: u32,
+    /// Bytes of this copy.
+    pub bytes: u32,
+    /// Time of the copy.
+    pub time_ns: u64,
+}
+
 /// Per-thread state of the call in flight, kept in the kernel between entry and exit.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -89,8 +148,9 @@ pub enum Counter {
     InFlightFull = 2,
 }
 
-/// Number of slots in the `COUNTERS` array.
-pub const COUNTER_SLOTS: u32 = 4;
+/// Number of slots in the `COUNTERS` array. Slots are reserved in ranges of ten per area of
+/// the product; 0-9 belong to the call path.
+pub const COUNTER_SLOTS: u32 = 64;
 
 /// `sched_switch` `prev_state` bits that mean the task went to sleep. A preempted task reports
 /// `TASK_REPORT_MAX` (0x100) or 0, which are not in this mask.
@@ -115,6 +175,10 @@ mod pod {
     unsafe impl aya::Pod for super::CallRecord {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::InFlight {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::SignalRecord {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::CopyRecord {}
 }
 
 #[cfg(test)]
@@ -126,6 +190,8 @@ mod tests {
     fn record_sizes_are_pinned() {
         assert_eq!(size_of::<CallRecord>(), 120);
         assert_eq!(size_of::<InFlight>(), 144);
+        assert_eq!(size_of::<SignalRecord>(), 40);
+        assert_eq!(size_of::<CopyRecord>(), 24);
     }
 
     #[test]
@@ -134,6 +200,9 @@ mod tests {
             RecordKind::from_u32(RecordKind::Call as u32),
             Some(RecordKind::Call)
         );
+        for k in [RecordKind::Signal, RecordKind::Copy] {
+            assert_eq!(RecordKind::from_u32(k as u32), Some(k));
+        }
         assert_eq!(RecordKind::from_u32(0), None);
     }
 }

@@ -5,6 +5,7 @@
 
 mod maps;
 mod sched;
+mod signal;
 mod sock;
 mod syscalls;
 

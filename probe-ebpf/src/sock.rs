@@ -1,7 +1,9 @@
 //! Socket copy markers: the start and size of each copy of socket data to user memory.
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 
-use crate::maps::{current_ids, field, in_flight, now};
+use probe_common::{CopyRecord, Counter, RecordKind};
+
+use crate::maps::{EVENTS, count, current_ids, field, in_flight, is_traced, now};
 
 // skb/skb_copy_datagram_iovec/format:
 //   field:const void * skbaddr; offset:8;  size:8;
@@ -10,10 +12,27 @@ const COPY_LEN: usize = 16;
 
 #[tracepoint]
 pub fn skb_copy(ctx: TracePointContext) -> u32 {
-    let (_, tid) = current_ids();
-    if let Some(s) = in_flight(tid) {
-        // SAFETY: offset from the skb_copy_datagram_iovec format above.
-        let len = unsafe { field::<i32>(&ctx, COPY_LEN) };
+    let (tgid, tid) = current_ids();
+    // SAFETY: offset from the skb_copy_datagram_iovec format above.
+    let len = unsafe { field::<i32>(&ctx, COPY_LEN) };
+    let Some(s) = in_flight(tid) else {
+        // A copy outside any traced call (an io_uring worker, task work): report it alone.
+        if is_traced(tgid) {
+            let rec = CopyRecord {
+                kind: RecordKind::Copy as u32,
+                pid: tgid,
+                tid,
+                bytes: len.max(0) as u32,
+                time_ns: now(),
+            };
+            match EVENTS.output::<CopyRecord>(&rec, 0) {
+                Ok(()) => count(Counter::Sent),
+                Err(_) => count(Counter::Lost),
+            }
+        }
+        return 0;
+    };
+    {
         if s.rec.first_copy_ns == 0 {
             s.rec.first_copy_ns = now();
             s.rec.wait_blocked_ns = s.rec.blocked_ns;

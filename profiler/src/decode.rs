@@ -1,7 +1,7 @@
 //! Decoding of raw ring-buffer records into typed records.
 use std::mem::size_of;
 
-use probe_common::{CallRecord, RecordKind};
+use probe_common::{CallRecord, CopyRecord, RecordKind, SignalRecord};
 
 /// Why a record could not be decoded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -24,6 +24,24 @@ pub enum DecodeError {
 pub enum Record {
     /// A finished call.
     Call(CallRecord),
+    /// A signal sent or delivered.
+    Signal(SignalRecord),
+    /// A socket copy outside any traced call.
+    Copy(CopyRecord),
+}
+
+/// Reads a plain record of type `T` from the start of `bytes`.
+fn read<T: Copy>(bytes: &[u8]) -> Result<T, DecodeError> {
+    let need = size_of::<T>();
+    if bytes.len() < need {
+        return Err(DecodeError::Short {
+            got: bytes.len(),
+            need,
+        });
+    }
+    // SAFETY: callers use this only for `#[repr(C)]` records of plain integers, valid for any
+    // bits; the slice holds at least the record's size; `read_unaligned` needs no alignment.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) })
 }
 
 /// Decodes one ring-buffer record.
@@ -38,20 +56,9 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
             })?;
     let kind = u32::from_ne_bytes(head);
     match RecordKind::from_u32(kind) {
-        Some(RecordKind::Call) => {
-            let need = size_of::<CallRecord>();
-            if bytes.len() < need {
-                return Err(DecodeError::Short {
-                    got: bytes.len(),
-                    need,
-                });
-            }
-            // SAFETY: `CallRecord` is plain integers, valid for any bits, and the slice holds at
-            // least its size; `read_unaligned` needs no alignment.
-            Ok(Record::Call(unsafe {
-                std::ptr::read_unaligned(bytes.as_ptr().cast())
-            }))
-        }
+        Some(RecordKind::Call) => read(bytes).map(Record::Call),
+        Some(RecordKind::Signal) => read(bytes).map(Record::Signal),
+        Some(RecordKind::Copy) => read(bytes).map(Record::Copy),
         None => Err(DecodeError::UnknownKind(kind)),
     }
 }
@@ -60,15 +67,9 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
 mod tests {
     use super::*;
 
-    fn bytes_of(r: &CallRecord) -> Vec<u8> {
+    fn bytes_of<T>(r: &T) -> Vec<u8> {
         // SAFETY: reading a plain record's bytes.
-        unsafe {
-            std::slice::from_raw_parts(
-                (r as *const CallRecord).cast::<u8>(),
-                size_of::<CallRecord>(),
-            )
-        }
-        .to_vec()
+        unsafe { std::slice::from_raw_parts((r as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
     }
 
     #[test]
@@ -81,6 +82,18 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(decode(&bytes_of(&r)), Ok(Record::Call(r)));
+        let s = SignalRecord {
+            kind: RecordKind::Signal as u32,
+            sig: 29,
+            ..Default::default()
+        };
+        assert_eq!(decode(&bytes_of(&s)), Ok(Record::Signal(s)));
+        let c = CopyRecord {
+            kind: RecordKind::Copy as u32,
+            bytes: 5,
+            ..Default::default()
+        };
+        assert_eq!(decode(&bytes_of(&c)), Ok(Record::Copy(c)));
     }
 
     #[test]

@@ -152,6 +152,18 @@ impl Probes {
                 "skb_copy_datagram_iovec",
                 "socket reads are not split at the copy start",
             ),
+            (
+                "signal_generate",
+                "signal",
+                "signal_generate",
+                "signals sent to the target are not seen",
+            ),
+            (
+                "signal_deliver",
+                "signal",
+                "signal_deliver",
+                "signal deliveries are not seen",
+            ),
         ] {
             let tp = tracepoint(&mut ebpf, prog)?;
             let error = tp.attach(category, name).err().map(|e| format!("{e:#}"));

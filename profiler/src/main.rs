@@ -137,6 +137,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             String::new()
         }
     );
+    if !result.events.is_empty() {
+        let signals = result
+            .events
+            .iter()
+            .filter(|e| matches!(e, profiler::decode::Record::Signal(_)))
+            .count();
+        let copies = result.events.len() - signals;
+        let _ = writeln!(
+            out,
+            "other events: {signals} signal events, {copies} copies outside traced calls"
+        );
+    }
     if result.lost > 0 {
         let _ = writeln!(
             out,

@@ -45,6 +45,8 @@ pub enum EndReason {
 pub struct RunResult {
     /// Every call seen, in arrival order.
     pub calls: Vec<TracedCall>,
+    /// Other events (signals, copies outside calls), in arrival order.
+    pub events: Vec<Record>,
     /// Hooks tried.
     pub hooks: Vec<Hook>,
     /// Records the kernel sent.
@@ -165,11 +167,10 @@ pub fn run(
 
     let started = Instant::now();
     let mut kinds = FdKinds::default();
-    let mut calls = Vec::new();
-    let mut undecodable = 0;
+    let mut sink = Sink::default();
     let end = loop {
         wait_readable(&events, Duration::from_millis(100));
-        drain(&mut events, &mut kinds, &mut calls, &mut undecodable);
+        sink.drain(&mut events, &mut kinds);
         if STOP.load(Ordering::SeqCst) {
             break EndReason::Interrupted;
         }
@@ -187,16 +188,17 @@ pub fn run(
     };
     let wall = started.elapsed();
     // Records of calls that ended just before the end are in the buffer now.
-    drain(&mut events, &mut kinds, &mut calls, &mut undecodable);
+    sink.drain(&mut events, &mut kinds);
     if let Some(c) = child.as_mut() {
         finish_child(c, end);
     }
     Ok(RunResult {
-        calls,
+        calls: sink.calls,
+        events: sink.events,
         hooks: probes.hooks.clone(),
         sent: probes.counter(Counter::Sent)?,
         lost: probes.counter(Counter::Lost)?,
-        undecodable,
+        undecodable: sink.undecodable,
         end,
         wall,
         pids,
@@ -230,18 +232,24 @@ fn wait_readable(events: &RingBuf<MapData>, timeout: Duration) {
     unsafe { libc::poll(fds.as_mut_ptr(), 1, timeout.as_millis() as libc::c_int) };
 }
 
-fn drain(
-    events: &mut RingBuf<MapData>,
-    kinds: &mut FdKinds,
-    calls: &mut Vec<TracedCall>,
-    undecodable: &mut u64,
-) {
-    while let Some(item) = events.next() {
-        match decode::decode(&item) {
-            Ok(Record::Call(rec)) => {
-                calls.push(TracedCall::new(rec, |pid, fd| kinds.resolve(pid, fd)))
+/// Where decoded records go during a run.
+#[derive(Default)]
+struct Sink {
+    calls: Vec<TracedCall>,
+    events: Vec<Record>,
+    undecodable: u64,
+}
+
+impl Sink {
+    fn drain(&mut self, ring: &mut RingBuf<MapData>, kinds: &mut FdKinds) {
+        while let Some(item) = ring.next() {
+            match decode::decode(&item) {
+                Ok(Record::Call(rec)) => self
+                    .calls
+                    .push(TracedCall::new(rec, |pid, fd| kinds.resolve(pid, fd))),
+                Ok(other) => self.events.push(other),
+                Err(_) => self.undecodable += 1,
             }
-            Err(_) => *undecodable += 1,
         }
     }
 }

@@ -207,3 +207,32 @@ fn unprivileged_run_names_what_is_missing() {
         "{err}"
     );
 }
+
+#[test]
+fn signals_sent_to_the_target_are_recorded() {
+    use probe_common::SignalEvent;
+    use profiler::{decode::Record, loader::LoadOptions, session};
+    assert_root();
+    let opts = session::RunOptions {
+        target: session::Target::Command(vec![
+            "sh".into(),
+            "-c".into(),
+            "trap 'echo got' USR1; kill -USR1 $$; kill -USR1 $$".into(),
+        ]),
+        load: LoadOptions {
+            calls: vec![profiler::syscalls::by_name("read").expect("read")],
+            ..LoadOptions::default()
+        },
+        duration: Some(std::time::Duration::from_secs(20)),
+    };
+    let r = session::run(&opts, |_, _| {}).expect("run");
+    let pid = r.pids[0];
+    let count = |ev: SignalEvent| {
+        r.events
+            .iter()
+            .filter(|e| matches!(e, Record::Signal(s) if s.sig == libc::SIGUSR1 && s.pid == pid && s.event == ev as u32))
+            .count()
+    };
+    assert_eq!(count(SignalEvent::Generate), 2, "{:?}", r.events);
+    assert_eq!(count(SignalEvent::Deliver), 2, "{:?}", r.events);
+}
