@@ -9,6 +9,7 @@ pub mod attribution;
 pub mod decode;
 pub mod export;
 pub mod fdkind;
+pub mod html_report;
 pub mod launch;
 pub mod loader;
 pub mod privilege;
