@@ -243,6 +243,8 @@ fn test() -> anyhow::Result<ExitCode> {
         "root-tests",
         "--test",
         "root",
+        "--test",
+        "root_exports",
         "--",
         "--test-threads=1",
     ]);
