@@ -2,6 +2,8 @@
 //! (per-call CSV, ground truth) and writes one self-contained page with SVG charts and tables.
 pub mod charts;
 
+use charts::Layout;
+
 use std::{
     collections::BTreeMap,
     fmt::Write as _,
@@ -172,12 +174,13 @@ pub fn render(runs: &[Run], kernel: &str) -> anyhow::Result<String> {
     } else {
         let names: Vec<String> = models.iter().map(|r| r.name.clone()).collect();
         let values: Vec<Vec<f64>> = models.iter().map(|r| r.stages_per_message_us()).collect();
-        h.push_str(&charts::stacked_bars(
+        h.push_str(&charts::bar_chart(
             "Time per message inside traced calls, by stage",
             "µs per message",
             &names,
             &["wait: asleep", "wait: run queue", "wait: on CPU", "copy"],
             &values,
+            Layout::Stacked,
         )?);
         h.push_str(
             "<p class=\"note\">Sum over every traced call of the workload (receives, and polls or \
@@ -199,7 +202,7 @@ pub fn render(runs: &[Run], kernel: &str) -> anyhow::Result<String> {
     } else {
         let names: Vec<String> = methods.iter().map(|r| r.name.clone()).collect();
         h.push_str("<div class=\"charts\">");
-        h.push_str(&charts::grouped_bars(
+        h.push_str(&charts::bar_chart(
             "Throughput",
             "GiB/s (workload wall time)",
             &names,
@@ -208,8 +211,9 @@ pub fn render(runs: &[Run], kernel: &str) -> anyhow::Result<String> {
                 .iter()
                 .map(|r| vec![r.gib_per_s()])
                 .collect::<Vec<_>>(),
+            Layout::Grouped,
         )?);
-        h.push_str(&charts::grouped_bars(
+        h.push_str(&charts::bar_chart(
             "CPU per GiB moved",
             "ms of CPU per GiB",
             &names,
@@ -221,6 +225,7 @@ pub fn render(runs: &[Run], kernel: &str) -> anyhow::Result<String> {
                 .iter()
                 .map(|r| vec![r.call_cpu_ms_per_gib(), r.process_cpu_ms_per_gib()])
                 .collect::<Vec<_>>(),
+            Layout::Grouped,
         )?);
         h.push_str("</div>\n<table><tr><th>method</th><th>bytes</th><th>wall</th><th>GiB/s</th>\
             <th>CPU in traced calls, ms/GiB</th><th>process user CPU, ms/GiB</th><th>process system CPU, ms/GiB</th></tr>\n");

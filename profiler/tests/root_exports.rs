@@ -45,6 +45,27 @@ fn workloads_bin() -> PathBuf {
     bin
 }
 
+/// Reads a CSV into its record type, after checking that no cell is empty.
+fn read_csv<T: serde::de::DeserializeOwned>(path: &Path) -> Vec<T> {
+    let mut rdr = csv::Reader::from_path(path).expect("open csv");
+    let header = rdr.headers().expect("header").clone();
+    for rec in rdr.records() {
+        let rec = rec.expect("record");
+        for (name, cell) in header.iter().zip(rec.iter()) {
+            assert!(
+                !cell.is_empty(),
+                "empty `{name}` in {}: {rec:?}",
+                path.display()
+            );
+        }
+    }
+    csv::Reader::from_path(path)
+        .expect("open csv")
+        .deserialize()
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("{} does not read back: {e}", path.display()))
+}
+
 fn run_ok(cmd: &mut Command) -> std::process::Output {
     let out = cmd.output().expect("run profiler");
     assert!(
@@ -94,16 +115,7 @@ fn every_export_of_a_run_reads_back_with_its_units() {
     let truth = Truth::read(&truth).expect("truth");
 
     // Per-call CSV: every cell filled, rows read into CallRow.
-    let mut rdr = csv::Reader::from_path(&csv).expect("csv");
-    for rec in rdr.records() {
-        let rec = rec.expect("record");
-        assert!(rec.iter().all(|c| !c.is_empty()), "empty cell: {rec:?}");
-    }
-    let rows: Vec<CallRow> = csv::Reader::from_path(&csv)
-        .expect("csv")
-        .deserialize()
-        .collect::<Result<_, _>>()
-        .expect("rows");
+    let rows: Vec<CallRow> = read_csv(&csv);
     let recv: Vec<&CallRow> = rows.iter().filter(|r| r.call == "recvfrom").collect();
     let truth_recv: Vec<_> = truth.calls_named("recvfrom").collect();
     assert_eq!(recv.len(), truth_recv.len());
@@ -124,16 +136,7 @@ fn every_export_of_a_run_reads_back_with_its_units() {
     assert_eq!(from_json, rows);
 
     // Summary CSV: every cell filled, every stage of every group, sums agree with the rows.
-    let mut rdr = csv::Reader::from_path(&sum).expect("summary");
-    for rec in rdr.records() {
-        let rec = rec.expect("record");
-        assert!(rec.iter().all(|c| !c.is_empty()), "empty cell: {rec:?}");
-    }
-    let summary: Vec<SummaryRow> = csv::Reader::from_path(&sum)
-        .expect("summary")
-        .deserialize()
-        .collect::<Result<_, _>>()
-        .expect("summary rows");
+    let summary: Vec<SummaryRow> = read_csv(&sum);
     assert_eq!(summary.len() % STAGES.len(), 0);
     let wait = summary
         .iter()
@@ -201,21 +204,25 @@ fn signals_are_instants_on_their_thread_in_the_trace() {
     let _ = std::fs::remove_dir_all(d);
 }
 
+/// The profiler writing JSON lines to stdout for a blocking run of `count` messages.
+fn json_to_stdout(count: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_profiler"));
+    c.args(["--json", "-", "--"]).arg(workloads_bin()).args([
+        "blocking",
+        "--interval",
+        "1ms",
+        "--size",
+        "4096",
+        "--count",
+        count,
+    ]);
+    c
+}
+
 #[test]
 fn a_closed_pipe_on_stdout_is_not_an_error() {
     assert_root();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_profiler"))
-        .args(["--json", "-", "--"])
-        .arg(workloads_bin())
-        .args([
-            "blocking",
-            "--interval",
-            "1ms",
-            "--size",
-            "4096",
-            "--count",
-            "400",
-        ])
+    let mut child = json_to_stdout("400")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -233,20 +240,7 @@ fn a_closed_pipe_on_stdout_is_not_an_error() {
 #[test]
 fn json_on_stdout_is_one_call_per_line() {
     assert_root();
-    let out = run_ok(
-        Command::new(env!("CARGO_BIN_EXE_profiler"))
-            .args(["--json", "-", "--"])
-            .arg(workloads_bin())
-            .args([
-                "blocking",
-                "--interval",
-                "1ms",
-                "--size",
-                "4096",
-                "--count",
-                "20",
-            ]),
-    );
+    let out = run_ok(&mut json_to_stdout("20"));
     let text = String::from_utf8(out.stdout).expect("utf8");
     let rows: Vec<CallRow> = text
         .lines()

@@ -7,8 +7,11 @@ use serde::{Deserialize, Serialize};
 use super::CallRow;
 use crate::attribution::Distribution;
 
+/// How a stage's time is read from a call row.
+pub type StageOf = fn(&CallRow) -> u64;
+
 /// The stages of the summary, in order, with how each is read from a call row.
-pub const STAGES: &[(&str, fn(&CallRow) -> u64)] = &[
+pub const STAGES: &[(&str, StageOf)] = &[
     ("total", |r| r.total_ns),
     ("wait", |r| r.wait_ns),
     ("wait_blocked", |r| r.wait_blocked_ns),

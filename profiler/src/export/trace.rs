@@ -342,22 +342,20 @@ mod tests {
     #[test]
     fn a_stage_outside_its_call_is_caught() {
         let rows = sample_rows();
-        let mut t = build(&rows, &[]);
-        let stage = t
-            .trace_events
-            .iter_mut()
-            .find(|e| e.cat == "stage")
-            .expect("stage");
-        stage.ts -= 0.001;
-        assert!(check_nesting(&t).is_err());
-        let mut t = build(&rows, &[]);
-        let stage = t
-            .trace_events
-            .iter_mut()
-            .find(|e| e.cat == "stage")
-            .expect("stage");
-        stage.tid += 1;
-        assert!(check_nesting(&t).unwrap_err().contains("another track"));
+        let moved = |f: fn(&mut TraceEvent)| {
+            let mut t = build(&rows, &[]);
+            f(t.trace_events
+                .iter_mut()
+                .find(|e| e.cat == "stage")
+                .expect("stage"));
+            check_nesting(&t)
+        };
+        assert!(moved(|e| e.ts -= 0.001).is_err());
+        assert!(
+            moved(|e| e.tid += 1)
+                .expect_err("caught")
+                .contains("another track")
+        );
     }
 
     #[test]

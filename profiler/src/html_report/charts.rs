@@ -51,20 +51,33 @@ fn top(values: impl Iterator<Item = f64>) -> f64 {
     if m > 0.0 { m * 1.45 } else { 1.0 }
 }
 
-/// One bar per name, stacked from `series` (name, colour) with `values[bar][series]`.
-pub fn stacked_bars(
+/// How a bar chart shows its series.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// One bar per name, the series stacked.
+    Stacked,
+    /// The series side by side, each bar with its value above it.
+    Grouped,
+}
+
+/// Bar chart of `values[name][series]`, laid out as `layout` says.
+pub fn bar_chart(
     title: &str,
     y_desc: &str,
     names: &[String],
     series: &[&str],
     values: &[Vec<f64>],
+    layout: Layout,
 ) -> Svg {
     let mut svg = String::new();
     {
-        let width = (220 + 140 * names.len() as u32).clamp(520, 1300);
+        let width = (220 + 150 * names.len() as u32).clamp(520, 1300);
         let root = SVGBackend::with_string(&mut svg, (width, 420)).into_drawing_area();
         root.fill(&WHITE).map_err(draw_err)?;
-        let ymax = top(values.iter().map(|v| v.iter().sum()));
+        let ymax = match layout {
+            Layout::Stacked => top(values.iter().map(|v| v.iter().sum())),
+            Layout::Grouped => top(values.iter().flatten().copied()),
+        };
         let mut chart = ChartBuilder::on(&root)
             .caption(title, (FONT, 20))
             .margin(12)
@@ -82,15 +95,29 @@ pub fn stacked_bars(
             .label_style((FONT, 14))
             .draw()
             .map_err(draw_err)?;
+        // Stacked bars fill 60% of a name's slot; grouped ones share 70% of it.
+        let bar = match layout {
+            Layout::Stacked => SLOT * 3 / 5,
+            Layout::Grouped => SLOT * 7 / 10 / series.len().max(1) as i32,
+        };
         for (s, name) in series.iter().enumerate() {
             let color = PALETTE[s % PALETTE.len()];
+            // Left edge, bottom and top of bar `i` of this series.
+            let place = |i: usize, v: &[f64]| match layout {
+                Layout::Stacked => {
+                    let y0: f64 = v[..s].iter().sum();
+                    (i as i32 * SLOT + SLOT / 5, y0, y0 + v[s])
+                }
+                Layout::Grouped => (i as i32 * SLOT + SLOT * 3 / 20 + s as i32 * bar, 0.0, v[s]),
+            };
+            let width = if layout == Layout::Grouped {
+                bar * 9 / 10
+            } else {
+                bar
+            };
             let bars = values.iter().enumerate().map(|(i, v)| {
-                let y0: f64 = v[..s].iter().sum();
-                let x = i as i32 * SLOT;
-                Rectangle::new(
-                    [(x + SLOT / 5, y0), (x + SLOT * 4 / 5, y0 + v[s])],
-                    color.filled(),
-                )
+                let (x, y0, y1) = place(i, v);
+                Rectangle::new([(x, y0), (x + width, y1)], color.filled())
             });
             chart
                 .draw_series(bars)
@@ -99,96 +126,42 @@ pub fn stacked_bars(
                 .legend(move |(x, y)| {
                     Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled())
                 });
+            if layout == Layout::Grouped {
+                let labels = values.iter().enumerate().map(|(i, v)| {
+                    let (x, _, y1) = place(i, v);
+                    Text::new(
+                        format_value(v[s]),
+                        (x + width / 2, y1),
+                        (FONT, 12)
+                            .into_font()
+                            .color(&BLACK)
+                            .pos(Pos::new(HPos::Center, VPos::Bottom)),
+                    )
+                });
+                chart.draw_series(labels).map_err(draw_err)?;
+            }
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .label_font((FONT, 13))
-            .draw()
-            .map_err(draw_err)?;
+        if series.len() > 1 {
+            legend(&mut chart, SeriesLabelPosition::UpperRight)?;
+        }
         root.present().map_err(draw_err)?;
     }
     Ok(svg)
 }
 
-/// Bars grouped per name: one bar per series side by side, `values[name][series]`, each with
-/// its value above it.
-pub fn grouped_bars(
-    title: &str,
-    y_desc: &str,
-    names: &[String],
-    series: &[&str],
-    values: &[Vec<f64>],
-) -> Svg {
-    let mut svg = String::new();
-    {
-        let width = (220 + 160 * names.len() as u32).clamp(520, 1300);
-        let root = SVGBackend::with_string(&mut svg, (width, 420)).into_drawing_area();
-        root.fill(&WHITE).map_err(draw_err)?;
-        let ymax = top(values.iter().flatten().copied());
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, (FONT, 20))
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(70)
-            .build_cartesian_2d(slots(names.len()), 0f64..ymax)
-            .map_err(draw_err)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .y_desc(y_desc)
-            .max_light_lines(0)
-            .y_label_formatter(&|v| format_value(*v))
-            .x_label_formatter(&|v| slot_name(names, *v))
-            .label_style((FONT, 14))
-            .draw()
-            .map_err(draw_err)?;
-        // The bars of a name share 70% of its slot.
-        let bar = SLOT * 7 / 10 / series.len().max(1) as i32;
-        for (s, name) in series.iter().enumerate() {
-            let color = PALETTE[s % PALETTE.len()];
-            let left = |i: usize| i as i32 * SLOT + SLOT * 3 / 20 + s as i32 * bar;
-            let bars = values.iter().enumerate().map(|(i, v)| {
-                Rectangle::new(
-                    [(left(i), 0.0), (left(i) + bar * 9 / 10, v[s])],
-                    color.filled(),
-                )
-            });
-            chart
-                .draw_series(bars)
-                .map_err(draw_err)?
-                .label(*name)
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled())
-                });
-            // The value above each bar, centred on it.
-            let labels = values.iter().enumerate().map(|(i, v)| {
-                Text::new(
-                    format_value(v[s]),
-                    (left(i) + bar * 9 / 20, v[s]),
-                    (FONT, 12)
-                        .into_font()
-                        .color(&BLACK)
-                        .pos(Pos::new(HPos::Center, VPos::Bottom)),
-                )
-            });
-            chart.draw_series(labels).map_err(draw_err)?;
-        }
-        if series.len() > 1 {
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK.mix(0.3))
-                .label_font((FONT, 13))
-                .draw()
-                .map_err(draw_err)?;
-        }
-        root.present().map_err(draw_err)?;
-    }
-    Ok(svg)
+/// Draws the legend of a chart's series.
+fn legend<'a, 'b: 'a, X: Ranged, Y: Ranged>(
+    chart: &mut ChartContext<'a, SVGBackend<'b>, Cartesian2d<X, Y>>,
+    position: SeriesLabelPosition,
+) -> anyhow::Result<()> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .label_font((FONT, 13))
+        .draw()
+        .map_err(draw_err)
 }
 
 /// A number for a bar label: three significant digits.
@@ -254,14 +227,7 @@ pub fn latency_cdf(title: &str, series: &[(String, Vec<u64>)]) -> Svg {
                     PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2))
                 });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .label_font((FONT, 13))
-            .draw()
-            .map_err(draw_err)?;
+        legend(&mut chart, SeriesLabelPosition::LowerRight)?;
         root.present().map_err(draw_err)?;
     }
     Ok(svg)
@@ -274,24 +240,26 @@ mod tests {
     #[test]
     fn charts_are_svg_with_their_labels() {
         let names = vec!["blocking".to_string(), "epoll".to_string()];
-        let s = stacked_bars(
+        let s = bar_chart(
             "t",
             "µs",
             &names,
             &["wait", "copy"],
             &[vec![5.0, 1.0], vec![2.0, 1.0]],
+            Layout::Stacked,
         )
         .expect("svg");
         assert!(
             s.starts_with("<svg") && s.contains("blocking") && s.contains("epoll"),
             "{s}"
         );
-        let g = grouped_bars(
+        let g = bar_chart(
             "t",
             "GiB/s",
             &names,
             &["a", "b"],
             &[vec![1.5, 2.0], vec![0.5, 0.0]],
+            Layout::Grouped,
         )
         .expect("svg");
         assert!(g.contains("1.50") && g.contains("blocking"), "{g}");
