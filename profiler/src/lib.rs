@@ -13,6 +13,7 @@ pub mod html_report;
 pub mod launch;
 pub mod loader;
 pub mod privilege;
+pub mod progress;
 pub mod report;
 pub mod session;
 pub mod syscalls;

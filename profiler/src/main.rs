@@ -10,6 +10,7 @@ use profiler::{
     },
     launch::Exit,
     loader::LoadOptions,
+    progress::Progress,
     report,
     session::{self, EndReason, RunOptions, Target},
     syscalls,
@@ -124,6 +125,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         ),
     };
     let verbose = cli.verbose;
+    // A traced command may write to the terminal too: the progress line is for `-p` runs.
+    let mut progress = None;
     let result = session::run(&opts, |hooks, pids| {
         eprintln!(
             "Tracing {what} (pid {})… Ctrl-C to end.",
@@ -142,7 +145,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 opts.load.ringbuf_bytes
             );
         }
+        progress = Some(Progress::start(matches!(target, Target::Pids(_))));
     })?;
+    drop(progress);
 
     // With an export on stdout, the report goes to stderr.
     let mut out: Box<dyn std::io::Write> = if exports.uses_stdout() {
