@@ -21,8 +21,8 @@ EXAMPLES:
   profiler -- ./server --port 8080          start a command and trace it
   profiler -p 1234 -d 10s                   trace a running process for 10 seconds
   profiler -p 1234,5678 --csv calls.csv     two processes, one CSV row per call
-  profiler --trace run.json -- ./client      a Perfetto trace (open it in ui.perfetto.dev)
-  profiler --json - -- ./client | jq .wait_ns   JSON lines on stdout (the report goes to stderr)
+  profiler --trace run.json -- ./client     a Perfetto trace (open it in ui.perfetto.dev)
+  profiler --json - -- ./client | head      JSON lines on stdout, the report on stderr
   profiler --calls read,recvfrom -- cat f   trace only these calls";
 
 /// Splits every I/O call of a process into waiting for data and copying it, with eBPF.
