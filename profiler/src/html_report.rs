@@ -248,7 +248,9 @@ pub fn render(runs: &[Run], kernel: &str) -> anyhow::Result<String> {
              profiler's per-call time on CPU (total − asleep − run queue) summed over the traced \
              calls; <b>whole process</b> is the workload's getrusage (user + system, every thread, \
              the receiver included) over its run. The profiler does not sample CPU outside traced \
-             calls, so the second is the honest total.</p>\n",
+             calls, so the second is the honest total. The kernel splits a process's CPU time \
+             between user and system in proportion to timer-tick samples: their sum is exact, the \
+             split is coarse for short runs.</p>\n",
         );
     }
 
