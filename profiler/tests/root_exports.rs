@@ -80,7 +80,10 @@ fn run_ok(cmd: &mut Command) -> std::process::Output {
 #[test]
 fn every_export_of_a_run_reads_back_with_its_units() {
     assert_root();
-    let d = scratch("all");
+    // Laid out as `cargo xtask report` leaves a run: DIR/WORKLOAD/{calls.csv,truth.json,…}.
+    let top = scratch("all");
+    let d = top.join("blocking");
+    std::fs::create_dir_all(&d).expect("run folder");
     let (csv, sum, json, tr, truth) = (
         d.join("calls.csv"),
         d.join("summary.csv"),
@@ -169,7 +172,20 @@ fn every_export_of_a_run_reads_back_with_its_units() {
         "{stages} stage slices for {} receives",
         recv.len()
     );
-    let _ = std::fs::remove_dir_all(d);
+
+    // The HTML report reads the run back and charts it.
+    let page = profiler::html_report::write_report(&top).expect("report");
+    let html = std::fs::read_to_string(page).expect("page");
+    assert_eq!(
+        html.matches("<svg").count(),
+        2,
+        "the model bar and one latency chart"
+    );
+    assert!(
+        html.contains(&format!("recvfrom socket ({} calls)", recv.len())),
+        "latency line per call kind"
+    );
+    let _ = std::fs::remove_dir_all(top);
 }
 
 #[test]
