@@ -1,5 +1,12 @@
 //! Per-call CSV: one row per traced call. The columns are a stable interface, documented in
-//! the README.
+//! the README. The other exports (summary CSV, JSON lines, trace) live in the submodules and
+//! are all made from the same [`CallRow`]s.
+pub mod exports;
+pub mod json;
+pub mod output;
+pub mod summary;
+pub mod trace;
+
 use std::{fs::File, io::Write, path::Path};
 
 use anyhow::Context as _;
@@ -88,6 +95,11 @@ impl From<&TracedCall> for CallRow {
     }
 }
 
+/// The rows of calls, in order.
+pub fn rows(calls: &[TracedCall]) -> Vec<CallRow> {
+    calls.iter().map(CallRow::from).collect()
+}
+
 /// Opens an output file for writing, so that an unwritable path fails before probes attach.
 pub fn create(path: &Path) -> anyhow::Result<File> {
     File::create(path).with_context(|| format!("cannot write {}", path.display()))
@@ -95,19 +107,112 @@ pub fn create(path: &Path) -> anyhow::Result<File> {
 
 /// Writes the calls as CSV, one row each, with a header.
 pub fn write_csv<W: Write>(out: W, calls: &[TracedCall]) -> anyhow::Result<()> {
+    write_rows_csv(out, &rows(calls))
+}
+
+/// Writes rows as CSV with a header.
+pub fn write_rows_csv<W: Write>(out: W, rows: &[CallRow]) -> anyhow::Result<()> {
     let mut w = csv::Writer::from_writer(out);
-    for c in calls {
-        w.serialize(CallRow::from(c))?;
+    for r in rows {
+        w.serialize(r)?;
     }
     w.flush()?;
     Ok(())
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::fdkind::FdKind;
     use probe_common::CallRecord;
+
+    /// Rows of hand-made calls: two receives split at a copy marker (pid 10, tid 11), a
+    /// splice file→pipe without marker (tid 12), a failed read of another process (pid 20).
+    pub(crate) fn sample_rows() -> Vec<CallRow> {
+        let recv = |start: u64, end: u64, first_copy: u64| CallRecord {
+            pid: 10,
+            tid: 11,
+            nr: libc::SYS_recvfrom as u32,
+            args: [4, 0, 4096],
+            ret: 4096,
+            start_ns: start,
+            end_ns: end,
+            first_copy_ns: first_copy,
+            copy_bytes: 4096,
+            copy_events: 1,
+            switches: 1,
+            ..Default::default()
+        };
+        let mut a = recv(1_000, 6_000, 5_000);
+        (a.blocked_ns, a.runq_ns, a.wait_blocked_ns, a.wait_runq_ns) = (3_500, 300, 3_500, 200);
+        let b = recv(10_000, 17_000, 16_500);
+        let splice = CallRecord {
+            pid: 10,
+            tid: 12,
+            nr: libc::SYS_splice as u32,
+            args: [3, 0, 5],
+            ret: 65536,
+            start_ns: 2_000,
+            end_ns: 9_000,
+            blocked_ns: 2_000,
+            runq_ns: 1_000,
+            ..Default::default()
+        };
+        let read = CallRecord {
+            pid: 20,
+            tid: 20,
+            nr: libc::SYS_read as u32,
+            args: [0, 0, 100],
+            ret: -11,
+            start_ns: 3_000,
+            end_ns: 3_700,
+            ..Default::default()
+        };
+        let calls: Vec<TracedCall> = [a, b, splice, read]
+            .into_iter()
+            .map(|r| {
+                TracedCall::new(r, |_, fd| match fd {
+                    3 => FdKind::File,
+                    4 => FdKind::Socket,
+                    _ => FdKind::Pipe,
+                })
+            })
+            .collect();
+        rows(&calls)
+    }
+
+    #[test]
+    fn no_empty_cell_where_a_value_is_defined() {
+        let mut buf = Vec::new();
+        let rows = sample_rows();
+        write_rows_csv(&mut buf, &rows).expect("write");
+        let mut rdr = csv::Reader::from_reader(buf.as_slice());
+        let header = rdr.headers().expect("header").clone();
+        let mut n = 0;
+        for rec in rdr.records() {
+            let rec = rec.expect("record");
+            for (name, cell) in header.iter().zip(rec.iter()) {
+                assert!(!cell.is_empty(), "empty `{name}` in {rec:?}");
+            }
+            n += 1;
+        }
+        assert_eq!(n, rows.len());
+        let back: Vec<CallRow> = csv::Reader::from_reader(buf.as_slice())
+            .deserialize()
+            .collect::<Result<_, _>>()
+            .expect("read back");
+        assert_eq!(back, rows);
+        // Units as documented: stage times in ns add up for marker calls, bytes are `ret`.
+        assert_eq!(
+            (back[0].wait_ns, back[0].copy_ns, back[0].total_ns),
+            (4_000, 1_000, 5_000)
+        );
+        assert_eq!(
+            (back[0].wait_oncpu_ns, back[3].bytes, back[3].ret),
+            (300, 0, -11)
+        );
+        assert_eq!(back[3].fd_out_kind, "none");
+    }
 
     #[test]
     fn rows_read_back_with_the_documented_header() {

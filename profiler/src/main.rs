@@ -4,9 +4,13 @@ use std::{io::Write as _, path::PathBuf, process::ExitCode, time::Duration};
 use anyhow::Context as _;
 use clap::Parser;
 use profiler::{
-    export,
+    export::{
+        self,
+        exports::{Exports, Format},
+    },
     launch::Exit,
     loader::LoadOptions,
+    progress::Progress,
     report,
     session::{self, EndReason, RunOptions, Target},
     syscalls,
@@ -17,6 +21,8 @@ EXAMPLES:
   profiler -- ./server --port 8080          start a command and trace it
   profiler -p 1234 -d 10s                   trace a running process for 10 seconds
   profiler -p 1234,5678 --csv calls.csv     two processes, one CSV row per call
+  profiler --trace run.json -- ./client     a Perfetto trace (open it in ui.perfetto.dev)
+  profiler --json - -- ./client | head      JSON lines on stdout, the report on stderr
   profiler --calls read,recvfrom -- cat f   trace only these calls";
 
 /// Splits every I/O call of a process into waiting for data and copying it, with eBPF.
@@ -35,9 +41,21 @@ struct Cli {
     #[arg(long, value_delimiter = ',', default_values_t = syscalls::DEFAULT.iter().map(|s| s.to_string()))]
     calls: Vec<String>,
 
-    /// Write one CSV row per call to FILE (columns in the README).
+    /// Write one CSV row per call to FILE (columns in the README; `-`: stdout).
     #[arg(long, value_name = "FILE")]
     csv: Option<PathBuf>,
+
+    /// Write one CSV row per process × call kind × stage to FILE (`-`: stdout).
+    #[arg(long, value_name = "FILE")]
+    summary_csv: Option<PathBuf>,
+
+    /// Write one JSON object per call, one a line, to FILE (`-`: stdout).
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+
+    /// Write a Chrome trace event file for Perfetto to FILE (`-`: stdout).
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
 
     /// Size of the kernel's call record buffer in bytes (a power of two, at least 4096).
     #[arg(long, value_name = "BYTES", default_value_t = probe_common::DEFAULT_RINGBUF_BYTES)]
@@ -84,7 +102,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         _ => anyhow::bail!("say what to trace: -p PID, or -- COMMAND ARGS… (see --help)"),
     };
     // Outputs are checked before anything is attached.
-    let csv_file = cli.csv.as_deref().map(session::check_output).transpose()?;
+    let exports = Exports::open(&[
+        (Format::Csv, cli.csv.as_ref()),
+        (Format::SummaryCsv, cli.summary_csv.as_ref()),
+        (Format::Json, cli.json.as_ref()),
+        (Format::Trace, cli.trace.as_ref()),
+    ])?;
 
     let opts = RunOptions {
         target: target.clone(),
@@ -102,6 +125,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         ),
     };
     let verbose = cli.verbose;
+    // A traced command may write to the terminal too: the progress line is for `-p` runs.
+    let mut progress = None;
     let result = session::run(&opts, |hooks, pids| {
         eprintln!(
             "Tracing {what} (pid {})… Ctrl-C to end.",
@@ -120,9 +145,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 opts.load.ringbuf_bytes
             );
         }
+        progress = Some(Progress::start(matches!(target, Target::Pids(_))));
     })?;
+    drop(progress);
 
-    let mut out = std::io::stdout().lock();
+    // With an export on stdout, the report goes to stderr.
+    let mut out: Box<dyn std::io::Write> = if exports.uses_stdout() {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(std::io::stdout().lock())
+    };
     let _ = writeln!(out, "\n{}", report::stage_table(&result.calls));
     let _ = writeln!(
         out,
@@ -156,12 +188,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             result.lost
         );
     }
-    if let Some(f) = csv_file {
-        export::write_csv(std::io::BufWriter::new(f), &result.calls)?;
-        if let Some(p) = &cli.csv {
-            let _ = writeln!(out, "wrote {} rows to {}", result.calls.len(), p.display());
-        }
-    }
+    exports.write(&export::rows(&result.calls), &result.events, &mut out)?;
     Ok(match result.end {
         EndReason::CommandExited(Exit::Code(0)) => ExitCode::SUCCESS,
         EndReason::CommandExited(Exit::Code(c)) => {

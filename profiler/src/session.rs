@@ -244,9 +244,11 @@ impl Sink {
     fn drain(&mut self, ring: &mut RingBuf<MapData>, kinds: &mut FdKinds) {
         while let Some(item) = ring.next() {
             match decode::decode(&item) {
-                Ok(Record::Call(rec)) => self
-                    .calls
-                    .push(TracedCall::new(rec, |pid, fd| kinds.resolve(pid, fd))),
+                Ok(Record::Call(rec)) => {
+                    crate::progress::count_call();
+                    self.calls
+                        .push(TracedCall::new(rec, |pid, fd| kinds.resolve(pid, fd)))
+                }
                 Ok(other) => self.events.push(other),
                 Err(_) => self.undecodable += 1,
             }

@@ -10,3 +10,63 @@ pub mod truth;
 
 /// Names of the workloads, as the `workloads` binary and `cargo xtask profile` take them.
 pub const NAMES: &[&str] = &["blocking", "splice"];
+
+/// What a workload shows: one of the five I/O models, or one way of moving a file's bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// An I/O model (blocking, non-blocking, multiplexing, signal-driven, asynchronous): the
+    /// report stacks its wait and copy stages.
+    Model,
+    /// A zero-copy (or copying) method of moving a file: the report compares throughput and
+    /// CPU per GiB.
+    Method,
+}
+
+/// One bundled workload as `cargo xtask report` runs it.
+#[derive(Clone, Copy, Debug)]
+pub struct Entry {
+    /// Name, as in [`NAMES`].
+    pub name: &'static str,
+    /// What it shows.
+    pub kind: Kind,
+    /// Options for a short report run (seconds, not minutes).
+    pub report_args: &'static [&'static str],
+}
+
+/// Every workload with its kind and report options. Add a row for each name in [`NAMES`].
+pub const CATALOG: &[Entry] = &[
+    Entry {
+        name: "blocking",
+        kind: Kind::Model,
+        report_args: &["--interval", "2ms", "--size", "65536", "--count", "200"],
+    },
+    Entry {
+        name: "splice",
+        kind: Kind::Method,
+        report_args: &["--size", "64MiB"],
+    },
+];
+
+/// The catalog row of a workload.
+pub fn entry(name: &str) -> Option<&'static Entry> {
+    CATALOG.iter().find(|e| e.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_workload_has_a_catalog_row_and_back() {
+        for n in NAMES {
+            assert!(entry(n).is_some(), "workload `{n}` has no row in CATALOG");
+        }
+        for e in CATALOG {
+            assert!(
+                NAMES.contains(&e.name),
+                "CATALOG row `{}` is not in NAMES",
+                e.name
+            );
+        }
+    }
+}

@@ -60,6 +60,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let cpu0 = workloads::truth::cpu_ns();
     let (result, truth_path) = match cli.workload {
         Workload::Blocking(a) => (
             blocking::run(blocking::Paced {
@@ -77,6 +78,12 @@ fn main() -> ExitCode {
             a.truth,
         ),
     };
+    let cpu1 = workloads::truth::cpu_ns();
+    let result = result.map(|t| Truth {
+        cpu_user_ns: cpu1.0.saturating_sub(cpu0.0),
+        cpu_sys_ns: cpu1.1.saturating_sub(cpu0.1),
+        ..t
+    });
     match result.and_then(|t| finish(&t, truth_path)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

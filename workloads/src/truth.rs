@@ -40,6 +40,12 @@ pub struct Truth {
     pub wall_ns: u64,
     /// The calls the workload timed, in order.
     pub calls: Vec<CallTruth>,
+    /// CPU time of the whole workload process in user mode during the run, ns (getrusage).
+    #[serde(default)]
+    pub cpu_user_ns: u64,
+    /// CPU time of the whole workload process in the kernel during the run, ns (getrusage).
+    #[serde(default)]
+    pub cpu_sys_ns: u64,
 }
 
 impl Truth {
@@ -66,4 +72,17 @@ impl Truth {
 /// The calling thread's id.
 pub fn gettid() -> u32 {
     nix::unistd::gettid().as_raw() as u32
+}
+
+/// CPU time used so far by this process (all threads), user and system, ns.
+pub fn cpu_ns() -> (u64, u64) {
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: `ru` is a valid, writable rusage; RUSAGE_SELF needs nothing else.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr()) } != 0 {
+        return (0, 0);
+    }
+    // SAFETY: getrusage succeeded and filled the record (it was zeroed before anyway).
+    let ru = unsafe { ru.assume_init() };
+    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
+    (ns(ru.ru_utime), ns(ru.ru_stime))
 }

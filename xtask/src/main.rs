@@ -1,5 +1,6 @@
 //! Project tasks: installs the eBPF toolchain where it is missing, builds, runs workloads
 //! under the profiler, and runs every test. Orchestration only.
+mod report;
 mod setup;
 
 use std::{
@@ -16,7 +17,8 @@ EXAMPLES:
   cargo xtask profile blocking --interval 5ms --count 200 --csv out.csv
   cargo xtask profile --pid 1234 -d 10s                    trace a running process
   cargo xtask profile -- curl -s localhost:8080            trace a command
-  cargo xtask test                                         host and root tests";
+  cargo xtask test                                         host and root tests
+  cargo xtask report --out /tmp/r                          every workload, one HTML page with charts";
 
 /// Tasks of the I/O profiler project.
 #[derive(Debug, Parser)]
@@ -34,7 +36,7 @@ enum Task {
     Build,
     /// Build, then run a workload (or `--pid PID`, or `-- CMD`) under the profiler.
     ///
-    /// Profiler options (--csv FILE, --ringbuf-size N, --calls LIST, -d/--duration, -v) go to
+    /// Profiler options (--csv, --summary-csv, --json, --trace FILE, --ringbuf-size N, --calls LIST, -d, -v) go to
     /// the profiler; every other option goes to the workload (--interval, --size, --count,
     /// --file, --truth). Workloads: see `workloads --help`.
     #[command(disable_help_flag = true)]
@@ -45,6 +47,13 @@ enum Task {
     },
     /// Set up, build, and run every test: host tests, then the root tests that load the probes.
     Test,
+    /// Run every bundled workload under the profiler, write its CSVs, JSON lines and trace,
+    /// and one HTML page with charts (DIR/report.html).
+    Report {
+        /// Folder for the runs and the page (default: target/report).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -56,6 +65,7 @@ fn main() -> ExitCode {
             .map(|_| ExitCode::SUCCESS),
         Task::Profile { args } => profile(&args),
         Task::Test => test(),
+        Task::Report { out } => report::report(out),
     };
     match result {
         Ok(code) => code,
@@ -104,6 +114,9 @@ fn build_release(env: &setup::Env) -> anyhow::Result<()> {
 /// Options that belong to the profiler; each takes a value unless listed in `FLAGS`.
 const PROFILER_OPTS: &[&str] = &[
     "--csv",
+    "--summary-csv",
+    "--json",
+    "--trace",
     "--ringbuf-size",
     "--calls",
     "-d",
@@ -230,6 +243,8 @@ fn test() -> anyhow::Result<ExitCode> {
         "root-tests",
         "--test",
         "root",
+        "--test",
+        "root_exports",
         "--",
         "--test-threads=1",
     ]);
