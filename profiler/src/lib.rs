@@ -13,6 +13,8 @@ pub mod launch;
 pub mod loader;
 pub mod privilege;
 pub mod report;
+pub mod selfcost;
 pub mod session;
+pub mod summary;
 pub mod syscalls;
 pub mod traced;

@@ -61,6 +61,14 @@ pub struct RunResult {
     pub wall: Duration,
     /// The processes traced at the start.
     pub pids: Vec<u32>,
+    /// Summary mode: the kernel's sums per process and call (empty in per-call mode).
+    pub summaries: crate::summary::Summaries,
+    /// Summary mode: calls not summed because the summary map was full.
+    pub summary_full: u64,
+    /// With `self_stats`: each kernel program's runs and run time.
+    pub programs: Option<Vec<crate::selfcost::ProgramStats>>,
+    /// The profiler's own CPU time and peak memory at the end of the run.
+    pub usage: crate::selfcost::OwnUsage,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -202,6 +210,10 @@ pub fn run(
         end,
         wall,
         pids,
+        summaries: probes.summaries()?,
+        summary_full: probes.counter_slot(probe_common::COUNTER_SUMMARY_FULL)?,
+        programs: probes.program_stats()?,
+        usage: crate::selfcost::own_usage(),
     })
 }
 

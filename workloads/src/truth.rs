@@ -40,6 +40,11 @@ pub struct Truth {
     pub wall_ns: u64,
     /// The calls the workload timed, in order.
     pub calls: Vec<CallTruth>,
+    // issue 9:
+    /// Calls of a tight loop, counted but not timed one by one (`eagain`, `getppid`,
+    /// `readloop`).
+    #[serde(default)]
+    pub loop_calls: u64,
 }
 
 impl Truth {
