@@ -184,6 +184,10 @@ pub mod mode {
 /// Counter: calls that found no room in the summary map (their stages are not summed).
 pub const COUNTER_SUMMARY_FULL: u32 = 70;
 
+/// Counter: call records lost because the ring buffer was full (also counted in
+/// [`Counter::Lost`], which counts every kind of record).
+pub const COUNTER_CALLS_LOST: u32 = 71;
+
 /// Buckets of each log2 histogram of the summary: bucket `i` holds values of bit length `i`
 /// (0 in bucket 0, 1 in 1, 2-3 in 2, … ), the last bucket everything longer.
 pub const HIST_BUCKETS: usize = 40;

@@ -42,6 +42,15 @@ pub fn run_mode() -> u32 {
     unsafe { core::ptr::read_volatile(&MODE) }
 }
 
+/// Adds one to a counter slot of this CPU (slots outside [`probe_common::Counter`]).
+#[inline(always)]
+pub fn count_slot(slot: u32) {
+    if let Some(c) = COUNTERS.get_ptr_mut(slot) {
+        // SAFETY: a per-CPU slot is only touched by programs on this CPU, which do not nest.
+        unsafe { *c += 1 };
+    }
+}
+
 /// The submit flag of a call record: wake the reader only when enough is waiting.
 #[inline(always)]
 pub fn wakeup_flag() -> u64 {
@@ -134,10 +143,7 @@ pub fn add(rec: &CallRecord) {
         slot = SUMMARY.get_ptr_mut(&key);
     }
     let Some(p) = slot else {
-        if let Some(c) = COUNTERS.get_ptr_mut(COUNTER_SUMMARY_FULL) {
-            // SAFETY: a per-CPU slot is only touched by programs on this CPU.
-            unsafe { *c += 1 };
-        }
+        count_slot(COUNTER_SUMMARY_FULL);
         return;
     };
     // SAFETY: a per-CPU value is only touched by programs on this CPU, which do not nest.

@@ -1,7 +1,7 @@
 //! System call entry and exit: one program pair, attached by user space to the
 //! `syscalls:sys_enter_*` / `sys_exit_*` tracepoints of every traced call.
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use probe_common::{CallRecord, Counter, InFlight, RecordKind, mode};
+use probe_common::{COUNTER_CALLS_LOST, CallRecord, Counter, InFlight, RecordKind, mode};
 
 use crate::{
     maps::{EVENTS, IN_FLIGHT, count, current_ids, field, in_flight, is_traced, now, thread_slot},
@@ -108,7 +108,10 @@ fn try_call_exit(ctx: &TracePointContext) -> Result<u32, u32> {
                 slot.submit(summary::wakeup_flag());
                 count(Counter::Sent);
             }
-            None => count(Counter::Lost),
+            None => {
+                count(Counter::Lost);
+                summary::count_slot(COUNTER_CALLS_LOST);
+            }
         }
     }
     // The entry stays for the thread's next call; it is no longer in flight.

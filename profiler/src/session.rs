@@ -53,6 +53,8 @@ pub struct RunResult {
     pub sent: u64,
     /// Records lost to a full ring buffer.
     pub lost: u64,
+    /// Of those, call records.
+    pub calls_lost: u64,
     /// Records that could not be decoded.
     pub undecodable: u64,
     /// Why the run ended.
@@ -206,6 +208,7 @@ pub fn run(
         hooks: probes.hooks.clone(),
         sent: probes.counter(Counter::Sent)?,
         lost: probes.counter(Counter::Lost)?,
+        calls_lost: probes.counter_slot(probe_common::COUNTER_CALLS_LOST)?,
         undecodable: sink.undecodable,
         end,
         wall,

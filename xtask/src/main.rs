@@ -222,19 +222,32 @@ fn test() -> anyhow::Result<ExitCode> {
     run(c)?;
     eprintln!("xtask: root tests (real probes, one at a time)");
     let mut c = cargo(&env);
-    c.args([
-        "test",
-        "-p",
-        "profiler",
-        "--features",
-        "root-tests",
-        "--test",
-        "root",
-        "--",
-        "--test-threads=1",
-    ]);
+    c.args(["test", "-p", "profiler", "--features", "root-tests"]);
+    for t in root_test_files()? {
+        c.args(["--test", &t]);
+    }
+    c.args(["--", "--test-threads=1"]);
     run(c)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every root test file: `profiler/tests/root*.rs`, by name without `.rs`.
+fn root_test_files() -> anyhow::Result<Vec<String>> {
+    let dir = workspace().join("profiler/tests");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_prefix("root")
+                .is_some()
+                .then_some(name)
+                .and_then(|n| n.strip_suffix(".rs").map(str::to_string))
+        })
+        .collect();
+    names.sort();
+    anyhow::ensure!(!names.is_empty(), "no root test file in {}", dir.display());
+    Ok(names)
 }
 
 fn nix_is_root() -> bool {
