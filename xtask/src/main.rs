@@ -1,5 +1,6 @@
 //! Project tasks: installs the eBPF toolchain where it is missing, builds, runs workloads
 //! under the profiler, and runs every test. Orchestration only.
+mod bench;
 mod setup;
 
 use std::{
@@ -16,7 +17,8 @@ EXAMPLES:
   cargo xtask profile blocking --interval 5ms --count 200 --csv out.csv
   cargo xtask profile --pid 1234 -d 10s                    trace a running process
   cargo xtask profile -- curl -s localhost:8080            trace a command
-  cargo xtask test                                         host and root tests";
+  cargo xtask test                                         host and root tests
+  cargo xtask bench                                        what tracing costs, written to BENCHMARKS.md";
 
 /// Tasks of the I/O profiler project.
 #[derive(Debug, Parser)]
@@ -45,6 +47,13 @@ enum Task {
     },
     /// Set up, build, and run every test: host tests, then the root tests that load the probes.
     Test,
+    /// Measure what tracing costs (untraced, our modes, bpftrace, perf trace, strace) and
+    /// write BENCHMARKS.md. Installs the other tracers with apt-get when missing.
+    Bench {
+        /// Interleaved rounds of every run.
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -56,6 +65,7 @@ fn main() -> ExitCode {
             .map(|_| ExitCode::SUCCESS),
         Task::Profile { args } => profile(&args),
         Task::Test => test(),
+        Task::Bench { reps } => bench(reps),
     };
     match result {
         Ok(code) => code,
@@ -103,6 +113,7 @@ fn build_release(env: &setup::Env) -> anyhow::Result<()> {
 
 /// Options that belong to the profiler; each takes a value unless listed in `FLAGS`.
 const PROFILER_OPTS: &[&str] = &[
+    "--mode",
     "--csv",
     "--ringbuf-size",
     "--calls",
@@ -111,7 +122,7 @@ const PROFILER_OPTS: &[&str] = &[
     "-p",
     "--pid",
 ];
-const PROFILER_FLAGS: &[&str] = &["-v", "--verbose"];
+const PROFILER_FLAGS: &[&str] = &["-v", "--verbose", "--self-stats"];
 
 /// Splits `profile` arguments into the profiler's and the target's.
 fn split_profile_args(
@@ -204,6 +215,18 @@ fn profile(args: &[String]) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(
         status.code().unwrap_or(1).clamp(0, 255) as u8
     ))
+}
+
+fn bench(reps: usize) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(reps > 0, "--reps must be at least 1");
+    let env = setup::ensure()?;
+    anyhow::ensure!(
+        nix_is_root(),
+        "the benchmark loads kernel probes: run `cargo xtask bench` as root"
+    );
+    build_release(&env)?;
+    bench::run(reps)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn test() -> anyhow::Result<ExitCode> {
