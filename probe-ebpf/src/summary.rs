@@ -51,16 +51,33 @@ pub fn count_slot(slot: u32) {
     }
 }
 
-/// The submit flag of a call record: wake the reader only when enough is waiting.
+/// When this CPU last woke the reader, ns.
+#[map]
+static LAST_WAKE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Least time between two wake-ups of the reader from one CPU below the byte threshold, ns:
+/// the first record after a quiet spell wakes the reader at once (it learns what new
+/// descriptors are while they are open), a stream of records wakes it at most this often.
+const WAKE_EVERY_NS: u64 = 1_000_000;
+
+/// The submit flag of a call record made at `now_ns`: wake the reader when enough is
+/// waiting, or when this CPU has not woken it for a while.
 #[inline(always)]
-pub fn wakeup_flag() -> u64 {
+pub fn wakeup_flag(now_ns: u64) -> u64 {
     // SAFETY: as in [`run_mode`].
     let wake = unsafe { core::ptr::read_volatile(&WAKE_BYTES) };
     if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= wake {
-        BPF_RB_FORCE_WAKEUP as u64
-    } else {
-        BPF_RB_NO_WAKEUP as u64
+        return BPF_RB_FORCE_WAKEUP as u64;
     }
+    if let Some(last) = LAST_WAKE.get_ptr_mut(0) {
+        // SAFETY: a per-CPU slot is only touched by programs on this CPU, which do not nest.
+        let last = unsafe { &mut *last };
+        if now_ns.wrapping_sub(*last) >= WAKE_EVERY_NS {
+            *last = now_ns;
+            return BPF_RB_FORCE_WAKEUP as u64;
+        }
+    }
+    BPF_RB_NO_WAKEUP as u64
 }
 
 /// Stages of one call, as `attribution::stages` computes them.

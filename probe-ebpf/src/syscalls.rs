@@ -44,33 +44,25 @@ fn try_call_enter(ctx: &TracePointContext) -> Result<u32, u32> {
             ],
         )
     };
-    let start_ns = now();
+    let rec = CallRecord {
+        kind: RecordKind::Call as u32,
+        pid: tgid,
+        tid,
+        nr,
+        args,
+        start_ns: now(),
+        ..CallRecord::default()
+    };
     if let Some(s) = thread_slot(tid) {
         // The thread's entry from an earlier call: reuse it in place, no insert.
-        s.rec = CallRecord {
-            kind: RecordKind::Call as u32,
-            pid: tgid,
-            tid,
-            nr,
-            args,
-            start_ns,
-            ..CallRecord::default()
-        };
+        s.rec = rec;
         s.off_ns = 0;
         s.wake_ns = 0;
         s.off_blocked = 0;
         return Ok(0);
     }
     let state = InFlight {
-        rec: CallRecord {
-            kind: RecordKind::Call as u32,
-            pid: tgid,
-            tid,
-            nr,
-            args,
-            start_ns,
-            ..CallRecord::default()
-        },
+        rec,
         ..InFlight::default()
     };
     if IN_FLIGHT.insert(&tid, &state, 0).is_err() {
@@ -105,7 +97,7 @@ fn try_call_exit(ctx: &TracePointContext) -> Result<u32, u32> {
         match EVENTS.reserve::<CallRecord>(0) {
             Some(mut slot) => {
                 slot.write(state.rec);
-                slot.submit(summary::wakeup_flag());
+                slot.submit(summary::wakeup_flag(state.rec.end_ns));
                 count(Counter::Sent);
             }
             None => {

@@ -188,6 +188,18 @@ pub fn run(reps: usize) -> anyhow::Result<()> {
 
 fn loads(b: &Bench) -> Vec<Load> {
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    // Unpaced: the sender sends as fast as the receiver takes.
+    let blocking = |size: &str, count: &str| {
+        s(&[
+            "blocking",
+            "--interval",
+            "0s",
+            "--size",
+            size,
+            "--count",
+            count,
+        ])
+    };
     let file = b.scratch.join("read.bin");
     let file = file.to_string_lossy().into_owned();
     vec![
@@ -200,24 +212,8 @@ fn loads(b: &Bench) -> Vec<Load> {
         },
         Load {
             name: "blocking 64 B messages, unpaced",
-            args: s(&[
-                "blocking",
-                "--interval",
-                "0s",
-                "--size",
-                "64",
-                "--count",
-                "50000",
-            ]),
-            slow_args: s(&[
-                "blocking",
-                "--interval",
-                "0s",
-                "--size",
-                "64",
-                "--count",
-                "5000",
-            ]),
+            args: blocking("64", "50000"),
+            slow_args: blocking("64", "5000"),
             calls: "recvfrom",
             heavy: true,
         },
@@ -234,15 +230,7 @@ fn loads(b: &Bench) -> Vec<Load> {
         },
         Load {
             name: "blocking 64 KiB messages, unpaced",
-            args: s(&[
-                "blocking",
-                "--interval",
-                "0s",
-                "--size",
-                "64KiB",
-                "--count",
-                "2000",
-            ]),
+            args: blocking("64KiB", "2000"),
             slow_args: Vec::new(),
             calls: "recvfrom",
             heavy: false,

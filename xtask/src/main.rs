@@ -51,7 +51,7 @@ enum Task {
     /// write BENCHMARKS.md. Installs the other tracers with apt-get when missing.
     Bench {
         /// Interleaved rounds of every run.
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 4)]
         reps: usize,
     },
 }
