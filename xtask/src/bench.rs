@@ -771,7 +771,7 @@ fn render(
         md,
         "One extra run per workload and mode with `--self-stats` (the kernel's BPF run-time \
          statistics, on for that run only; they add their own clock reads to each run, so the \
-         timed runs above are made without them). Programs that did not run are left out.\n\n\
+         timed runs above are made without them). A call program runs for the traced calls of every process on the machine and returns at once for untraced ones, so its runs can exceed the workload's calls. Programs that did not run are left out.\n\n\
          | workload | mode | program | runs | ns/run |\n|---|---|---|---|---|"
     );
     for (load, v, progs) in programs {
