@@ -150,7 +150,7 @@ pub enum Counter {
 
 /// Number of slots in the `COUNTERS` array. Slots are reserved in ranges of ten per area of
 /// the product; 0-9 belong to the call path.
-pub const COUNTER_SLOTS: u32 = 64;
+pub const COUNTER_SLOTS: u32 = 80;
 
 /// `sched_switch` `prev_state` bits that mean the task went to sleep. A preempted task reports
 /// `TASK_REPORT_MAX` (0x100) or 0, which are not in this mask.
@@ -168,6 +168,110 @@ pub const MAX_IN_FLIGHT: u32 = 16384;
 /// Maximum number of traced processes.
 pub const MAX_TRACED: u32 = 4096;
 
+// issue 9: in-kernel aggregation (summary mode) and the probe's run mode.
+
+/// What the call programs do, set by user space before load (the `MODE` global of the probe).
+/// Bits; 0 is the benchmark floor: the programs are attached and return at once.
+pub mod mode {
+    /// Attached, empty: the programs return at once.
+    pub const FLOOR: u32 = 0;
+    /// One ring-buffer record per call.
+    pub const RECORDS: u32 = 1;
+    /// Per-CPU sums and histograms per process and call, no per-call record.
+    pub const AGGREGATE: u32 = 2;
+}
+
+/// Counter: calls that found no room in the summary map (their stages are not summed).
+pub const COUNTER_SUMMARY_FULL: u32 = 70;
+
+/// Counter: call records lost because the ring buffer was full (also counted in
+/// [`Counter::Lost`], which counts every kind of record).
+pub const COUNTER_CALLS_LOST: u32 = 71;
+
+/// Buckets of each log2 histogram of the summary: bucket `i` holds values of bit length `i`
+/// (0 in bucket 0, 1 in 1, 2-3 in 2, … ), the last bucket everything longer.
+pub const HIST_BUCKETS: usize = 40;
+
+/// Maximum number of (process, call) pairs the summary map holds.
+pub const MAX_SUMMARY_KEYS: u32 = 1024;
+
+/// Key of the summary map: one traced process and one call.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SummaryKey {
+    /// Process id (tgid).
+    pub pid: u32,
+    /// System call number.
+    pub nr: u32,
+}
+
+/// Sums over the calls of one [`SummaryKey`] on one CPU, stages split as the profiler's
+/// attribution rules say. Times in nanoseconds.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallSummary {
+    /// Calls.
+    pub calls: u64,
+    /// Calls that moved data (return value > 0).
+    pub data_calls: u64,
+    /// Calls split at a copy marker.
+    pub marker_calls: u64,
+    /// Bytes moved (sum of positive return values).
+    pub bytes: u64,
+    /// Sum of entry-to-exit times.
+    pub total_ns: u64,
+    /// Sum of wait stages.
+    pub wait_ns: u64,
+    /// Sum of copy stages.
+    pub copy_ns: u64,
+    /// Sum of time asleep.
+    pub blocked_ns: u64,
+    /// Sum of run-queue time.
+    pub runq_ns: u64,
+    /// Sum of the wait stages' time asleep.
+    pub wait_blocked_ns: u64,
+    /// Sum of the wait stages' run-queue time.
+    pub wait_runq_ns: u64,
+    /// log2 histogram of entry-to-exit times.
+    pub hist_total: [u64; HIST_BUCKETS],
+    /// log2 histogram of wait stages.
+    pub hist_wait: [u64; HIST_BUCKETS],
+    /// log2 histogram of copy stages.
+    pub hist_copy: [u64; HIST_BUCKETS],
+}
+
+impl Default for CallSummary {
+    fn default() -> Self {
+        Self {
+            calls: 0,
+            data_calls: 0,
+            marker_calls: 0,
+            bytes: 0,
+            total_ns: 0,
+            wait_ns: 0,
+            copy_ns: 0,
+            blocked_ns: 0,
+            runq_ns: 0,
+            wait_blocked_ns: 0,
+            wait_runq_ns: 0,
+            hist_total: [0; HIST_BUCKETS],
+            hist_wait: [0; HIST_BUCKETS],
+            hist_copy: [0; HIST_BUCKETS],
+        }
+    }
+}
+
+/// The histogram bucket of a value: its bit length, capped at the last bucket.
+#[inline(always)]
+pub fn hist_bucket(v: u64) -> usize {
+    let bits = (u64::BITS - v.leading_zeros()) as usize;
+    if bits >= HIST_BUCKETS {
+        HIST_BUCKETS - 1
+    } else {
+        bits
+    }
+}
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: these are `#[repr(C)]` records of integers with explicit padding: every bit
@@ -179,6 +283,10 @@ mod pod {
     unsafe impl aya::Pod for super::SignalRecord {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::CopyRecord {}
+    // SAFETY: as above (issue 9).
+    unsafe impl aya::Pod for super::SummaryKey {}
+    // SAFETY: as above (issue 9).
+    unsafe impl aya::Pod for super::CallSummary {}
 }
 
 #[cfg(test)]
@@ -192,6 +300,8 @@ mod tests {
         assert_eq!(size_of::<InFlight>(), 144);
         assert_eq!(size_of::<SignalRecord>(), 40);
         assert_eq!(size_of::<CopyRecord>(), 24);
+        assert_eq!(size_of::<SummaryKey>(), 8);
+        assert_eq!(size_of::<CallSummary>(), 88 + 3 * 8 * HIST_BUCKETS);
     }
 
     #[test]
@@ -204,5 +314,15 @@ mod tests {
             assert_eq!(RecordKind::from_u32(k as u32), Some(k));
         }
         assert_eq!(RecordKind::from_u32(0), None);
+    }
+
+    #[test]
+    fn histogram_buckets_are_bit_lengths() {
+        assert_eq!(hist_bucket(0), 0);
+        assert_eq!(hist_bucket(1), 1);
+        assert_eq!(hist_bucket(3), 2);
+        assert_eq!(hist_bucket(4), 3);
+        assert_eq!(hist_bucket(1023), 10);
+        assert_eq!(hist_bucket(u64::MAX), HIST_BUCKETS - 1);
     }
 }

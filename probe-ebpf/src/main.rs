@@ -7,6 +7,7 @@ mod maps;
 mod sched;
 mod signal;
 mod sock;
+mod summary;
 mod syscalls;
 
 #[cfg(not(test))]

@@ -56,10 +56,21 @@ pub fn is_traced(tgid: u32) -> bool {
 }
 
 /// The in-flight call of a thread, if it has one.
+///
+/// A thread's entry stays in [`IN_FLIGHT`] between calls (so that a call costs no map insert
+/// and delete); it is in flight while `rec.start_ns` is not 0.
 #[inline(always)]
 pub fn in_flight(tid: u32) -> Option<&'static mut InFlight> {
     // SAFETY: an entry is written only by its own thread's programs (enter, exit, copy marker,
     // switch-in) or by a wake-up that stores one word; a torn read of that word is harmless.
+    let s = IN_FLIGHT.get_ptr_mut(&tid).map(|p| unsafe { &mut *p })?;
+    if s.rec.start_ns == 0 { None } else { Some(s) }
+}
+
+/// The entry of a thread, in flight or not (the call entry program reuses it).
+#[inline(always)]
+pub fn thread_slot(tid: u32) -> Option<&'static mut InFlight> {
+    // SAFETY: as in [`in_flight`].
     IN_FLIGHT.get_ptr_mut(&tid).map(|p| unsafe { &mut *p })
 }
 

@@ -1,9 +1,12 @@
 //! System call entry and exit: one program pair, attached by user space to the
 //! `syscalls:sys_enter_*` / `sys_exit_*` tracepoints of every traced call.
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use probe_common::{CallRecord, Counter, InFlight, RecordKind};
+use probe_common::{COUNTER_CALLS_LOST, CallRecord, Counter, InFlight, RecordKind, mode};
 
-use crate::maps::{EVENTS, IN_FLIGHT, count, current_ids, field, in_flight, is_traced, now};
+use crate::{
+    maps::{EVENTS, IN_FLIGHT, count, current_ids, field, in_flight, is_traced, now, thread_slot},
+    summary,
+};
 
 // syscalls/sys_enter_*/format:
 //   field:int __syscall_nr; offset:8;  size:4;
@@ -17,6 +20,9 @@ const EXIT_RET: usize = 16;
 
 #[tracepoint]
 pub fn call_enter(ctx: TracePointContext) -> u32 {
+    if summary::run_mode() == mode::FLOOR {
+        return 0;
+    }
     match try_call_enter(&ctx) {
         Ok(v) | Err(v) => v,
     }
@@ -38,16 +44,25 @@ fn try_call_enter(ctx: &TracePointContext) -> Result<u32, u32> {
             ],
         )
     };
+    let rec = CallRecord {
+        kind: RecordKind::Call as u32,
+        pid: tgid,
+        tid,
+        nr,
+        args,
+        start_ns: now(),
+        ..CallRecord::default()
+    };
+    if let Some(s) = thread_slot(tid) {
+        // The thread's entry from an earlier call: reuse it in place, no insert.
+        s.rec = rec;
+        s.off_ns = 0;
+        s.wake_ns = 0;
+        s.off_blocked = 0;
+        return Ok(0);
+    }
     let state = InFlight {
-        rec: CallRecord {
-            kind: RecordKind::Call as u32,
-            pid: tgid,
-            tid,
-            nr,
-            args,
-            start_ns: now(),
-            ..CallRecord::default()
-        },
+        rec,
         ..InFlight::default()
     };
     if IN_FLIGHT.insert(&tid, &state, 0).is_err() {
@@ -58,6 +73,9 @@ fn try_call_enter(ctx: &TracePointContext) -> Result<u32, u32> {
 
 #[tracepoint]
 pub fn call_exit(ctx: TracePointContext) -> u32 {
+    if summary::run_mode() == mode::FLOOR {
+        return 0;
+    }
     match try_call_exit(&ctx) {
         Ok(v) | Err(v) => v,
     }
@@ -68,18 +86,27 @@ fn try_call_exit(ctx: &TracePointContext) -> Result<u32, u32> {
     let Some(state) = in_flight(tid) else {
         return Ok(0);
     };
-    let mut rec = state.rec;
-    rec.end_ns = now();
+    state.rec.end_ns = now();
     // SAFETY: offset from the sys_exit format above.
-    rec.ret = unsafe { field::<i64>(ctx, EXIT_RET) };
-    let _ = IN_FLIGHT.remove(&tid);
-    match EVENTS.reserve::<CallRecord>(0) {
-        Some(mut slot) => {
-            slot.write(rec);
-            slot.submit(0);
-            count(Counter::Sent);
-        }
-        None => count(Counter::Lost),
+    state.rec.ret = unsafe { field::<i64>(ctx, EXIT_RET) };
+    let run_mode = summary::run_mode();
+    if run_mode & mode::AGGREGATE != 0 {
+        summary::add(&state.rec);
     }
+    if run_mode & mode::RECORDS != 0 {
+        match EVENTS.reserve::<CallRecord>(0) {
+            Some(mut slot) => {
+                slot.write(state.rec);
+                slot.submit(summary::wakeup_flag(state.rec.end_ns));
+                count(Counter::Sent);
+            }
+            None => {
+                count(Counter::Lost);
+                summary::count_slot(COUNTER_CALLS_LOST);
+            }
+        }
+    }
+    // The entry stays for the thread's next call; it is no longer in flight.
+    state.rec.start_ns = 0;
     Ok(0)
 }

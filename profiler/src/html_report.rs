@@ -271,6 +271,7 @@ fn run_table(h: &mut String, r: &Run) {
     let kind = match r.kind {
         Some(Kind::Model) => "I/O model",
         Some(Kind::Method) => "zero-copy method",
+        Some(Kind::Loop) => "benchmark loop",
         None => "not in the catalog",
     };
     let _ = writeln!(

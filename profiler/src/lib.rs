@@ -15,6 +15,8 @@ pub mod loader;
 pub mod privilege;
 pub mod progress;
 pub mod report;
+pub mod selfcost;
 pub mod session;
+pub mod summary;
 pub mod syscalls;
 pub mod traced;

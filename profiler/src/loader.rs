@@ -5,10 +5,10 @@ use std::{fmt, path::Path};
 use anyhow::Context as _;
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::TracePoint,
 };
-use probe_common::{Counter, DEFAULT_RINGBUF_BYTES};
+use probe_common::{CallSummary, Counter, DEFAULT_RINGBUF_BYTES, SummaryKey, mode};
 
 use crate::syscalls::Call;
 
@@ -44,6 +44,10 @@ pub struct LoadOptions {
     pub calls: Vec<&'static Call>,
     /// Size of the call record ring buffer, bytes (a power of two, a multiple of the page size).
     pub ringbuf_bytes: u32,
+    /// What the call programs do: [`probe_common::mode`] bits.
+    pub mode: u32,
+    /// Switch on the kernel's BPF run-time statistics for this run.
+    pub self_stats: bool,
 }
 
 impl Default for LoadOptions {
@@ -51,6 +55,8 @@ impl Default for LoadOptions {
         Self {
             calls: Vec::new(),
             ringbuf_bytes: DEFAULT_RINGBUF_BYTES,
+            mode: mode::RECORDS,
+            self_stats: false,
         }
     }
 }
@@ -58,8 +64,16 @@ impl Default for LoadOptions {
 /// The loaded, attached probes.
 pub struct Probes {
     ebpf: Ebpf,
+    /// Keeps BPF run-time statistics on for this run (`--self-stats`).
+    stats: Option<crate::selfcost::StatsGuard>,
     /// Every hook tried, attached or not.
     pub hooks: Vec<Hook>,
+}
+
+/// Unread bytes of the call ring buffer that wake the reader: a quarter of the buffer. Fewer
+/// wake-ups make each record cheaper; the reader also polls on a timer.
+pub fn wake_bytes(ringbuf_bytes: u32) -> u64 {
+    u64::from(ringbuf_bytes / 4)
 }
 
 /// Mounts tracefs where it is missing (tracepoint ids are read from it).
@@ -100,8 +114,14 @@ impl Probes {
         }
         crate::privilege::check()?;
         ensure_tracefs()?;
+        let stats = opts
+            .self_stats
+            .then(crate::selfcost::enable_stats)
+            .transpose()?;
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("EVENTS", opts.ringbuf_bytes)
+            .override_global("MODE", &opts.mode, true)
+            .override_global("WAKE_BYTES", &wake_bytes(opts.ringbuf_bytes), true)
             .load(PROBE)
             .context("failed to load the probe object into the kernel")?;
         let mut hooks = Vec::new();
@@ -126,6 +146,10 @@ impl Probes {
             error: None,
             without: "",
         });
+        if opts.mode == mode::FLOOR {
+            // The benchmark floor: the call hooks alone, with programs that return at once.
+            return Ok(Self { ebpf, stats, hooks });
+        }
 
         for (prog, category, name, without) in [
             (
@@ -173,7 +197,7 @@ impl Probes {
                 without,
             });
         }
-        Ok(Self { ebpf, hooks })
+        Ok(Self { ebpf, stats, hooks })
     }
 
     /// Traces the process `pid` (a tgid) and, from now on, the children it forks.
@@ -199,6 +223,46 @@ impl Probes {
         let arr: PerCpuArray<_, u64> =
             PerCpuArray::try_from(self.ebpf.map("COUNTERS").context("no COUNTERS map")?)?;
         Ok(arr.get(&(c as u32), 0)?.iter().sum())
+    }
+}
+
+impl Probes {
+    /// The summary-mode sums per process and call, added up over CPUs.
+    pub fn summaries(&self) -> anyhow::Result<crate::summary::Summaries> {
+        let map: PerCpuHashMap<_, SummaryKey, CallSummary> =
+            PerCpuHashMap::try_from(self.ebpf.map("SUMMARY").context("no SUMMARY map")?)?;
+        let mut per_cpu = Vec::new();
+        for item in map.iter() {
+            let (k, v) = item.context("failed to read the SUMMARY map")?;
+            per_cpu.push((k, v.iter().copied().collect::<Vec<_>>()));
+        }
+        Ok(crate::summary::fold(per_cpu))
+    }
+
+    /// A raw counter slot summed over CPUs (for counters outside [`Counter`]).
+    pub fn counter_slot(&self, slot: u32) -> anyhow::Result<u64> {
+        let arr: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(self.ebpf.map("COUNTERS").context("no COUNTERS map")?)?;
+        Ok(arr.get(&slot, 0)?.iter().sum())
+    }
+
+    /// Run counts and times of every program, when `--self-stats` switched statistics on.
+    pub fn program_stats(&self) -> anyhow::Result<Option<Vec<crate::selfcost::ProgramStats>>> {
+        if self.stats.is_none() {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        for (name, prog) in self.ebpf.programs() {
+            // A program of a hook this kernel lacks may not be loaded: it has no statistics.
+            let Ok(info) = prog.info() else { continue };
+            out.push(crate::selfcost::ProgramStats {
+                name: name.to_string(),
+                runs: info.run_count(),
+                run_ns: info.run_time().as_nanos() as u64,
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Some(out))
     }
 }
 

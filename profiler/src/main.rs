@@ -11,9 +11,9 @@ use profiler::{
     launch::Exit,
     loader::LoadOptions,
     progress::Progress,
-    report,
+    report, selfcost,
     session::{self, EndReason, RunOptions, Target},
-    syscalls,
+    summary, syscalls,
 };
 
 const EXAMPLES: &str = "\
@@ -23,7 +23,25 @@ EXAMPLES:
   profiler -p 1234,5678 --csv calls.csv     two processes, one CSV row per call
   profiler --trace run.json -- ./client     a Perfetto trace (open it in ui.perfetto.dev)
   profiler --json - -- ./client | head      JSON lines on stdout, the report on stderr
-  profiler --calls read,recvfrom -- cat f   trace only these calls";
+  profiler --calls read,recvfrom -- cat f   trace only these calls
+  profiler --self-stats -p 1234 -d 5s       summary mode, with each kernel program's ns per run
+  profiler --mode per-call -- ./client      per-call records without writing a CSV";
+
+/// What the kernel does per call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Mode {
+    /// Per-call records when a per-call output (--csv, --summary-csv, --json, --trace) is
+    /// asked for, else summary.
+    Auto,
+    /// Sums and histograms per process and call, kept in the kernel: no per-call record.
+    Summary,
+    /// One record per call through the ring buffer; summaries computed in user space.
+    PerCall,
+    /// Both at once (to check one against the other).
+    Both,
+    /// Benchmark floor: the call hooks attached with programs that return at once.
+    Floor,
+}
 
 /// Splits every I/O call of a process into waiting for data and copying it, with eBPF.
 #[derive(Debug, Parser)]
@@ -61,6 +79,16 @@ struct Cli {
     #[arg(long, value_name = "BYTES", default_value_t = probe_common::DEFAULT_RINGBUF_BYTES)]
     ringbuf_size: u32,
 
+    /// What the kernel does per call (auto: per-call records when a per-call output is asked
+    /// for, else in-kernel summaries).
+    #[arg(long, value_enum, default_value_t = Mode::Auto)]
+    mode: Mode,
+
+    /// Report each kernel program's run count and ns per run (switches the kernel's BPF
+    /// run-time statistics on for this run only).
+    #[arg(long)]
+    self_stats: bool,
+
     /// Print loader details.
     #[arg(short, long)]
     verbose: bool,
@@ -77,6 +105,16 @@ fn main() -> ExitCode {
             eprintln!("profiler: error: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+fn mode_name(m: u32) -> &'static str {
+    use probe_common::mode::{AGGREGATE, FLOOR, RECORDS};
+    match m {
+        FLOOR => "floor (hooks attached, programs empty: nothing is measured)",
+        RECORDS => "per-call (one record per call)",
+        AGGREGATE => "summary (sums and histograms in the kernel, no per-call record)",
+        _ => "per-call and summary",
     }
 }
 
@@ -109,11 +147,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         (Format::Trace, cli.trace.as_ref()),
     ])?;
 
+    let per_call_output =
+        cli.csv.is_some() || cli.summary_csv.is_some() || cli.json.is_some() || cli.trace.is_some();
+    let kernel_mode = match (cli.mode, per_call_output) {
+        (Mode::Auto, true) | (Mode::PerCall, _) => probe_common::mode::RECORDS,
+        (Mode::Auto, false) | (Mode::Summary, _) => probe_common::mode::AGGREGATE,
+        (Mode::Both, _) => probe_common::mode::RECORDS | probe_common::mode::AGGREGATE,
+        (Mode::Floor, _) => probe_common::mode::FLOOR,
+    };
+    anyhow::ensure!(
+        !per_call_output || kernel_mode & probe_common::mode::RECORDS != 0,
+        "--csv, --summary-csv, --json and --trace need per-call records: use --mode auto, per-call or both"
+    );
     let opts = RunOptions {
         target: target.clone(),
         load: LoadOptions {
             calls,
             ringbuf_bytes: cli.ringbuf_size,
+            mode: kernel_mode,
+            self_stats: cli.self_stats,
         },
         duration: cli.duration,
     };
@@ -139,6 +191,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         for h in hooks {
             eprintln!("  {h}");
         }
+        eprintln!("mode: {}", mode_name(opts.load.mode));
         if verbose {
             eprintln!(
                 "probe object loaded; ring buffer {} bytes",
@@ -155,11 +208,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     } else {
         Box::new(std::io::stdout().lock())
     };
-    let _ = writeln!(out, "\n{}", report::stage_table(&result.calls));
+    let per_call = opts.load.mode & probe_common::mode::RECORDS != 0;
+    let summed = opts.load.mode & probe_common::mode::AGGREGATE != 0;
+    if per_call {
+        let _ = writeln!(out, "\n{}", report::stage_table(&result.calls));
+    }
+    if summed {
+        let _ = writeln!(
+            out,
+            "\nsummary (in-kernel):\n{}",
+            summary::table(&result.summaries)
+        );
+    }
+    let calls = if per_call {
+        result.calls.len() as u64
+    } else {
+        result.summaries.values().map(|s| s.calls).sum()
+    };
     let _ = writeln!(
         out,
         "{} calls in {:.2}s; records sent {}, lost {}{}",
-        result.calls.len(),
+        calls,
         result.wall.as_secs_f64(),
         result.sent,
         result.lost,
@@ -188,6 +257,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             result.lost
         );
     }
+    if result.summary_full > 0 {
+        let _ = writeln!(
+            out,
+            "warning: {} calls were not summed (summary map full: more than {} process × call pairs)",
+            result.summary_full,
+            probe_common::MAX_SUMMARY_KEYS
+        );
+    }
+    let _ = write!(
+        out,
+        "{}",
+        selfcost::report(result.lost, &result.usage, result.programs.as_deref())
+    );
     exports.write(&export::rows(&result.calls), &result.events, &mut out)?;
     Ok(match result.end {
         EndReason::CommandExited(Exit::Code(0)) => ExitCode::SUCCESS,

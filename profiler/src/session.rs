@@ -53,6 +53,8 @@ pub struct RunResult {
     pub sent: u64,
     /// Records lost to a full ring buffer.
     pub lost: u64,
+    /// Of those, call records.
+    pub calls_lost: u64,
     /// Records that could not be decoded.
     pub undecodable: u64,
     /// Why the run ended.
@@ -61,6 +63,14 @@ pub struct RunResult {
     pub wall: Duration,
     /// The processes traced at the start.
     pub pids: Vec<u32>,
+    /// Summary mode: the kernel's sums per process and call (empty in per-call mode).
+    pub summaries: crate::summary::Summaries,
+    /// Summary mode: calls not summed because the summary map was full.
+    pub summary_full: u64,
+    /// With `self_stats`: each kernel program's runs and run time.
+    pub programs: Option<Vec<crate::selfcost::ProgramStats>>,
+    /// The profiler's own CPU time and peak memory at the end of the run.
+    pub usage: crate::selfcost::OwnUsage,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -198,10 +208,15 @@ pub fn run(
         hooks: probes.hooks.clone(),
         sent: probes.counter(Counter::Sent)?,
         lost: probes.counter(Counter::Lost)?,
+        calls_lost: probes.counter_slot(probe_common::COUNTER_CALLS_LOST)?,
         undecodable: sink.undecodable,
         end,
         wall,
         pids,
+        summaries: probes.summaries()?,
+        summary_full: probes.counter_slot(probe_common::COUNTER_SUMMARY_FULL)?,
+        programs: probes.program_stats()?,
+        usage: crate::selfcost::own_usage(),
     })
 }
 

@@ -5,11 +5,12 @@ pub mod blocking;
 pub mod clock;
 pub mod files;
 pub mod net;
+pub mod overhead;
 pub mod splice;
 pub mod truth;
 
 /// Names of the workloads, as the `workloads` binary and `cargo xtask profile` take them.
-pub const NAMES: &[&str] = &["blocking", "splice"];
+pub const NAMES: &[&str] = &["blocking", "splice", "eagain", "getppid", "readloop"];
 
 /// What a workload shows: one of the five I/O models, or one way of moving a file's bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,6 +21,9 @@ pub enum Kind {
     /// A zero-copy (or copying) method of moving a file: the report compares throughput and
     /// CPU per GiB.
     Method,
+    /// A tight loop of one call for the overhead benchmark (`cargo xtask bench`); the report
+    /// does not run it.
+    Loop,
 }
 
 /// One bundled workload as `cargo xtask report` runs it.
@@ -44,6 +48,21 @@ pub const CATALOG: &[Entry] = &[
         name: "splice",
         kind: Kind::Method,
         report_args: &["--size", "64MiB"],
+    },
+    Entry {
+        name: "eagain",
+        kind: Kind::Loop,
+        report_args: &[],
+    },
+    Entry {
+        name: "getppid",
+        kind: Kind::Loop,
+        report_args: &[],
+    },
+    Entry {
+        name: "readloop",
+        kind: Kind::Loop,
+        report_args: &[],
     },
 ];
 

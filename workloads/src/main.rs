@@ -2,7 +2,7 @@
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
-use workloads::{blocking, splice, truth::Truth};
+use workloads::{blocking, overhead, splice, truth::Truth};
 
 /// Bundled I/O workloads, each with its own ground truth.
 #[derive(Debug, Parser)]
@@ -50,6 +50,41 @@ enum Workload {
     Blocking(PacedArgs),
     /// Zero copy with splice: file → pipe → socket, receiver reads with recvfrom.
     Splice(FileArgs),
+    /// Tight loop of non-blocking recvfrom calls that fail with EAGAIN.
+    Eagain(LoopArgs),
+    /// Tight loop of getppid calls (an untraced bystander for benchmarks).
+    Getppid(LoopArgs),
+    /// Reads a file again and again in 4 KiB read calls (page cache).
+    Readloop(ReadLoopArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct LoopArgs {
+    /// Number of calls.
+    #[arg(long, default_value_t = 2_000_000)]
+    count: u64,
+    /// Write what the workload did as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    truth: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct ReadLoopArgs {
+    /// The file to read (made on first use); default: one in ~/.cache/ioprof/files.
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// Size of the file.
+    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    size: u64,
+    /// Bytes per read call.
+    #[arg(long, default_value = "4096", value_parser = parse_size)]
+    chunk: u64,
+    /// Times the whole file is read.
+    #[arg(long, default_value_t = 4)]
+    passes: u64,
+    /// Write what the workload did as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    truth: Option<PathBuf>,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -74,6 +109,17 @@ fn main() -> ExitCode {
             splice::run(&splice::FileTransfer {
                 file: a.file,
                 size: a.size,
+            }),
+            a.truth,
+        ),
+        Workload::Eagain(a) => (overhead::eagain(a.count), a.truth),
+        Workload::Getppid(a) => (overhead::getppid(a.count), a.truth),
+        Workload::Readloop(a) => (
+            overhead::readloop(&overhead::ReadLoop {
+                file: a.file,
+                size: a.size,
+                chunk: a.chunk as usize,
+                passes: a.passes,
             }),
             a.truth,
         ),
@@ -102,6 +148,14 @@ fn finish(t: &Truth, path: Option<PathBuf>) -> anyhow::Result<()> {
         t.calls.len(),
         t.wall_ns as f64 / 1e9
     );
+    if t.loop_calls > 0 {
+        eprintln!(
+            "workload {}: {} loop calls, {:.1} ns a call",
+            t.workload,
+            t.loop_calls,
+            t.wall_ns as f64 / t.loop_calls as f64
+        );
+    }
     if let Some(p) = path {
         t.write(&p)?;
     }

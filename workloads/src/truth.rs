@@ -46,6 +46,11 @@ pub struct Truth {
     /// CPU time of the whole workload process in the kernel during the run, ns (getrusage).
     #[serde(default)]
     pub cpu_sys_ns: u64,
+    // issue 9:
+    /// Calls of a tight loop, counted but not timed one by one (`eagain`, `getppid`,
+    /// `readloop`).
+    #[serde(default)]
+    pub loop_calls: u64,
 }
 
 impl Truth {

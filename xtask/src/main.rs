@@ -1,5 +1,6 @@
 //! Project tasks: installs the eBPF toolchain where it is missing, builds, runs workloads
 //! under the profiler, and runs every test. Orchestration only.
+mod bench;
 mod report;
 mod setup;
 
@@ -18,7 +19,8 @@ EXAMPLES:
   cargo xtask profile --pid 1234 -d 10s                    trace a running process
   cargo xtask profile -- curl -s localhost:8080            trace a command
   cargo xtask test                                         host and root tests
-  cargo xtask report --out /tmp/r                          every workload, one HTML page with charts";
+  cargo xtask report --out /tmp/r                          every workload, one HTML page with charts
+  cargo xtask bench                                        what tracing costs, written to BENCHMARKS.md";
 
 /// Tasks of the I/O profiler project.
 #[derive(Debug, Parser)]
@@ -54,6 +56,13 @@ enum Task {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// Measure what tracing costs (untraced, our modes, bpftrace, perf trace, strace) and
+    /// write BENCHMARKS.md. Installs the other tracers with apt-get when missing.
+    Bench {
+        /// Interleaved rounds of every run.
+        #[arg(long, default_value_t = 4)]
+        reps: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -66,6 +75,7 @@ fn main() -> ExitCode {
         Task::Profile { args } => profile(&args),
         Task::Test => test(),
         Task::Report { out } => report::report(out),
+        Task::Bench { reps } => bench(reps),
     };
     match result {
         Ok(code) => code,
@@ -113,6 +123,7 @@ fn build_release(env: &setup::Env) -> anyhow::Result<()> {
 
 /// Options that belong to the profiler; each takes a value unless listed in `FLAGS`.
 const PROFILER_OPTS: &[&str] = &[
+    "--mode",
     "--csv",
     "--summary-csv",
     "--json",
@@ -124,7 +135,7 @@ const PROFILER_OPTS: &[&str] = &[
     "-p",
     "--pid",
 ];
-const PROFILER_FLAGS: &[&str] = &["-v", "--verbose"];
+const PROFILER_FLAGS: &[&str] = &["-v", "--verbose", "--self-stats"];
 
 /// Splits `profile` arguments into the profiler's and the target's.
 fn split_profile_args(
@@ -203,6 +214,11 @@ fn profile(args: &[String]) -> anyhow::Result<ExitCode> {
     let mut cmd = Command::new(bin.join("profiler"));
     match workload {
         Some(w) => {
+            // A bundled workload is short: per-call records give the table by descriptor
+            // kind (`splice file→pipe`), which the in-kernel summary cannot.
+            if !prof.iter().any(|a| a == "--mode") {
+                cmd.args(["--mode", "per-call"]);
+            }
             cmd.args(&prof)
                 .arg("--")
                 .arg(bin.join("workloads"))
@@ -217,6 +233,18 @@ fn profile(args: &[String]) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(
         status.code().unwrap_or(1).clamp(0, 255) as u8
     ))
+}
+
+fn bench(reps: usize) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(reps > 0, "--reps must be at least 1");
+    let env = setup::ensure()?;
+    anyhow::ensure!(
+        nix_is_root(),
+        "the benchmark loads kernel probes: run `cargo xtask bench` as root"
+    );
+    build_release(&env)?;
+    bench::run(reps)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn test() -> anyhow::Result<ExitCode> {
@@ -235,21 +263,32 @@ fn test() -> anyhow::Result<ExitCode> {
     run(c)?;
     eprintln!("xtask: root tests (real probes, one at a time)");
     let mut c = cargo(&env);
-    c.args([
-        "test",
-        "-p",
-        "profiler",
-        "--features",
-        "root-tests",
-        "--test",
-        "root",
-        "--test",
-        "root_exports",
-        "--",
-        "--test-threads=1",
-    ]);
+    c.args(["test", "-p", "profiler", "--features", "root-tests"]);
+    for t in root_test_files()? {
+        c.args(["--test", &t]);
+    }
+    c.args(["--", "--test-threads=1"]);
     run(c)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every root test file: `profiler/tests/root*.rs`, by name without `.rs`.
+fn root_test_files() -> anyhow::Result<Vec<String>> {
+    let dir = workspace().join("profiler/tests");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_prefix("root")
+                .is_some()
+                .then_some(name)
+                .and_then(|n| n.strip_suffix(".rs").map(str::to_string))
+        })
+        .collect();
+    names.sort();
+    anyhow::ensure!(!names.is_empty(), "no root test file in {}", dir.display());
+    Ok(names)
 }
 
 fn nix_is_root() -> bool {

@@ -1,0 +1,187 @@
+//! Summary mode: the run mode global, and per-CPU sums and log2 histograms of each traced
+//! process's calls, split into stages in the kernel so that no per-call record is needed.
+//!
+//! The stage rules here are those of the profiler's `attribution::stages`, line for line; a
+//! root test checks that both give the same sums for the same calls.
+use aya_ebpf::{
+    bindings::{BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    macros::map,
+    maps::{PerCpuArray, PerCpuHashMap},
+};
+use probe_common::{
+    COUNTER_SUMMARY_FULL, CallRecord, CallSummary, HIST_BUCKETS, MAX_SUMMARY_KEYS, SummaryKey,
+    hist_bucket, mode,
+};
+
+use crate::maps::{COUNTERS, EVENTS};
+
+/// What the call programs do ([`probe_common::mode`] bits); set by user space at load time.
+#[unsafe(no_mangle)]
+static MODE: u32 = mode::RECORDS;
+
+/// Unread ring-buffer bytes above which a call record wakes the reader; below, the reader
+/// finds records on its next timed poll (one wake-up per record would cost more than the
+/// record). Set by user space at load time.
+#[unsafe(no_mangle)]
+static WAKE_BYTES: u64 = 0;
+
+/// Sums per process and call, per CPU.
+#[map]
+static SUMMARY: PerCpuHashMap<SummaryKey, CallSummary> =
+    PerCpuHashMap::with_max_entries(MAX_SUMMARY_KEYS, 0);
+
+/// One zeroed summary: the initial value of a new key (too large for the BPF stack).
+#[map]
+static ZERO_SUMMARY: PerCpuArray<CallSummary> = PerCpuArray::with_max_entries(1, 0);
+
+/// The run mode.
+#[inline(always)]
+pub fn run_mode() -> u32 {
+    // SAFETY: a read-only global set before load; the volatile read keeps the compiler from
+    // folding the default value in.
+    unsafe { core::ptr::read_volatile(&MODE) }
+}
+
+/// Adds one to a counter slot of this CPU (slots outside [`probe_common::Counter`]).
+#[inline(always)]
+pub fn count_slot(slot: u32) {
+    if let Some(c) = COUNTERS.get_ptr_mut(slot) {
+        // SAFETY: a per-CPU slot is only touched by programs on this CPU, which do not nest.
+        unsafe { *c += 1 };
+    }
+}
+
+/// When this CPU last woke the reader, ns.
+#[map]
+static LAST_WAKE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Least time between two wake-ups of the reader from one CPU below the byte threshold, ns:
+/// the first record after a quiet spell wakes the reader at once (it learns what new
+/// descriptors are while they are open), a stream of records wakes it at most this often.
+const WAKE_EVERY_NS: u64 = 1_000_000;
+
+/// The submit flag of a call record made at `now_ns`: wake the reader when enough is
+/// waiting, or when this CPU has not woken it for a while.
+#[inline(always)]
+pub fn wakeup_flag(now_ns: u64) -> u64 {
+    // SAFETY: as in [`run_mode`].
+    let wake = unsafe { core::ptr::read_volatile(&WAKE_BYTES) };
+    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= wake {
+        return BPF_RB_FORCE_WAKEUP as u64;
+    }
+    if let Some(last) = LAST_WAKE.get_ptr_mut(0) {
+        // SAFETY: a per-CPU slot is only touched by programs on this CPU, which do not nest.
+        let last = unsafe { &mut *last };
+        if now_ns.wrapping_sub(*last) >= WAKE_EVERY_NS {
+            *last = now_ns;
+            return BPF_RB_FORCE_WAKEUP as u64;
+        }
+    }
+    BPF_RB_NO_WAKEUP as u64
+}
+
+/// Stages of one call, as `attribution::stages` computes them.
+struct Stages {
+    total: u64,
+    wait: u64,
+    copy: u64,
+    blocked: u64,
+    runq: u64,
+    wait_blocked: u64,
+    wait_runq: u64,
+    marker: bool,
+}
+
+#[inline(always)]
+fn stages(rec: &CallRecord) -> Stages {
+    let total = rec.end_ns.saturating_sub(rec.start_ns);
+    let blocked = rec.blocked_ns.min(total);
+    let runq = rec.runq_ns.min(total - blocked);
+    if rec.first_copy_ns != 0
+        && rec.first_copy_ns >= rec.start_ns
+        && rec.first_copy_ns <= rec.end_ns
+    {
+        let wait = rec.first_copy_ns - rec.start_ns;
+        let wait_blocked = rec.wait_blocked_ns.min(wait);
+        Stages {
+            total,
+            wait,
+            copy: rec.end_ns - rec.first_copy_ns,
+            blocked,
+            runq,
+            wait_blocked,
+            wait_runq: rec.wait_runq_ns.min(wait - wait_blocked),
+            marker: true,
+        }
+    } else if rec.ret > 0 {
+        Stages {
+            total,
+            wait: blocked,
+            copy: total - blocked - runq,
+            blocked,
+            runq,
+            wait_blocked: blocked,
+            wait_runq: 0,
+            marker: false,
+        }
+    } else {
+        Stages {
+            total,
+            wait: total,
+            copy: 0,
+            blocked,
+            runq,
+            wait_blocked: blocked,
+            wait_runq: runq,
+            marker: false,
+        }
+    }
+}
+
+#[inline(always)]
+fn bump(hist: &mut [u64; HIST_BUCKETS], v: u64) {
+    if let Some(b) = hist.get_mut(hist_bucket(v)) {
+        *b += 1;
+    }
+}
+
+/// Adds one finished call to its process's and call's sums on this CPU.
+#[inline(always)]
+pub fn add(rec: &CallRecord) {
+    let key = SummaryKey {
+        pid: rec.pid,
+        nr: rec.nr,
+    };
+    let mut slot = SUMMARY.get_ptr_mut(&key);
+    if slot.is_none() {
+        if let Some(zero) = ZERO_SUMMARY.get(0) {
+            let _ = SUMMARY.insert(&key, zero, BPF_NOEXIST as u64);
+        }
+        slot = SUMMARY.get_ptr_mut(&key);
+    }
+    let Some(p) = slot else {
+        count_slot(COUNTER_SUMMARY_FULL);
+        return;
+    };
+    // SAFETY: a per-CPU value is only touched by programs on this CPU, which do not nest.
+    let s = unsafe { &mut *p };
+    let st = stages(rec);
+    s.calls += 1;
+    if rec.ret > 0 {
+        s.data_calls += 1;
+        s.bytes += rec.ret as u64;
+    }
+    if st.marker {
+        s.marker_calls += 1;
+    }
+    s.total_ns += st.total;
+    s.wait_ns += st.wait;
+    s.copy_ns += st.copy;
+    s.blocked_ns += st.blocked;
+    s.runq_ns += st.runq;
+    s.wait_blocked_ns += st.wait_blocked;
+    s.wait_runq_ns += st.wait_runq;
+    bump(&mut s.hist_total, st.total);
+    bump(&mut s.hist_wait, st.wait);
+    bump(&mut s.hist_copy, st.copy);
+}

@@ -1,0 +1,264 @@
+//! Root tests of the profiler's cost paths: summary mode (sums kept in the kernel) agrees with
+//! per-call mode on the same calls, and a ring buffer too small for the rate reports exactly
+//! the records it lost. Built only with the `root-tests` feature; no timing is asserted.
+#![cfg(feature = "root-tests")]
+
+use std::path::{Path, PathBuf};
+
+use probe_common::{CallSummary, SummaryKey, mode};
+use profiler::{
+    attribution,
+    loader::LoadOptions,
+    session::{self, RunResult, Target},
+    summary, syscalls,
+};
+use workloads::truth::Truth;
+
+fn assert_root() {
+    assert!(
+        profiler::privilege::missing().is_empty(),
+        "root tests need root (or CAP_BPF + CAP_PERFMON): run `sudo cargo xtask test`"
+    );
+}
+
+/// The `workloads` binary built beside this test (`cargo xtask test` builds it first).
+fn workloads_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test path");
+    let dir = exe.parent().and_then(Path::parent).expect("target folder");
+    let bin = dir.join("workloads");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `cargo xtask test`, which builds it",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `workloads ARGS --truth FILE` under the profiler with these load options.
+fn run(tag: &str, args: &[&str], load: LoadOptions) -> (RunResult, Truth) {
+    assert_root();
+    let dir = std::env::temp_dir().join(format!("ioprof-overhead-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch folder");
+    let truth_path = dir.join("truth.json");
+    let mut argv = vec![workloads_bin().to_string_lossy().into_owned()];
+    argv.extend(args.iter().map(|a| a.to_string()));
+    argv.push("--truth".into());
+    argv.push(truth_path.to_string_lossy().into_owned());
+    let opts = session::RunOptions {
+        target: Target::Command(argv),
+        load,
+        duration: Some(std::time::Duration::from_secs(60)),
+    };
+    let r = session::run(&opts, |_, _| {}).expect("profiler run");
+    let truth = Truth::read(&truth_path).expect("truth");
+    let _ = std::fs::remove_dir_all(&dir);
+    (r, truth)
+}
+
+fn calls(names: &[&str]) -> Vec<&'static syscalls::Call> {
+    names
+        .iter()
+        .map(|n| syscalls::by_name(n).expect("known call"))
+        .collect()
+}
+
+/// The per-call records of a run, summed per process and call as the kernel sums them.
+fn sums_of_records(r: &RunResult) -> summary::Summaries {
+    let mut out = summary::Summaries::new();
+    for c in &r.calls {
+        let key = SummaryKey {
+            pid: c.rec.pid,
+            nr: c.rec.nr,
+        };
+        summary::add_call(
+            out.entry(key).or_default(),
+            &c.stages,
+            c.source == attribution::StageSource::Marker,
+        );
+    }
+    out
+}
+
+fn both_modes_agree(tag: &str, names: &[&str], args: &[&str]) -> (RunResult, Truth) {
+    let (r, truth) = run(
+        tag,
+        args,
+        LoadOptions {
+            calls: calls(names),
+            mode: mode::RECORDS | mode::AGGREGATE,
+            ..LoadOptions::default()
+        },
+    );
+    assert_eq!(r.lost, 0, "records lost: the comparison needs every record");
+    assert_eq!(r.summary_full, 0);
+    let from_records = sums_of_records(&r);
+    assert!(!from_records.is_empty(), "no call traced");
+    assert_eq!(
+        r.summaries.keys().collect::<Vec<_>>(),
+        from_records.keys().collect::<Vec<_>>(),
+        "the same processes and calls"
+    );
+    for (k, kernel) in &r.summaries {
+        let user = &from_records[k];
+        assert_eq!(
+            (
+                kernel.calls,
+                kernel.data_calls,
+                kernel.marker_calls,
+                kernel.bytes
+            ),
+            (user.calls, user.data_calls, user.marker_calls, user.bytes),
+            "{k:?}: counts and bytes"
+        );
+        // The kernel follows the attribution rules exactly: every stage sum is equal.
+        assert_eq!(kernel, user, "{k:?}: stage sums and histograms");
+    }
+    (r, truth)
+}
+
+#[test]
+fn summary_and_per_call_agree_on_blocking_receives() {
+    let (r, truth) = both_modes_agree(
+        "blocking",
+        &["recvfrom"],
+        &[
+            "blocking",
+            "--interval",
+            "1ms",
+            "--size",
+            "65536",
+            "--count",
+            "100",
+        ],
+    );
+    let key = SummaryKey {
+        pid: truth.pid,
+        nr: libc::SYS_recvfrom as u32,
+    };
+    let s = &r.summaries[&key];
+    assert_eq!(s.calls, truth.calls_named("recvfrom").count() as u64);
+    assert_eq!(s.bytes, truth.bytes);
+    assert_eq!(
+        s.marker_calls, s.data_calls,
+        "every receive split at its copy"
+    );
+    assert!(s.wait_ns > 0 && s.copy_ns > 0);
+}
+
+#[test]
+fn summary_and_per_call_agree_on_file_reads() {
+    let file = std::env::temp_dir().join(format!("ioprof-overhead-{}.bin", std::process::id()));
+    let (r, truth) = both_modes_agree(
+        "readloop",
+        &["read"],
+        &[
+            "readloop",
+            "--size",
+            "8MiB",
+            "--passes",
+            "2",
+            "--file",
+            file.to_str().expect("path"),
+        ],
+    );
+    let _ = std::fs::remove_file(&file);
+    let key = SummaryKey {
+        pid: truth.pid,
+        nr: libc::SYS_read as u32,
+    };
+    let s = &r.summaries[&key];
+    // The loop's reads, and a few reads of the program's own start-up.
+    assert!(
+        s.calls >= truth.loop_calls,
+        "{} < {}",
+        s.calls,
+        truth.loop_calls
+    );
+    assert!(s.bytes >= truth.bytes);
+    assert_eq!(truth.bytes, 2 * (8 << 20));
+}
+
+#[test]
+fn a_tiny_ring_buffer_reports_exactly_the_records_lost() {
+    let count: u64 = 200_000;
+    let (r, truth) = run(
+        "tiny-ring",
+        &["eagain", "--count", &count.to_string()],
+        LoadOptions {
+            calls: calls(&["recvfrom"]),
+            ringbuf_bytes: 4096,
+            mode: mode::RECORDS,
+            ..LoadOptions::default()
+        },
+    );
+    assert_eq!(truth.loop_calls, count);
+    let received = r
+        .calls
+        .iter()
+        .filter(|c| c.rec.pid == truth.pid && c.rec.nr == libc::SYS_recvfrom as u32)
+        .count() as u64;
+    assert!(
+        r.calls_lost > 0,
+        "a 4 KiB ring buffer kept up with {count} calls"
+    );
+    assert!(r.lost >= r.calls_lost);
+    assert_eq!(
+        received + r.calls_lost,
+        count,
+        "received {received} + lost {} must be every call",
+        r.calls_lost
+    );
+}
+
+#[test]
+fn summary_mode_loses_nothing_with_a_tiny_ring_buffer() {
+    let count: u64 = 200_000;
+    let (r, truth) = run(
+        "tiny-summary",
+        &["eagain", "--count", &count.to_string()],
+        LoadOptions {
+            calls: calls(&["recvfrom"]),
+            ringbuf_bytes: 4096,
+            mode: mode::AGGREGATE,
+            ..LoadOptions::default()
+        },
+    );
+    assert!(r.calls.is_empty(), "summary mode sent per-call records");
+    assert_eq!(r.calls_lost, 0);
+    let key = SummaryKey {
+        pid: truth.pid,
+        nr: libc::SYS_recvfrom as u32,
+    };
+    let s = &r.summaries[&key];
+    assert_eq!(s.calls, count);
+    assert_eq!((s.data_calls, s.bytes), (0, 0));
+    assert_eq!(s.wait_ns, s.total_ns, "a failed call is all wait");
+}
+
+#[test]
+fn self_stats_count_each_program_run() {
+    let count: u64 = 50_000;
+    let (r, _) = run(
+        "self-stats",
+        &["eagain", "--count", &count.to_string()],
+        LoadOptions {
+            calls: calls(&["recvfrom"]),
+            mode: mode::AGGREGATE,
+            self_stats: true,
+            ..LoadOptions::default()
+        },
+    );
+    let progs = r.programs.expect("statistics were asked for");
+    let runs = |name: &str| {
+        progs
+            .iter()
+            .find(|p| p.name == name)
+            .unwrap_or_else(|| panic!("no statistics for {name}: {progs:?}"))
+    };
+    // Every call of the loop ran both programs (calls of other processes may add a few).
+    for name in ["call_enter", "call_exit"] {
+        let p = runs(name);
+        assert!(p.runs >= count, "{name}: {} runs for {count} calls", p.runs);
+        assert!(p.run_ns > 0, "{name}: no run time recorded");
+    }
+}
