@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use probe_common::{CallSummary, SummaryKey, mode};
+use probe_common::{SummaryKey, mode};
 use profiler::{
     attribution,
     loader::LoadOptions,
