@@ -6,13 +6,19 @@
 //! and write them.
 
 pub mod attribution;
+pub mod classify;
+pub mod cpu_probes;
 pub mod decode;
 pub mod export;
 pub mod fdkind;
+pub mod flame;
+pub mod kallsyms;
 pub mod launch;
 pub mod loader;
 pub mod privilege;
 pub mod report;
+pub mod sampling;
 pub mod session;
 pub mod syscalls;
 pub mod traced;
+pub mod usyms;

@@ -10,7 +10,10 @@ use aya::{
 };
 use probe_common::{Counter, DEFAULT_RINGBUF_BYTES};
 
-use crate::syscalls::Call;
+use crate::{
+    cpu_probes::{self, CopyTiming},
+    syscalls::Call,
+};
 
 /// The probe object built by `build.rs`.
 static PROBE: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/probe"));
@@ -44,6 +47,8 @@ pub struct LoadOptions {
     pub calls: Vec<&'static Call>,
     /// Size of the call record ring buffer, bytes (a power of two, a multiple of the page size).
     pub ringbuf_bytes: u32,
+    /// CPU sampling frequency in Hz; 0 turns sampling off.
+    pub sample_hz: u64,
 }
 
 impl Default for LoadOptions {
@@ -51,6 +56,7 @@ impl Default for LoadOptions {
         Self {
             calls: Vec::new(),
             ringbuf_bytes: DEFAULT_RINGBUF_BYTES,
+            sample_hz: 0,
         }
     }
 }
@@ -60,6 +66,8 @@ pub struct Probes {
     ebpf: Ebpf,
     /// Every hook tried, attached or not.
     pub hooks: Vec<Hook>,
+    /// How copy time is measured in this run.
+    pub copy_timing: CopyTiming,
 }
 
 /// Mounts tracefs where it is missing (tracepoint ids are read from it).
@@ -173,7 +181,17 @@ impl Probes {
                 without,
             });
         }
-        Ok(Self { ebpf, hooks })
+        let copy_timing = attach_copy_timing(&mut ebpf, &mut hooks, opts.sample_hz)?;
+        Ok(Self {
+            ebpf,
+            hooks,
+            copy_timing,
+        })
+    }
+
+    /// The loaded object, for modules that read their own maps.
+    pub(crate) fn ebpf(&self) -> &Ebpf {
+        &self.ebpf
     }
 
     /// Traces the process `pid` (a tgid) and, from now on, the children it forks.
@@ -200,6 +218,32 @@ impl Probes {
             PerCpuArray::try_from(self.ebpf.map("COUNTERS").context("no COUNTERS map")?)?;
         Ok(arr.get(&(c as u32), 0)?.iter().sum())
     }
+}
+
+/// Exact copy timers where the kernel allows them, and the CPU sampler when asked for.
+fn attach_copy_timing(
+    ebpf: &mut Ebpf,
+    hooks: &mut Vec<Hook>,
+    hz: u64,
+) -> anyhow::Result<CopyTiming> {
+    let exact = cpu_probes::attach_exact(ebpf);
+    if let Ok(h) = &exact {
+        hooks.extend(h.iter().map(|name| Hook {
+            name: name.clone(),
+            error: None,
+            without: "",
+        }));
+    }
+    let timing = CopyTiming::choose(exact, cpu_probes::kprobes_available(), hz);
+    if hz > 0 {
+        let cpus = cpu_probes::attach_sampler(ebpf, hz)?;
+        hooks.push(Hook {
+            name: format!("perf_event:cpu-clock at {hz} Hz on {cpus} CPUs"),
+            error: None,
+            without: "",
+        });
+    }
+    Ok(timing)
 }
 
 fn tracepoint<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut TracePoint> {

@@ -17,7 +17,12 @@ EXAMPLES:
   profiler -- ./server --port 8080          start a command and trace it
   profiler -p 1234 -d 10s                   trace a running process for 10 seconds
   profiler -p 1234,5678 --csv calls.csv     two processes, one CSV row per call
-  profiler --calls read,recvfrom -- cat f   trace only these calls";
+  profiler --calls read,recvfrom -- cat f   trace only these calls
+  profiler --freq 999 --flamegraph f.svg -- cat big.file
+                                            sample CPU stacks at 999 Hz, draw a flame graph";
+
+/// Default CPU sampling frequency: cheap enough to stay on (see the README).
+const DEFAULT_FREQ: u64 = 99;
 
 /// Splits every I/O call of a process into waiting for data and copying it, with eBPF.
 #[derive(Debug, Parser)]
@@ -42,6 +47,18 @@ struct Cli {
     /// Size of the kernel's call record buffer in bytes (a power of two, at least 4096).
     #[arg(long, value_name = "BYTES", default_value_t = probe_common::DEFAULT_RINGBUF_BYTES)]
     ringbuf_size: u32,
+
+    /// CPU sampling frequency in Hz for kernel and user stacks inside traced calls (0: off).
+    #[arg(long, value_name = "HZ", default_value_t = DEFAULT_FREQ)]
+    freq: u64,
+
+    /// Write the CPU samples as folded stacks to FILE (call kind and stage as root frames).
+    #[arg(long, value_name = "FILE")]
+    folded: Option<PathBuf>,
+
+    /// Draw the CPU samples as an SVG flame graph to FILE.
+    #[arg(long, value_name = "FILE.svg")]
+    flamegraph: Option<PathBuf>,
 
     /// Print loader details.
     #[arg(short, long)]
@@ -85,12 +102,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     // Outputs are checked before anything is attached.
     let csv_file = cli.csv.as_deref().map(session::check_output).transpose()?;
+    anyhow::ensure!(
+        cli.freq > 0 || (cli.folded.is_none() && cli.flamegraph.is_none()),
+        "--folded and --flamegraph need CPU samples: drop --freq 0"
+    );
+    let check = |p: &Option<PathBuf>| -> anyhow::Result<_> {
+        p.as_ref()
+            .map(|p| session::check_output(p).map(|f| (p.clone(), f)))
+            .transpose()
+    };
+    let sample_outputs = profiler::sampling::Outputs {
+        folded: check(&cli.folded)?,
+        flamegraph: check(&cli.flamegraph)?,
+    };
 
     let opts = RunOptions {
         target: target.clone(),
         load: LoadOptions {
             calls,
             ringbuf_bytes: cli.ringbuf_size,
+            sample_hz: cli.freq,
         },
         duration: cli.duration,
     };
@@ -156,6 +187,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             result.lost
         );
     }
+    profiler::sampling::report(&result.calls, &result.samples, sample_outputs, &mut out)?;
     if let Some(f) = csv_file {
         export::write_csv(std::io::BufWriter::new(f), &result.calls)?;
         if let Some(p) = &cli.csv {
