@@ -1,7 +1,10 @@
 //! User stack frames to function names: a snapshot of each sampled process's executable
 //! mappings (taken while it runs, so that it can end before the report), then `blazesym` on
 //! the mapped files.
-use std::{collections::HashMap, path::PathBuf};
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+};
 
 use blazesym::symbolize::{Input, Symbolized, Symbolizer, source::Elf, source::Source};
 
@@ -88,11 +91,12 @@ impl UserSymbols {
             .collect()
     }
 
-    fn name(&mut self, path: &PathBuf, off: u64) -> String {
-        if let Some(n) = self.cache.get(&(path.clone(), off)) {
+    fn name(&mut self, path: &Path, off: u64) -> String {
+        let key = (path.to_path_buf(), off);
+        if let Some(n) = self.cache.get(&key) {
             return n.clone();
         }
-        let src = Source::Elf(Elf::new(path.clone()));
+        let src = Source::Elf(Elf::new(path));
         let name = match self
             .symbolizer
             .symbolize(&src, Input::FileOffset(&[off][..]))
@@ -103,12 +107,12 @@ impl UserSymbols {
             },
             Err(_) => file_frame(path),
         };
-        self.cache.insert((path.clone(), off), name.clone());
+        self.cache.insert(key, name.clone());
         name
     }
 }
 
-fn file_frame(path: &std::path::Path) -> String {
+fn file_frame(path: &Path) -> String {
     format!(
         "[{}]",
         path.file_name().map_or_else(
