@@ -77,18 +77,23 @@ impl Default for UserSymbols {
 impl UserSymbols {
     /// Names of `ips` (leaf first, as a stack map gives them) in a process with `maps`.
     /// A frame that cannot be named shows its file (`[libc.so.6]`) or `[unknown]`.
+    /// Runs of unnamed frames of one file (a frame-pointer walk through code built without
+    /// frame pointers) are folded into one frame.
     pub fn names(&mut self, maps: &[Mapping], ips: &[u64]) -> Vec<String> {
-        ips.iter()
-            .enumerate()
-            .map(|(i, &ip)| {
-                // Frames above the leaf hold return addresses: look up the call before them.
-                let ip = if i > 0 { ip.saturating_sub(1) } else { ip };
-                match locate(maps, ip) {
-                    Some((m, off)) => self.name(&m.path, off),
-                    None => "[unknown]".to_string(),
-                }
-            })
-            .collect()
+        let mut out: Vec<String> = Vec::with_capacity(ips.len());
+        for (i, &ip) in ips.iter().enumerate() {
+            // Frames above the leaf hold return addresses: look up the call before them.
+            let ip = if i > 0 { ip.saturating_sub(1) } else { ip };
+            let name = match locate(maps, ip) {
+                Some((m, off)) => self.name(&m.path, off),
+                None => "[unknown]".to_string(),
+            };
+            if name.starts_with('[') && out.last() == Some(&name) {
+                continue;
+            }
+            out.push(name);
+        }
+        out
     }
 
     fn name(&mut self, path: &Path, off: u64) -> String {
@@ -154,6 +159,6 @@ mod tests {
             names[0].contains("names_a_function_of_this_test_binary"),
             "{names:?}"
         );
-        assert_eq!(syms.names(&maps, &[8])[0], "[unknown]");
+        assert_eq!(syms.names(&maps, &[8, 16, 24]), vec!["[unknown]"]);
     }
 }

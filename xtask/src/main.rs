@@ -34,7 +34,8 @@ enum Task {
     Build,
     /// Build, then run a workload (or `--pid PID`, or `-- CMD`) under the profiler.
     ///
-    /// Profiler options (--csv FILE, --ringbuf-size N, --calls LIST, -d/--duration, -v) go to
+    /// Profiler options (--csv FILE, --ringbuf-size N, --calls LIST, --freq HZ, --folded FILE,
+    /// --flamegraph FILE.svg, -d/--duration, -v) go to
     /// the profiler; every other option goes to the workload (--interval, --size, --count,
     /// --file, --truth). Workloads: see `workloads --help`.
     #[command(disable_help_flag = true)]
@@ -110,6 +111,9 @@ const PROFILER_OPTS: &[&str] = &[
     "--duration",
     "-p",
     "--pid",
+    "--freq",
+    "--folded",
+    "--flamegraph",
 ];
 const PROFILER_FLAGS: &[&str] = &["-v", "--verbose"];
 
