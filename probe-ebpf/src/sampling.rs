@@ -1,12 +1,16 @@
 //! CPU sampling of traced threads (a perf event on the software CPU clock): each sample keeps
 //! the kernel and user stacks and the call in flight with its stage. Also the exact copy timers
-//! (fentry/fexit on the copy routines), used only where the kernel allows them.
+//! (fentry/fexit, or kprobe/kretprobe, on the copy routines), used only where the kernel
+//! allows them.
 use aya_ebpf::{
     bindings::BPF_F_USER_STACK,
     helpers::bpf_get_smp_processor_id,
-    macros::{fentry, fexit, map, perf_event},
+    macros::{fentry, fexit, kprobe, kretprobe, map, perf_event},
     maps::{HashMap, LruHashMap, StackTrace},
-    programs::{FEntryContext, FExitContext, PerfEventContext, tracing::StackIdContext},
+    programs::{
+        FEntryContext, FExitContext, PerfEventContext, ProbeContext, RetProbeContext,
+        tracing::StackIdContext,
+    },
 };
 use probe_common::{
     CallKey, CopyTimer, Counter, ExactCopy, MAX_EXACT_CALLS, MAX_IN_FLIGHT, MAX_STACKS, NO_CALL,
@@ -179,6 +183,20 @@ pub fn copy_page_to_iter_enter(_ctx: FEntryContext) -> u32 {
 
 #[fexit(function = "copy_page_to_iter")]
 pub fn copy_page_to_iter_exit(_ctx: FExitContext) -> u32 {
+    copy_exit();
+    0
+}
+
+/// The same timer as a kprobe, attached by user space to each copy routine where fentry is
+/// refused but kprobes exist.
+#[kprobe]
+pub fn copy_kprobe(_ctx: ProbeContext) -> u32 {
+    copy_enter();
+    0
+}
+
+#[kretprobe]
+pub fn copy_kretprobe(_ctx: RetProbeContext) -> u32 {
     copy_exit();
     0
 }

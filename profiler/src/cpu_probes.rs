@@ -8,7 +8,7 @@ use aya::{
     Btf, Ebpf,
     maps::{HashMap as BpfHashMap, MapData, StackTraceMap},
     programs::{
-        FEntry, FExit, PerfEvent,
+        FEntry, FExit, KProbe, PerfEvent,
         perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
     },
     util::online_cpus,
@@ -51,34 +51,27 @@ pub enum CopyTiming {
 }
 
 impl CopyTiming {
-    /// Chooses from what start-up found: the exact hooks that attached (or why none did),
-    /// whether kprobes exist, and the sampling frequency asked for (0: off).
+    /// Chooses from what start-up found: the exact hooks that attached through fentry and
+    /// through kprobes (or why none did), and the sampling frequency asked for (0: off).
     pub fn choose(
         fentry: Result<Vec<String>, String>,
-        kprobes: Result<(), String>,
+        kprobes: Result<Vec<String>, String>,
         hz: u64,
     ) -> Self {
-        match fentry {
-            Ok(hooks) if !hooks.is_empty() => Self::Exact { hooks, hz },
-            Ok(_) => Self::fallback(
-                "fentry: no copy routine could be hooked".into(),
-                kprobes,
-                hz,
-            ),
-            Err(e) => Self::fallback(format!("fentry refused ({e})"), kprobes, hz),
-        }
-    }
-
-    fn fallback(fentry_why: String, kprobes: Result<(), String>, hz: u64) -> Self {
-        let kprobe_why = match kprobes {
-            Err(e) => format!("kprobes unavailable ({e})"),
-            Ok(()) => "kprobes exist but the exact timers use fentry".to_string(),
+        let why = |r: Result<Vec<String>, String>, what: &str| match r {
+            Ok(_) => format!("{what}: no copy routine could be hooked"),
+            Err(e) => format!("{what} refused ({e})"),
         };
-        let why = format!("{fentry_why}; {kprobe_why}");
-        if hz > 0 {
-            Self::Sampled { hz, why }
-        } else {
-            Self::Unmeasured { why }
+        match (fentry, kprobes) {
+            (Ok(hooks), _) | (_, Ok(hooks)) if !hooks.is_empty() => Self::Exact { hooks, hz },
+            (f, k) => {
+                let why = format!("{}; {}", why(f, "fentry"), why(k, "kprobes"));
+                if hz > 0 {
+                    Self::Sampled { hz, why }
+                } else {
+                    Self::Unmeasured { why }
+                }
+            }
         }
     }
 
@@ -105,16 +98,38 @@ impl CopyTiming {
     }
 }
 
-/// Whether this kernel has the kprobe PMU.
-pub fn kprobes_available() -> Result<(), String> {
-    if Path::new("/sys/bus/event_source/devices/kprobe").exists() {
-        Ok(())
-    } else {
-        Err("no kprobe PMU: CONFIG_KPROBES is off".into())
+/// Tries the exact copy timers as kprobes/kretprobes (where fentry is refused); returns the
+/// hooks in use, or why none.
+pub fn attach_exact_kprobes(ebpf: &mut Ebpf) -> Result<Vec<String>, String> {
+    if !Path::new("/sys/bus/event_source/devices/kprobe").exists() {
+        return Err("no kprobe PMU: CONFIG_KPROBES is off".into());
+    }
+    let mut hooks = Vec::new();
+    let mut first_error = None;
+    for (prog, what) in [("copy_kprobe", "kprobe"), ("copy_kretprobe", "kretprobe")] {
+        let p: &mut KProbe = match ebpf.program_mut(prog).map(TryInto::try_into) {
+            Some(Ok(p)) => p,
+            _ => return Err(format!("program {prog} missing from the probe object")),
+        };
+        p.load().map_err(|e| short_error(&e.into()))?;
+        for &(func, _, _) in COPY_TIMERS {
+            match p.attach(func, 0) {
+                Ok(_) if what == "kprobe" => hooks.push(format!("kprobe/kretprobe:{func}")),
+                Ok(_) => {}
+                Err(e) => {
+                    first_error.get_or_insert(format!("{func}: {}", short_error(&e.into())));
+                }
+            }
+        }
+    }
+    match (hooks.is_empty(), first_error) {
+        (true, Some(e)) => Err(e),
+        _ => Ok(hooks),
     }
 }
 
-/// Tries to load and attach the exact copy timers; returns the hooks in use, or why none.
+/// Tries to load and attach the exact copy timers as fentry/fexit programs; returns the hooks
+/// in use, or why none.
 pub fn attach_exact(ebpf: &mut Ebpf) -> Result<Vec<String>, String> {
     let btf = Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {e}"))?;
     let mut hooks = Vec::new();
@@ -246,10 +261,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn exact_when_fentry_attaches() {
+    fn exact_when_fentry_or_kprobes_attach() {
         let t = CopyTiming::choose(
             Ok(vec!["fentry/fexit:_copy_to_iter".into()]),
-            Err("x".into()),
+            Err("not tried".into()),
             99,
         );
         assert_eq!(
@@ -263,6 +278,12 @@ mod tests {
             t.describe(5),
             "copy time exact (fentry/fexit:_copy_to_iter)"
         );
+        let t = CopyTiming::choose(
+            Err("EPERM".into()),
+            Ok(vec!["kprobe/kretprobe:_copy_to_user".into()]),
+            0,
+        );
+        assert!(matches!(t, CopyTiming::Exact { hz: 0, .. }), "{t:?}");
     }
 
     #[test]
@@ -278,12 +299,17 @@ mod tests {
             "{line}"
         );
         assert!(line.contains("fentry refused (EPERM)"), "{line}");
-        assert!(line.contains("CONFIG_KPROBES"), "{line}");
+        assert!(line.contains("kprobes refused (no kprobe PMU"), "{line}");
         assert_eq!(t.hz(), 999);
-        // kprobes present but no fentry: still sampled, and it says why.
-        let t = CopyTiming::choose(Ok(vec![]), Ok(()), 99);
+        // Hooks that load but attach to no copy routine: still sampled, and it says so.
+        let t = CopyTiming::choose(Ok(vec![]), Ok(vec![]), 99);
         assert!(matches!(t, CopyTiming::Sampled { hz: 99, .. }));
-        assert!(t.describe(0).contains("kprobes exist"), "{}", t.describe(0));
+        assert!(
+            t.describe(0)
+                .contains("kprobes: no copy routine could be hooked"),
+            "{}",
+            t.describe(0)
+        );
     }
 
     #[test]
@@ -292,5 +318,14 @@ mod tests {
         assert!(matches!(t, CopyTiming::Unmeasured { .. }));
         assert!(t.describe(0).contains("--freq 0"));
         assert_eq!(t.hz(), 0);
+    }
+
+    #[test]
+    fn verifier_logs_are_cut_from_errors() {
+        let e = anyhow::anyhow!(
+            "the BPF_PROG_LOAD syscall returned Operation not permitted (os error 1). \
+             Verifier output: : lots"
+        );
+        assert_eq!(short_error(&e), "Operation not permitted (os error 1)");
     }
 }

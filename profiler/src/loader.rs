@@ -226,15 +226,30 @@ fn attach_copy_timing(
     hooks: &mut Vec<Hook>,
     hz: u64,
 ) -> anyhow::Result<CopyTiming> {
-    let exact = cpu_probes::attach_exact(ebpf);
-    if let Ok(h) = &exact {
+    let fentry = cpu_probes::attach_exact(ebpf);
+    let kprobes = match &fentry {
+        Ok(h) if !h.is_empty() => Err("not needed: fentry works".to_string()),
+        _ => cpu_probes::attach_exact_kprobes(ebpf),
+    };
+    for h in [&fentry, &kprobes].into_iter().flatten() {
         hooks.extend(h.iter().map(|name| Hook {
             name: name.clone(),
             error: None,
             without: "",
         }));
     }
-    let timing = CopyTiming::choose(exact, cpu_probes::kprobes_available(), hz);
+    let timing = CopyTiming::choose(fentry, kprobes, hz);
+    if let CopyTiming::Sampled { why, .. } | CopyTiming::Unmeasured { why } = &timing {
+        hooks.push(Hook {
+            name: "exact copy timers (fentry or kprobe on the copy routines)".into(),
+            error: Some(why.clone()),
+            without: if hz > 0 {
+                "copy time is sampled"
+            } else {
+                "copy time is not measured"
+            },
+        });
+    }
     if hz > 0 {
         let cpus = cpu_probes::attach_sampler(ebpf, hz)?;
         hooks.push(Hook {
