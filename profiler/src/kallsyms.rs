@@ -23,10 +23,13 @@ pub enum KallsymsError {
     Empty,
 }
 
-/// The kernel's function symbols, sorted by address.
+/// The kernel's function symbols, sorted by address. Names live in one buffer (a kernel has
+/// over 100 000 of them).
 #[derive(Clone, Debug, Default)]
 pub struct Kallsyms {
-    syms: Vec<(u64, String)>,
+    names: String,
+    /// Address, start and end of the name in `names`.
+    syms: Vec<(u64, u32, u32)>,
 }
 
 impl Kallsyms {
@@ -47,6 +50,7 @@ impl Kallsyms {
     /// Parses `ADDRESS TYPE NAME [MODULE]` lines; keeps text (code) symbols only.
     pub fn parse(text: &str) -> Result<Self, KallsymsError> {
         let mut syms = Vec::new();
+        let mut names = String::with_capacity(text.len() / 2);
         let mut nonzero = false;
         for line in text.lines() {
             let mut it = line.split_whitespace();
@@ -60,7 +64,9 @@ impl Kallsyms {
                 continue;
             };
             nonzero |= addr != 0;
-            syms.push((addr, name.to_string()));
+            let start = names.len() as u32;
+            names.push_str(name);
+            syms.push((addr, start, names.len() as u32));
         }
         if syms.is_empty() {
             return Err(KallsymsError::Empty);
@@ -68,8 +74,8 @@ impl Kallsyms {
         if !nonzero {
             return Err(KallsymsError::Hidden);
         }
-        syms.sort_by_key(|s| s.0);
-        Ok(Self { syms })
+        syms.sort_unstable_by_key(|s| s.0);
+        Ok(Self { names, syms })
     }
 
     /// Number of symbols.
@@ -85,12 +91,17 @@ impl Kallsyms {
     /// The function holding `addr`: the symbol with the greatest address not above it.
     pub fn resolve(&self, addr: u64) -> Option<&str> {
         let i = self.syms.partition_point(|s| s.0 <= addr);
-        i.checked_sub(1).map(|i| self.syms[i].1.as_str())
+        i.checked_sub(1).map(|i| self.name(i))
+    }
+
+    fn name(&self, i: usize) -> &str {
+        let (_, a, b) = self.syms[i];
+        &self.names[a as usize..b as usize]
     }
 
     /// Every symbol name.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.syms.iter().map(|s| s.1.as_str())
+        (0..self.syms.len()).map(|i| self.name(i))
     }
 }
 

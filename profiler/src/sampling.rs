@@ -368,8 +368,9 @@ pub fn report(
             set.lost, set.kernel_stack_missing
         )?;
     }
-    let ksyms = match Kallsyms::load() {
-        Ok(k) => k,
+    let any_kernel_stack = set.records.iter().any(|r| r.kstack >= 0);
+    let ksyms = match any_kernel_stack.then(Kallsyms::load).transpose() {
+        Ok(k) => k.unwrap_or_default(),
         Err(e) => {
             writeln!(out, "warning: kernel frames are shown as addresses: {e}")?;
             Kallsyms::default()
