@@ -13,6 +13,10 @@ pub enum RecordKind {
     /// A copy of socket data to user memory by a traced thread outside any traced call (an
     /// io_uring worker, task work): a [`CopyRecord`].
     Copy = 3,
+    // issue 5:
+    /// A CPU sample of a traced thread with its stacks and the call in flight: a
+    /// [`SampleRecord`].
+    Sample = 30,
 }
 
 impl RecordKind {
@@ -22,6 +26,7 @@ impl RecordKind {
             1 => Some(Self::Call),
             2 => Some(Self::Signal),
             3 => Some(Self::Copy),
+            30 => Some(Self::Sample),
             _ => None,
         }
     }
@@ -146,7 +151,105 @@ pub enum Counter {
     Lost = 1,
     /// Calls whose entry found no room in the in-flight map.
     InFlightFull = 2,
+    // issue 5: CPU sampling and exact copy timing (30-39).
+    /// CPU samples of traced threads sent to the ring buffer.
+    SamplesSent = 30,
+    /// CPU samples lost because the ring buffer was full.
+    SamplesLost = 31,
+    /// Samples inside a call whose kernel stack could not be stored (stack map full or
+    /// unwinding failed).
+    KernelStackMissing = 32,
+    /// Samples whose user stack could not be stored.
+    UserStackMissing = 33,
+    /// Copies timed exactly by entry/exit hooks on the copy routines (exact mode only).
+    ExactCopies = 34,
 }
+
+// issue 5: CPU sampling.
+
+/// What a CPU sample's thread was doing, as the kernel saw it.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SampleStage {
+    /// No traced call in flight: the thread ran its own code (or an untraced call).
+    User = 0,
+    /// Inside a traced call, before any copy marker.
+    BeforeMarker = 1,
+    /// Inside a traced call, after its first copy marker.
+    AfterMarker = 2,
+}
+
+/// Stack id meaning "no stack stored" in a [`SampleRecord`].
+pub const NO_STACK: i32 = -1;
+
+/// Call number meaning "no call in flight" in a [`SampleRecord`].
+pub const NO_CALL: u32 = u32::MAX;
+
+/// One CPU sample of a traced thread.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SampleRecord {
+    /// [`RecordKind::Sample`] as `u32`.
+    pub kind: u32,
+    /// Process (tgid).
+    pub pid: u32,
+    /// Thread.
+    pub tid: u32,
+    /// System call number of the call in flight, or [`NO_CALL`].
+    pub nr: u32,
+    /// Kernel stack id in the `STACKS` map, or negative (none: user mode, or not stored).
+    pub kstack: i32,
+    /// User stack id in the `STACKS` map, or negative.
+    pub ustack: i32,
+    /// [`SampleStage`] as `u32`.
+    pub stage: u32,
+    /// CPU that took the sample.
+    pub cpu: u32,
+    /// Entry time of the call in flight (0: none); with `tid` it names the call.
+    pub call_start_ns: u64,
+    /// Time of the sample.
+    pub time_ns: u64,
+}
+
+/// Names one call of one thread: the key of exact copy timing.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CallKey {
+    /// Thread.
+    pub tid: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// Entry time of the call.
+    pub start_ns: u64,
+}
+
+/// Copy time of one call, measured by entry/exit hooks on the copy routines (exact mode).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExactCopy {
+    /// Time inside the outermost copy routine, nanoseconds.
+    pub ns: u64,
+    /// Copies timed.
+    pub copies: u64,
+}
+
+/// Per-thread state of a copy routine being timed (exact mode).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CopyTimer {
+    /// Entry time of the outermost copy routine.
+    pub start_ns: u64,
+    /// Nesting depth of copy routines (`copy_page_to_iter` calls `_copy_to_iter`).
+    pub depth: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+}
+
+/// Maximum number of distinct stacks kept by the sampler (kernel and user together).
+pub const MAX_STACKS: u32 = 8192;
+
+/// Maximum number of calls with an exact copy time kept at once.
+pub const MAX_EXACT_CALLS: u32 = 65536;
 
 /// Number of slots in the `COUNTERS` array. Slots are reserved in ranges of ten per area of
 /// the product; 0-9 belong to the call path.
@@ -287,6 +390,14 @@ mod pod {
     unsafe impl aya::Pod for super::SummaryKey {}
     // SAFETY: as above (issue 9).
     unsafe impl aya::Pod for super::CallSummary {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::SampleRecord {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::CallKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ExactCopy {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::CopyTimer {}
 }
 
 #[cfg(test)]
@@ -302,6 +413,10 @@ mod tests {
         assert_eq!(size_of::<CopyRecord>(), 24);
         assert_eq!(size_of::<SummaryKey>(), 8);
         assert_eq!(size_of::<CallSummary>(), 88 + 3 * 8 * HIST_BUCKETS);
+        assert_eq!(size_of::<SampleRecord>(), 48);
+        assert_eq!(size_of::<CallKey>(), 16);
+        assert_eq!(size_of::<ExactCopy>(), 16);
+        assert_eq!(size_of::<CopyTimer>(), 16);
     }
 
     #[test]
@@ -310,7 +425,7 @@ mod tests {
             RecordKind::from_u32(RecordKind::Call as u32),
             Some(RecordKind::Call)
         );
-        for k in [RecordKind::Signal, RecordKind::Copy] {
+        for k in [RecordKind::Signal, RecordKind::Copy, RecordKind::Sample] {
             assert_eq!(RecordKind::from_u32(k as u32), Some(k));
         }
         assert_eq!(RecordKind::from_u32(0), None);

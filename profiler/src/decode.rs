@@ -1,7 +1,7 @@
 //! Decoding of raw ring-buffer records into typed records.
 use std::mem::size_of;
 
-use probe_common::{CallRecord, CopyRecord, RecordKind, SignalRecord};
+use probe_common::{CallRecord, CopyRecord, RecordKind, SampleRecord, SignalRecord};
 
 /// Why a record could not be decoded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -28,6 +28,8 @@ pub enum Record {
     Signal(SignalRecord),
     /// A socket copy outside any traced call.
     Copy(CopyRecord),
+    /// A CPU sample of a traced thread.
+    Sample(SampleRecord),
 }
 
 /// Reads a plain record of type `T` from the start of `bytes`.
@@ -59,6 +61,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         Some(RecordKind::Call) => read(bytes).map(Record::Call),
         Some(RecordKind::Signal) => read(bytes).map(Record::Signal),
         Some(RecordKind::Copy) => read(bytes).map(Record::Copy),
+        Some(RecordKind::Sample) => read(bytes).map(Record::Sample),
         None => Err(DecodeError::UnknownKind(kind)),
     }
 }
@@ -94,6 +97,12 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(decode(&bytes_of(&c)), Ok(Record::Copy(c)));
+        let sm = SampleRecord {
+            kind: RecordKind::Sample as u32,
+            kstack: 3,
+            ..Default::default()
+        };
+        assert_eq!(decode(&bytes_of(&sm)), Ok(Record::Sample(sm)));
     }
 
     #[test]

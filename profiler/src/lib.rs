@@ -6,17 +6,23 @@
 //! and write them.
 
 pub mod attribution;
+pub mod classify;
+pub mod cpu_probes;
 pub mod decode;
 pub mod export;
 pub mod fdkind;
+pub mod flame;
 pub mod html_report;
+pub mod kallsyms;
 pub mod launch;
 pub mod loader;
 pub mod privilege;
 pub mod progress;
 pub mod report;
+pub mod sampling;
 pub mod selfcost;
 pub mod session;
 pub mod summary;
 pub mod syscalls;
 pub mod traced;
+pub mod usyms;

@@ -10,7 +10,10 @@ use aya::{
 };
 use probe_common::{CallSummary, Counter, DEFAULT_RINGBUF_BYTES, SummaryKey, mode};
 
-use crate::syscalls::Call;
+use crate::{
+    cpu_probes::{self, CopyTiming},
+    syscalls::Call,
+};
 
 /// The probe object built by `build.rs`.
 static PROBE: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/probe"));
@@ -48,6 +51,8 @@ pub struct LoadOptions {
     pub mode: u32,
     /// Switch on the kernel's BPF run-time statistics for this run.
     pub self_stats: bool,
+    /// CPU sampling frequency in Hz; 0 turns sampling off.
+    pub sample_hz: u64,
 }
 
 impl Default for LoadOptions {
@@ -57,6 +62,7 @@ impl Default for LoadOptions {
             ringbuf_bytes: DEFAULT_RINGBUF_BYTES,
             mode: mode::RECORDS,
             self_stats: false,
+            sample_hz: 0,
         }
     }
 }
@@ -68,6 +74,8 @@ pub struct Probes {
     stats: Option<crate::selfcost::StatsGuard>,
     /// Every hook tried, attached or not.
     pub hooks: Vec<Hook>,
+    /// How copy time is measured in this run.
+    pub copy_timing: CopyTiming,
 }
 
 /// Unread bytes of the call ring buffer that wake the reader: a quarter of the buffer. Fewer
@@ -148,7 +156,14 @@ impl Probes {
         });
         if opts.mode == mode::FLOOR {
             // The benchmark floor: the call hooks alone, with programs that return at once.
-            return Ok(Self { ebpf, stats, hooks });
+            return Ok(Self {
+                ebpf,
+                stats,
+                hooks,
+                copy_timing: CopyTiming::Unmeasured {
+                    why: "benchmark floor: no copy is measured".into(),
+                },
+            });
         }
 
         for (prog, category, name, without) in [
@@ -197,7 +212,18 @@ impl Probes {
                 without,
             });
         }
-        Ok(Self { ebpf, stats, hooks })
+        let copy_timing = attach_copy_timing(&mut ebpf, &mut hooks, opts.sample_hz)?;
+        Ok(Self {
+            ebpf,
+            stats,
+            hooks,
+            copy_timing,
+        })
+    }
+
+    /// The loaded object, for modules that read their own maps.
+    pub(crate) fn ebpf(&self) -> &Ebpf {
+        &self.ebpf
     }
 
     /// Traces the process `pid` (a tgid) and, from now on, the children it forks.
@@ -264,6 +290,47 @@ impl Probes {
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(Some(out))
     }
+}
+
+/// Exact copy timers where the kernel allows them, and the CPU sampler when asked for.
+fn attach_copy_timing(
+    ebpf: &mut Ebpf,
+    hooks: &mut Vec<Hook>,
+    hz: u64,
+) -> anyhow::Result<CopyTiming> {
+    let fentry = cpu_probes::attach_exact(ebpf);
+    let kprobes = match &fentry {
+        Ok(h) if !h.is_empty() => Err("not needed: fentry works".to_string()),
+        _ => cpu_probes::attach_exact_kprobes(ebpf),
+    };
+    for h in [&fentry, &kprobes].into_iter().flatten() {
+        hooks.extend(h.iter().map(|name| Hook {
+            name: name.clone(),
+            error: None,
+            without: "",
+        }));
+    }
+    let timing = CopyTiming::choose(fentry, kprobes, hz);
+    if let CopyTiming::Sampled { why, .. } | CopyTiming::Unmeasured { why } = &timing {
+        hooks.push(Hook {
+            name: "exact copy timers (fentry or kprobe on the copy routines)".into(),
+            error: Some(why.clone()),
+            without: if hz > 0 {
+                "copy time is sampled"
+            } else {
+                "copy time is not measured"
+            },
+        });
+    }
+    if hz > 0 {
+        let cpus = cpu_probes::attach_sampler(ebpf, hz)?;
+        hooks.push(Hook {
+            name: format!("perf_event:cpu-clock at {hz} Hz on {cpus} CPUs"),
+            error: None,
+            without: "",
+        });
+    }
+    Ok(timing)
 }
 
 fn tracepoint<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut TracePoint> {

@@ -25,7 +25,9 @@ EXAMPLES:
   profiler --json - -- ./client | head      JSON lines on stdout, the report on stderr
   profiler --calls read,recvfrom -- cat f   trace only these calls
   profiler --self-stats -p 1234 -d 5s       summary mode, with each kernel program's ns per run
-  profiler --mode per-call -- ./client      per-call records without writing a CSV";
+  profiler --mode per-call -- ./client      per-call records without writing a CSV
+  profiler --freq 999 --flamegraph f.svg -- cat big.file
+                                            sample CPU stacks at 999 Hz, draw a flame graph";
 
 /// What the kernel does per call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -42,6 +44,9 @@ enum Mode {
     /// Benchmark floor: the call hooks attached with programs that return at once.
     Floor,
 }
+
+/// Default CPU sampling frequency: cheap enough to stay on (see the README).
+const DEFAULT_FREQ: u64 = 99;
 
 /// Splits every I/O call of a process into waiting for data and copying it, with eBPF.
 #[derive(Debug, Parser)]
@@ -88,6 +93,17 @@ struct Cli {
     /// run-time statistics on for this run only).
     #[arg(long)]
     self_stats: bool,
+    /// CPU sampling frequency in Hz for kernel and user stacks inside traced calls (0: off).
+    #[arg(long, value_name = "HZ", default_value_t = DEFAULT_FREQ)]
+    freq: u64,
+
+    /// Write the CPU samples as folded stacks to FILE (call kind and stage as root frames).
+    #[arg(long, value_name = "FILE")]
+    folded: Option<PathBuf>,
+
+    /// Draw the CPU samples as an SVG flame graph to FILE.
+    #[arg(long, value_name = "FILE.svg")]
+    flamegraph: Option<PathBuf>,
 
     /// Print loader details.
     #[arg(short, long)]
@@ -146,6 +162,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         (Format::Json, cli.json.as_ref()),
         (Format::Trace, cli.trace.as_ref()),
     ])?;
+    anyhow::ensure!(
+        cli.freq > 0 || (cli.folded.is_none() && cli.flamegraph.is_none()),
+        "--folded and --flamegraph need CPU samples: drop --freq 0"
+    );
+    let check = |p: &Option<PathBuf>| -> anyhow::Result<_> {
+        p.as_ref()
+            .map(|p| session::check_output(p).map(|f| (p.clone(), f)))
+            .transpose()
+    };
+    let sample_outputs = profiler::sampling::Outputs {
+        folded: check(&cli.folded)?,
+        flamegraph: check(&cli.flamegraph)?,
+    };
 
     let per_call_output =
         cli.csv.is_some() || cli.summary_csv.is_some() || cli.json.is_some() || cli.trace.is_some();
@@ -166,6 +195,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ringbuf_bytes: cli.ringbuf_size,
             mode: kernel_mode,
             self_stats: cli.self_stats,
+            sample_hz: cli.freq,
         },
         duration: cli.duration,
     };
@@ -265,6 +295,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             probe_common::MAX_SUMMARY_KEYS
         );
     }
+    profiler::sampling::report(&result.calls, &result.samples, sample_outputs, &mut out)?;
     let _ = write!(
         out,
         "{}",

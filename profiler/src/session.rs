@@ -16,6 +16,7 @@ use crate::{
     fdkind::FdKinds,
     launch::{Exit, Gated, Running},
     loader::{Hook, LoadOptions, Probes},
+    sampling::SampleSet,
     traced::TracedCall,
 };
 
@@ -71,6 +72,8 @@ pub struct RunResult {
     pub programs: Option<Vec<crate::selfcost::ProgramStats>>,
     /// The profiler's own CPU time and peak memory at the end of the run.
     pub usage: crate::selfcost::OwnUsage,
+    /// CPU samples and how copy time was measured.
+    pub samples: SampleSet,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -178,9 +181,13 @@ pub fn run(
     let started = Instant::now();
     let mut kinds = FdKinds::default();
     let mut sink = Sink::default();
+    let mut sampled = SampleSet::new(probes.copy_timing.clone());
+    for &p in &pids {
+        sampled.note_maps(p);
+    }
     let end = loop {
         wait_readable(&events, Duration::from_millis(100));
-        sink.drain(&mut events, &mut kinds);
+        sink.drain(&mut events, &mut kinds, &mut sampled);
         if STOP.load(Ordering::SeqCst) {
             break EndReason::Interrupted;
         }
@@ -198,10 +205,11 @@ pub fn run(
     };
     let wall = started.elapsed();
     // Records of calls that ended just before the end are in the buffer now.
-    sink.drain(&mut events, &mut kinds);
+    sink.drain(&mut events, &mut kinds, &mut sampled);
     if let Some(c) = child.as_mut() {
         finish_child(c, end);
     }
+    crate::cpu_probes::finish(&probes, &mut sampled)?;
     Ok(RunResult {
         calls: sink.calls,
         events: sink.events,
@@ -217,6 +225,7 @@ pub fn run(
         summary_full: probes.counter_slot(probe_common::COUNTER_SUMMARY_FULL)?,
         programs: probes.program_stats()?,
         usage: crate::selfcost::own_usage(),
+        samples: sampled,
     })
 }
 
@@ -256,9 +265,14 @@ struct Sink {
 }
 
 impl Sink {
-    fn drain(&mut self, ring: &mut RingBuf<MapData>, kinds: &mut FdKinds) {
+    fn drain(&mut self, ring: &mut RingBuf<MapData>, kinds: &mut FdKinds, sampled: &mut SampleSet) {
+        let mut sampled_pids = std::collections::BTreeSet::new();
         while let Some(item) = ring.next() {
             match decode::decode(&item) {
+                Ok(Record::Sample(s)) => {
+                    sampled_pids.insert(s.pid);
+                    sampled.records.push(s);
+                }
                 Ok(Record::Call(rec)) => {
                     crate::progress::count_call();
                     self.calls
@@ -267,6 +281,11 @@ impl Sink {
                 Ok(other) => self.events.push(other),
                 Err(_) => self.undecodable += 1,
             }
+        }
+        // Mappings are read while the processes run, so that user frames can be named after
+        // they end.
+        for pid in sampled_pids {
+            sampled.note_maps(pid);
         }
     }
 }

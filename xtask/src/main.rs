@@ -38,7 +38,9 @@ enum Task {
     Build,
     /// Build, then run a workload (or `--pid PID`, or `-- CMD`) under the profiler.
     ///
-    /// Profiler options (--csv, --summary-csv, --json, --trace FILE, --ringbuf-size N, --calls LIST, -d, -v) go to
+    /// Profiler options (--csv, --summary-csv, --json, --trace FILE, --ringbuf-size N,
+    /// --calls LIST, --mode, --self-stats, --freq HZ, --folded FILE, --flamegraph FILE.svg,
+    /// -d, -v) go to
     /// the profiler; every other option goes to the workload (--interval, --size, --count,
     /// --file, --truth). Workloads: see `workloads --help`.
     #[command(disable_help_flag = true)]
@@ -134,6 +136,9 @@ const PROFILER_OPTS: &[&str] = &[
     "--duration",
     "-p",
     "--pid",
+    "--freq",
+    "--folded",
+    "--flamegraph",
 ];
 const PROFILER_FLAGS: &[&str] = &["-v", "--verbose", "--self-stats"];
 

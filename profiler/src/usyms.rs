@@ -1,0 +1,164 @@
+//! User stack frames to function names: a snapshot of each sampled process's executable
+//! mappings (taken while it runs, so that it can end before the report), then `blazesym` on
+//! the mapped files.
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+};
+
+use blazesym::symbolize::{Input, Symbolized, Symbolizer, source::Elf, source::Source};
+
+/// One executable file mapping of a process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mapping {
+    /// First address.
+    pub start: u64,
+    /// One past the last address.
+    pub end: u64,
+    /// File offset mapped at `start`.
+    pub offset: u64,
+    /// The mapped file.
+    pub path: PathBuf,
+}
+
+/// The executable file mappings in the text of a `/proc/PID/maps` file.
+pub fn parse_maps(text: &str) -> Vec<Mapping> {
+    text.lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            let range = it.next()?;
+            let perms = it.next()?;
+            let offset = u64::from_str_radix(it.next()?, 16).ok()?;
+            let (_dev, _inode) = (it.next()?, it.next()?);
+            let path = it.collect::<Vec<_>>().join(" ");
+            if !perms.contains('x') || !path.starts_with('/') {
+                return None;
+            }
+            let (a, b) = range.split_once('-')?;
+            Some(Mapping {
+                start: u64::from_str_radix(a, 16).ok()?,
+                end: u64::from_str_radix(b, 16).ok()?,
+                offset,
+                path: PathBuf::from(path),
+            })
+        })
+        .collect()
+}
+
+/// The executable mappings of a running process (`None` when it is gone).
+pub fn read_maps(pid: u32) -> Option<Vec<Mapping>> {
+    std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .ok()
+        .map(|t| parse_maps(&t))
+}
+
+/// The mapping holding `ip` and the file offset of `ip` in it.
+pub fn locate(maps: &[Mapping], ip: u64) -> Option<(&Mapping, u64)> {
+    maps.iter()
+        .find(|m| m.start <= ip && ip < m.end)
+        .map(|m| (m, ip - m.start + m.offset))
+}
+
+/// Names user frames.
+pub struct UserSymbols {
+    symbolizer: Symbolizer,
+    cache: HashMap<(PathBuf, u64), String>,
+}
+
+impl Default for UserSymbols {
+    fn default() -> Self {
+        Self {
+            symbolizer: Symbolizer::new(),
+            cache: HashMap::new(),
+        }
+    }
+}
+
+impl UserSymbols {
+    /// Names of `ips` (leaf first, as a stack map gives them) in a process with `maps`.
+    /// A frame that cannot be named shows its file (`[libc.so.6]`) or `[unknown]`.
+    /// Runs of unnamed frames of one file (a frame-pointer walk through code built without
+    /// frame pointers) are folded into one frame.
+    pub fn names(&mut self, maps: &[Mapping], ips: &[u64]) -> Vec<String> {
+        let mut out: Vec<String> = Vec::with_capacity(ips.len());
+        for (i, &ip) in ips.iter().enumerate() {
+            // Frames above the leaf hold return addresses: look up the call before them.
+            let ip = if i > 0 { ip.saturating_sub(1) } else { ip };
+            let name = match locate(maps, ip) {
+                Some((m, off)) => self.name(&m.path, off),
+                None => "[unknown]".to_string(),
+            };
+            if name.starts_with('[') && out.last() == Some(&name) {
+                continue;
+            }
+            out.push(name);
+        }
+        out
+    }
+
+    fn name(&mut self, path: &Path, off: u64) -> String {
+        let key = (path.to_path_buf(), off);
+        if let Some(n) = self.cache.get(&key) {
+            return n.clone();
+        }
+        let src = Source::Elf(Elf::new(path));
+        let name = match self
+            .symbolizer
+            .symbolize(&src, Input::FileOffset(&[off][..]))
+        {
+            Ok(v) => match v.first() {
+                Some(Symbolized::Sym(s)) => s.name.to_string(),
+                _ => file_frame(path),
+            },
+            Err(_) => file_frame(path),
+        };
+        self.cache.insert(key, name.clone());
+        name
+    }
+}
+
+fn file_frame(path: &Path) -> String {
+    format!(
+        "[{}]",
+        path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into()
+        )
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_keep_executable_file_mappings() {
+        let text = "\
+55d0c0000000-55d0c0001000 r--p 00000000 08:01 1234 /usr/bin/dd
+55d0c0001000-55d0c0005000 r-xp 00001000 08:01 1234 /usr/bin/dd
+7f0000000000-7f0000100000 r-xp 00028000 08:01 99 /usr/lib/x86_64-linux-gnu/libc.so.6
+7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0 [stack]
+7ffd00100000-7ffd00102000 r-xp 00000000 00:00 0 [vdso]
+";
+        let maps = parse_maps(text);
+        assert_eq!(maps.len(), 2);
+        assert_eq!(maps[0].path, PathBuf::from("/usr/bin/dd"));
+        let (m, off) = locate(&maps, 0x7f0000000010).expect("in libc");
+        assert!(m.path.ends_with("libc.so.6"));
+        assert_eq!(off, 0x28010);
+        assert!(locate(&maps, 0x10).is_none());
+    }
+
+    #[test]
+    fn names_a_function_of_this_test_binary() {
+        let maps = read_maps(std::process::id()).expect("own maps");
+        let ip = names_a_function_of_this_test_binary as *const () as u64;
+        let mut syms = UserSymbols::default();
+        let names = syms.names(&maps, &[ip]);
+        assert!(
+            names[0].contains("names_a_function_of_this_test_binary"),
+            "{names:?}"
+        );
+        assert_eq!(syms.names(&maps, &[8, 16, 24]), vec!["[unknown]"]);
+    }
+}
