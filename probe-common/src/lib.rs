@@ -13,6 +13,15 @@ pub enum RecordKind {
     /// A copy of socket data to user memory by a traced thread outside any traced call (an
     /// io_uring worker, task work): a [`CopyRecord`].
     Copy = 3,
+    // issue 3: I/O models (10-19).
+    /// Data reached a socket (`sock:sk_data_ready`): a [`SockRecord`].
+    DataReady = 10,
+    /// A traced thread read from a socket (`sock:sock_recv_length`): a [`SockRecord`].
+    RecvLength = 11,
+    /// An io_uring request was submitted (`io_uring:io_uring_submit_req`): a [`UringRecord`].
+    UringSubmit = 12,
+    /// An io_uring request completed (`io_uring:io_uring_complete`): a [`UringRecord`].
+    UringComplete = 13,
 }
 
 impl RecordKind {
@@ -22,6 +31,10 @@ impl RecordKind {
             1 => Some(Self::Call),
             2 => Some(Self::Signal),
             3 => Some(Self::Copy),
+            10 => Some(Self::DataReady),
+            11 => Some(Self::RecvLength),
+            12 => Some(Self::UringSubmit),
+            13 => Some(Self::UringComplete),
             _ => None,
         }
     }
@@ -120,6 +133,48 @@ pub struct CopyRecord {
     pub time_ns: u64,
 }
 
+/// A socket event of a traced process: data reached the socket, or a thread read from it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockRecord {
+    /// [`RecordKind::DataReady`] or [`RecordKind::RecvLength`] as `u32`.
+    pub kind: u32,
+    /// Process (tgid) that owns the socket (data ready) or read from it.
+    pub pid: u32,
+    /// Thread that was running (the reader; for data ready, whoever delivered the data).
+    pub tid: u32,
+    /// Bytes read or `-errno` (receive); 0 for data ready.
+    pub ret: i32,
+    /// Kernel address of the socket (`struct sock *`): ties arrivals to reads.
+    pub sk: u64,
+    /// Time of the event.
+    pub time_ns: u64,
+}
+
+/// An io_uring request event of a traced process.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UringRecord {
+    /// [`RecordKind::UringSubmit`] or [`RecordKind::UringComplete`] as `u32`.
+    pub kind: u32,
+    /// Process (tgid).
+    pub pid: u32,
+    /// Thread that was running (the submitter; for a completion, the completing thread).
+    pub tid: u32,
+    /// Operation code (submission only; 0 for a completion).
+    pub opcode: u32,
+    /// Result of the request (completion only; 0 for a submission).
+    pub res: i32,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// Kernel address of the request: ties a completion to its submission.
+    pub req: u64,
+    /// The request's user data.
+    pub user_data: u64,
+    /// Time of the event.
+    pub time_ns: u64,
+}
+
 /// Per-thread state of the call in flight, kept in the kernel between entry and exit.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -179,6 +234,10 @@ mod pod {
     unsafe impl aya::Pod for super::SignalRecord {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::CopyRecord {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::SockRecord {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::UringRecord {}
 }
 
 #[cfg(test)]
@@ -192,6 +251,8 @@ mod tests {
         assert_eq!(size_of::<InFlight>(), 144);
         assert_eq!(size_of::<SignalRecord>(), 40);
         assert_eq!(size_of::<CopyRecord>(), 24);
+        assert_eq!(size_of::<SockRecord>(), 32);
+        assert_eq!(size_of::<UringRecord>(), 48);
     }
 
     #[test]
@@ -200,7 +261,14 @@ mod tests {
             RecordKind::from_u32(RecordKind::Call as u32),
             Some(RecordKind::Call)
         );
-        for k in [RecordKind::Signal, RecordKind::Copy] {
+        for k in [
+            RecordKind::Signal,
+            RecordKind::Copy,
+            RecordKind::DataReady,
+            RecordKind::RecvLength,
+            RecordKind::UringSubmit,
+            RecordKind::UringComplete,
+        ] {
             assert_eq!(RecordKind::from_u32(k as u32), Some(k));
         }
         assert_eq!(RecordKind::from_u32(0), None);

@@ -1,7 +1,7 @@
 //! Decoding of raw ring-buffer records into typed records.
 use std::mem::size_of;
 
-use probe_common::{CallRecord, CopyRecord, RecordKind, SignalRecord};
+use probe_common::{CallRecord, CopyRecord, RecordKind, SignalRecord, SockRecord, UringRecord};
 
 /// Why a record could not be decoded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -28,6 +28,10 @@ pub enum Record {
     Signal(SignalRecord),
     /// A socket copy outside any traced call.
     Copy(CopyRecord),
+    /// Data reached a socket, or a thread read from one.
+    Sock(SockRecord),
+    /// An io_uring request was submitted or completed.
+    Uring(UringRecord),
 }
 
 /// Reads a plain record of type `T` from the start of `bytes`.
@@ -59,6 +63,10 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         Some(RecordKind::Call) => read(bytes).map(Record::Call),
         Some(RecordKind::Signal) => read(bytes).map(Record::Signal),
         Some(RecordKind::Copy) => read(bytes).map(Record::Copy),
+        Some(RecordKind::DataReady | RecordKind::RecvLength) => read(bytes).map(Record::Sock),
+        Some(RecordKind::UringSubmit | RecordKind::UringComplete) => {
+            read(bytes).map(Record::Uring)
+        }
         None => Err(DecodeError::UnknownKind(kind)),
     }
 }

@@ -40,6 +40,13 @@ pub struct Truth {
     pub wall_ns: u64,
     /// The calls the workload timed, in order.
     pub calls: Vec<CallTruth>,
+    // issue 3: I/O models.
+    /// Receive attempts that failed with `EAGAIN` (not listed in `calls`).
+    #[serde(default)]
+    pub attempts: u64,
+    /// Units of the receiver's own work done while it waited (signal-driven, asynchronous).
+    #[serde(default)]
+    pub work: u64,
 }
 
 impl Truth {
