@@ -72,12 +72,7 @@ pub fn sock_recv_length(ctx: TracePointContext) -> u32 {
         return 0;
     }
     // SAFETY: offsets from the sock_recv_length format above.
-    let (sk, ret) = unsafe {
-        (
-            field::<u64>(&ctx, RECV_SK),
-            field::<i32>(&ctx, RECV_RET),
-        )
-    };
+    let (sk, ret) = unsafe { (field::<u64>(&ctx, RECV_SK), field::<i32>(&ctx, RECV_RET)) };
     let _ = WATCHED_SOCKS.insert(&sk, &tgid, 0);
     send(&SockRecord {
         kind: RecordKind::RecvLength as u32,

@@ -64,9 +64,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         Some(RecordKind::Signal) => read(bytes).map(Record::Signal),
         Some(RecordKind::Copy) => read(bytes).map(Record::Copy),
         Some(RecordKind::DataReady | RecordKind::RecvLength) => read(bytes).map(Record::Sock),
-        Some(RecordKind::UringSubmit | RecordKind::UringComplete) => {
-            read(bytes).map(Record::Uring)
-        }
+        Some(RecordKind::UringSubmit | RecordKind::UringComplete) => read(bytes).map(Record::Uring),
         None => Err(DecodeError::UnknownKind(kind)),
     }
 }

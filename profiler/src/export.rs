@@ -52,6 +52,16 @@ pub struct CallRow {
     pub copy_bytes: u64,
     /// Times switched out inside the call.
     pub switches: u32,
+    // issue 3: I/O models.
+    /// The I/O model the call's message shows (empty: the call is in no message).
+    #[serde(default)]
+    pub model: String,
+    /// Index of the message the call belongs to within its process (-1: none).
+    #[serde(default)]
+    pub message: i64,
+    /// How the call spent its wait: call, mux, completion, polling, none.
+    #[serde(default)]
+    pub wait_kind: String,
 }
 
 impl From<&TracedCall> for CallRow {
@@ -84,6 +94,9 @@ impl From<&TracedCall> for CallRow {
             stage_source: c.source.as_str().into(),
             copy_bytes: c.rec.copy_bytes,
             switches: c.rec.switches,
+            model: String::new(),
+            message: -1,
+            wait_kind: crate::models::call_wait_kind(c).into(),
         }
     }
 }
@@ -95,9 +108,14 @@ pub fn create(path: &Path) -> anyhow::Result<File> {
 
 /// Writes the calls as CSV, one row each, with a header.
 pub fn write_csv<W: Write>(out: W, calls: &[TracedCall]) -> anyhow::Result<()> {
+    write_rows(out, calls.iter().map(CallRow::from))
+}
+
+/// Writes rows as CSV, with a header.
+pub fn write_rows<W: Write>(out: W, rows: impl IntoIterator<Item = CallRow>) -> anyhow::Result<()> {
     let mut w = csv::Writer::from_writer(out);
-    for c in calls {
-        w.serialize(CallRow::from(c))?;
+    for r in rows {
+        w.serialize(r)?;
     }
     w.flush()?;
     Ok(())

@@ -7,7 +7,7 @@ use profiler::{
     export,
     launch::Exit,
     loader::LoadOptions,
-    report,
+    models, report,
     session::{self, EndReason, RunOptions, Target},
     syscalls,
 };
@@ -38,6 +38,10 @@ struct Cli {
     /// Write one CSV row per call to FILE (columns in the README).
     #[arg(long, value_name = "FILE")]
     csv: Option<PathBuf>,
+
+    /// Write the per-message summary (the model table's row) as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    model_json: Option<PathBuf>,
 
     /// Size of the kernel's call record buffer in bytes (a power of two, at least 4096).
     #[arg(long, value_name = "BYTES", default_value_t = probe_common::DEFAULT_RINGBUF_BYTES)]
@@ -85,6 +89,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     // Outputs are checked before anything is attached.
     let csv_file = cli.csv.as_deref().map(session::check_output).transpose()?;
+    let model_file = cli
+        .model_json
+        .as_deref()
+        .map(session::check_output)
+        .transpose()?;
 
     let opts = RunOptions {
         target: target.clone(),
@@ -143,7 +152,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .iter()
             .filter(|e| matches!(e, profiler::decode::Record::Signal(_)))
             .count();
-        let copies = result.events.len() - signals;
+        let copies = result
+            .events
+            .iter()
+            .filter(|e| matches!(e, profiler::decode::Record::Copy(_)))
+            .count();
         let _ = writeln!(
             out,
             "other events: {signals} signal events, {copies} copies outside traced calls"
@@ -156,8 +169,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             result.lost
         );
     }
+    let msgs = models::messages(&result.calls, &result.events);
+    if !msgs.is_empty() {
+        let _ = write!(out, "\n{}", models::report(&msgs));
+    }
+    if let Some(f) = model_file {
+        serde_json::to_writer_pretty(f, &models::model_row(&msgs))
+            .context("failed to write the model summary")?;
+    }
     if let Some(f) = csv_file {
-        export::write_csv(std::io::BufWriter::new(f), &result.calls)?;
+        export::write_rows(
+            std::io::BufWriter::new(f),
+            models::rows(&result.calls, &msgs),
+        )?;
         if let Some(p) = &cli.csv {
             let _ = writeln!(out, "wrote {} rows to {}", result.calls.len(), p.display());
         }

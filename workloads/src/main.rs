@@ -2,7 +2,13 @@
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
-use workloads::{aio, blocking, models::{self, Readiness}, splice, truth::Truth, uring};
+use workloads::{
+    aio, blocking,
+    models::{self, Readiness},
+    splice,
+    truth::Truth,
+    uring,
+};
 
 /// Bundled I/O workloads, each with its own ground truth.
 #[derive(Debug, Parser)]

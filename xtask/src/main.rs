@@ -104,6 +104,7 @@ fn build_release(env: &setup::Env) -> anyhow::Result<()> {
 /// Options that belong to the profiler; each takes a value unless listed in `FLAGS`.
 const PROFILER_OPTS: &[&str] = &[
     "--csv",
+    "--model-json",
     "--ringbuf-size",
     "--calls",
     "-d",
