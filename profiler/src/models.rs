@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use probe_common::{RecordKind, SignalEvent};
 
-use crate::{decode::Record, syscalls::Role, traced::TracedCall};
+use crate::{decode::Record, fdkind::FdKind, syscalls::Role, traced::TracedCall};
 
 /// How a stretch of a message's wait was spent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -286,7 +286,8 @@ fn deliveries(calls: &[&TracedCall], ev: &Events) -> Vec<Delivery> {
     let mut used_completions = BTreeSet::new();
     for (i, c) in calls.iter().enumerate() {
         let name = c.call.map_or("", |k| k.name);
-        if is_receive(c) && c.rec.ret > 0 {
+        // Only socket data is waited for; files and pipes read at start-up are not messages.
+        if is_receive(c) && c.rec.ret > 0 && c.fd_kind == FdKind::Socket {
             out.push(Delivery {
                 copier_tid: c.rec.tid,
                 copy_start: c.rec.end_ns - c.stages.copy_ns,
@@ -720,7 +721,6 @@ pub fn model_row(msgs: &[Message]) -> ModelRow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fdkind::FdKind;
     use probe_common::{CallRecord, CopyRecord, SignalRecord, SockRecord, UringRecord};
 
     const PID: u32 = 100;
