@@ -377,8 +377,14 @@ pub fn messages(calls: &[TracedCall], events: &[Record]) -> Vec<Message> {
 
 fn process_messages(pid: u32, calls: &[&TracedCall], ev: &Events) -> Vec<Message> {
     let dels = deliveries(calls, ev);
+    // The first wait starts with the first call that waits for or reads socket data (not
+    // with the process's start-up, whose checks of its descriptors find nothing ready).
     let first_activity = calls
         .iter()
+        .filter(|c| {
+            (is_receive(c) && c.fd_kind == FdKind::Socket)
+                || (c.call.is_some_and(|k| k.role == Role::Multiplex) && c.rec.ret > 0)
+        })
         .map(|c| c.rec.start_ns)
         .chain(ev.submits.iter().map(|s| s.0))
         .min();

@@ -31,8 +31,29 @@ impl Paced {
     }
 }
 
-/// Nice value the sender asks for (issue 3: receivers that spin share the CPU with it).
-const SENDER_NICE: libc::c_int = -10;
+/// Nice value a thread asks for when it may not have a real-time priority.
+const HIGH_NICE: libc::c_int = -10;
+
+/// Gives the calling thread a real-time priority, else a higher nice value, so that on a
+/// loaded machine the pacing stays exact and a woken receiver does not queue behind other
+/// programs. Only for threads that sleep between short bursts of work. Without the privilege
+/// for either, the thread keeps its priority: timings are only less exact.
+pub fn raise_priority() {
+    // SAFETY: acts on the calling thread only (id 0).
+    let rt = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &RT_PARAM) };
+    if rt != 0 {
+        raise_nice();
+    }
+}
+
+const RT_PARAM: libc::sched_param = libc::sched_param { sched_priority: 1 };
+
+/// Gives the calling thread a higher nice value (no real-time priority): for a thread that
+/// spins, which must share the CPU, but not queue behind other programs.
+pub fn raise_nice() {
+    // SAFETY: acts on the calling thread only (its own id).
+    unsafe { libc::setpriority(libc::PRIO_PROCESS, crate::truth::gettid(), HIGH_NICE) };
+}
 
 /// Starts a thread that sends `p.count` messages of `p.size` bytes, message `i` at
 /// `start + (i + 1) * interval`, then closes the stream.
@@ -42,16 +63,8 @@ pub fn spawn_sender(
 ) -> std::thread::JoinHandle<anyhow::Result<()>> {
     std::thread::spawn(move || {
         // A receiver that spins (polling, or working while it waits for a signal or a
-        // completion) must not delay the sender when both share a busy CPU: the sender asks
-        // for a real-time priority, else a higher nice value. Without the privilege for
-        // either the pacing is only less exact on a loaded machine.
-        let param = libc::sched_param { sched_priority: 1 };
-        // SAFETY: both calls act on the calling thread only (id 0 / its own id).
-        unsafe {
-            if libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) != 0 {
-                libc::setpriority(libc::PRIO_PROCESS, crate::truth::gettid(), SENDER_NICE);
-            }
-        }
+        // completion) must not delay the sender when both share a busy CPU.
+        raise_priority();
         let msg = vec![0x5au8; p.size];
         let start = now_ns();
         for i in 0..p.count {
@@ -70,6 +83,7 @@ pub fn run(p: Paced) -> anyhow::Result<Truth> {
     let fd = rx.as_raw_fd();
     let tid = gettid();
     let sender = spawn_sender(tx, p);
+    raise_priority();
     let mut buf = vec![0u8; p.size];
     let mut truth = Truth {
         workload: "blocking".into(),

@@ -9,7 +9,7 @@ use std::{
 use anyhow::Context as _;
 
 use crate::{
-    blocking::{Paced, spawn_sender},
+    blocking::{Paced, raise_nice, raise_priority, spawn_sender},
     clock::now_ns,
     net::{recvfrom, tcp_pair},
     truth::{CallTruth, Truth, gettid},
@@ -32,6 +32,11 @@ pub enum Readiness {
 }
 
 impl Readiness {
+    /// Whether the receiver sleeps while it waits (rather than spinning).
+    pub fn sleeps(self) -> bool {
+        matches!(self, Self::Select | Self::Poll | Self::Epoll)
+    }
+
     /// The workload's name.
     pub fn name(self) -> &'static str {
         match self {
@@ -217,6 +222,11 @@ pub fn run(model: Readiness, p: Paced) -> anyhow::Result<Truth> {
     }
     let tid = gettid();
     let sender = spawn_sender(tx, p);
+    if model.sleeps() {
+        raise_priority();
+    } else {
+        raise_nice();
+    }
     // Room for more than one message: a drain may find the next one already there.
     let mut buf = vec![0u8; 2 * p.size];
     let mut truth = Truth {

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use io_uring::{IoUring, opcode, types};
 
 use crate::{
-    blocking::{Paced, spawn_sender},
+    blocking::{Paced, raise_priority, spawn_sender},
     clock::now_ns,
     models::work_until,
     net::tcp_pair,
@@ -42,6 +42,9 @@ pub fn run(reap: Reap, p: Paced) -> anyhow::Result<Truth> {
     let mut ring = IoUring::new(8).context("failed to set up an io_uring")?;
     let tid = gettid();
     let sender = spawn_sender(tx, p);
+    if reap == Reap::Wait {
+        raise_priority();
+    }
     let mut buf = vec![0u8; p.size];
     let mut truth = Truth {
         workload: reap.name().into(),

@@ -229,8 +229,8 @@ fn test() -> anyhow::Result<ExitCode> {
         "profiler",
         "--features",
         "root-tests",
-        "--test",
-        "root",
+        // Every root test file (root.rs, root_models.rs, …).
+        "--tests",
         "--",
         "--test-threads=1",
     ]);
