@@ -95,7 +95,8 @@ pub const DEFAULT: &[&str] = &[
     "recvfrom",
     "recvmsg",
     "splice",
-    // issue 3: where the I/O models wait.
+    // issue 3: where the I/O models wait, and the C library's aio helper's first try.
+    "pread64",
     "select",
     "pselect6",
     "poll",

@@ -74,7 +74,7 @@ pub fn work_until(mut done: impl FnMut() -> bool) -> u64 {
         units += 1;
         // Own work gives the CPU away now and then, as real work does, so that a sender on
         // the same CPU keeps its pace.
-        if units % YIELD_EVERY == 0 {
+        if units.is_multiple_of(YIELD_EVERY) {
             std::thread::yield_now();
         }
     }
