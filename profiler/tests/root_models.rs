@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_root, profile, scratch, workloads_bin};
+use common::{assert_root, scratch, workloads_bin};
 use profiler::{
     loader::LoadOptions,
     models::{self, Copier, Message, WaitKind},

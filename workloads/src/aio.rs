@@ -12,7 +12,7 @@ use nix::sys::signal::{
 };
 
 use crate::{
-    blocking::{Paced, spawn_sender},
+    blocking::{Paced, finish, paced_truth, spawn_sender},
     clock::now_ns,
     models::work_until,
     net::tcp_pair,
@@ -48,12 +48,7 @@ pub fn run(p: Paced) -> anyhow::Result<Truth> {
     pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&only), None)?;
     let tid = gettid();
     let mut buf = vec![0u8; p.size];
-    let mut truth = Truth {
-        workload: "aio".into(),
-        pid: std::process::id(),
-        interval_ns: p.interval.as_nanos() as u64,
-        ..Truth::default()
-    };
+    let mut truth = paced_truth("aio", &p);
     let t0 = now_ns();
     for _ in 0..p.count {
         let mut got = 0;
@@ -96,9 +91,5 @@ pub fn run(p: Paced) -> anyhow::Result<Truth> {
         truth.messages += 1;
         truth.bytes += got as u64;
     }
-    truth.wall_ns = now_ns() - t0;
-    sender
-        .join()
-        .map_err(|_| anyhow::anyhow!("sender thread panicked"))??;
-    Ok(truth)
+    finish(truth, t0, sender)
 }

@@ -76,6 +76,29 @@ pub fn spawn_sender(
     })
 }
 
+/// The truth of a paced workload before it runs.
+pub fn paced_truth(workload: &str, p: &Paced) -> Truth {
+    Truth {
+        workload: workload.into(),
+        pid: std::process::id(),
+        interval_ns: p.interval.as_nanos() as u64,
+        ..Truth::default()
+    }
+}
+
+/// Ends a paced workload: the wall time since `t0`, and the sender's own result.
+pub fn finish(
+    mut truth: Truth,
+    t0: u64,
+    sender: std::thread::JoinHandle<anyhow::Result<()>>,
+) -> anyhow::Result<Truth> {
+    truth.wall_ns = now_ns() - t0;
+    sender
+        .join()
+        .map_err(|_| anyhow::anyhow!("sender thread panicked"))??;
+    Ok(truth)
+}
+
 /// Runs the workload and returns its truth.
 pub fn run(p: Paced) -> anyhow::Result<Truth> {
     p.validate()?;
@@ -85,12 +108,7 @@ pub fn run(p: Paced) -> anyhow::Result<Truth> {
     let sender = spawn_sender(tx, p);
     raise_priority();
     let mut buf = vec![0u8; p.size];
-    let mut truth = Truth {
-        workload: "blocking".into(),
-        pid: std::process::id(),
-        interval_ns: p.interval.as_nanos() as u64,
-        ..Truth::default()
-    };
+    let mut truth = paced_truth("blocking", &p);
     let t0 = now_ns();
     for _ in 0..p.count {
         let mut got = 0;
@@ -119,11 +137,7 @@ pub fn run(p: Paced) -> anyhow::Result<Truth> {
         truth.messages += 1;
         truth.bytes += got as u64;
     }
-    truth.wall_ns = now_ns() - t0;
-    sender
-        .join()
-        .map_err(|_| anyhow::anyhow!("sender thread panicked"))??;
-    Ok(truth)
+    finish(truth, t0, sender)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::{
 use anyhow::Context as _;
 
 use crate::{
-    blocking::{Paced, raise_nice, raise_priority, spawn_sender},
+    blocking::{Paced, finish, paced_truth, raise_nice, raise_priority, spawn_sender},
     clock::now_ns,
     net::{recvfrom, tcp_pair},
     truth::{CallTruth, Truth, gettid},
@@ -229,12 +229,7 @@ pub fn run(model: Readiness, p: Paced) -> anyhow::Result<Truth> {
     }
     // Room for more than one message: a drain may find the next one already there.
     let mut buf = vec![0u8; 2 * p.size];
-    let mut truth = Truth {
-        workload: model.name().into(),
-        pid: std::process::id(),
-        interval_ns: p.interval.as_nanos() as u64,
-        ..Truth::default()
-    };
+    let mut truth = paced_truth(model.name(), &p);
     let t0 = now_ns();
     let total = p.size as u64 * p.count;
     while truth.bytes < total {
@@ -274,15 +269,11 @@ pub fn run(model: Readiness, p: Paced) -> anyhow::Result<Truth> {
         }
     }
     truth.messages = p.count;
-    truth.wall_ns = now_ns() - t0;
     if epfd >= 0 {
         // SAFETY: closes the epoll descriptor made above, used no more.
         unsafe { libc::close(epfd) };
     }
-    sender
-        .join()
-        .map_err(|_| anyhow::anyhow!("sender thread panicked"))??;
-    Ok(truth)
+    finish(truth, t0, sender)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use io_uring::{IoUring, opcode, types};
 
 use crate::{
-    blocking::{Paced, raise_priority, spawn_sender},
+    blocking::{Paced, finish, paced_truth, raise_priority, spawn_sender},
     clock::now_ns,
     models::work_until,
     net::tcp_pair,
@@ -46,12 +46,7 @@ pub fn run(reap: Reap, p: Paced) -> anyhow::Result<Truth> {
         raise_priority();
     }
     let mut buf = vec![0u8; p.size];
-    let mut truth = Truth {
-        workload: reap.name().into(),
-        pid: std::process::id(),
-        interval_ns: p.interval.as_nanos() as u64,
-        ..Truth::default()
-    };
+    let mut truth = paced_truth(reap.name(), &p);
     let t0 = now_ns();
     for msg in 0..p.count {
         let mut got = 0;
@@ -100,11 +95,7 @@ pub fn run(reap: Reap, p: Paced) -> anyhow::Result<Truth> {
         truth.messages += 1;
         truth.bytes += got as u64;
     }
-    truth.wall_ns = now_ns() - t0;
-    sender
-        .join()
-        .map_err(|_| anyhow::anyhow!("sender thread panicked"))??;
-    Ok(truth)
+    finish(truth, t0, sender)
 }
 
 #[cfg(test)]
