@@ -84,7 +84,7 @@ pub struct Blocker {
     pub blocked_ns: u64,
 }
 
-/// One message: the data one wait brought.
+/// One message: the data one wait brought (a receive, and the rest read at once after it).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Message {
     /// Process.
@@ -357,6 +357,30 @@ fn scaled(part: u64, span: u64, a: u64, b: u64, lo: u64, hi: u64) -> u64 {
     ((part as u128 * (e - s) as u128) / span as u128) as u64
 }
 
+/// Whether delivery `d` is the rest of message `prev`: a receive of the same thread, its next
+/// call after the previous copy, that did not sleep, with no signal in between.
+fn continues(
+    prev: &Message,
+    d: &Delivery,
+    calls: &[&TracedCall],
+    ev: &Events,
+    waiter: u32,
+) -> bool {
+    let Some(i) = d.call else { return false };
+    let c = calls[i];
+    if !is_receive(c) || c.stages.wait_blocked_ns > 0 || prev.waiter != waiter {
+        return false;
+    }
+    let between = |t: u64| t > prev.copy_end_ns && t < c.rec.start_ns;
+    !calls
+        .iter()
+        .any(|o| o.rec.tid == waiter && between(o.rec.start_ns))
+        && !ev
+            .signals
+            .iter()
+            .any(|&(t, tid)| tid == waiter && t >= prev.copy_end_ns && t <= d.copy_start)
+}
+
 /// Cuts every traced process's run into messages. `calls` and `events` are everything a run
 /// collected, in any order.
 pub fn messages(calls: &[TracedCall], events: &[Record]) -> Vec<Message> {
@@ -427,6 +451,20 @@ fn process_messages(pid: u32, calls: &[&TracedCall], ev: &Events) -> Vec<Message
             (None, _, Some(s)) => (s, Copier::Worker),
             (None, _, None) => (d.copier_tid, Copier::TaskWork),
         };
+
+        // The rest of a message read at once, with no wait in between, belongs to it.
+        if let Some(prev) = out.last_mut()
+            && continues(prev, d, calls, ev, waiter)
+        {
+            prev.calls += calls
+                .iter()
+                .filter(|c| c.rec.start_ns > prev.copy_end_ns && c.rec.start_ns <= d.copy_end)
+                .count() as u64;
+            prev.bytes += d.bytes;
+            prev.copy_end_ns = prev.copy_end_ns.max(d.copy_end);
+            prev_end = Some(prev.copy_end_ns);
+            continue;
+        }
 
         let mut m = Message {
             pid,
@@ -809,6 +847,24 @@ mod tests {
         assert_eq!(msgs[1].wait_start_ns, 5_010_000);
         assert_eq!(msgs[1].wait_ns(), 5_010_000);
         assert_eq!(msgs[1].arrival_ns, None);
+    }
+
+    #[test]
+    fn the_rest_read_at_once_belongs_to_the_message() {
+        let mut first = call(PID, libc::SYS_recvfrom, 0, 5_010_000, 65483);
+        first = slept(first, 5_000_000);
+        let mut rest = call(PID, libc::SYS_recvfrom, 5_011_000, 5_012_000, 53);
+        rest.first_copy_ns = 5_011_500;
+        let fail = call(PID, libc::SYS_recvfrom, 5_013_000, 5_014_000, -11);
+        let mut next = call(PID, libc::SYS_recvfrom, 5_015_000, 10_010_000, 65536);
+        next = slept(next, 10_000_000);
+        let msgs = messages(&traced(&[first, rest, fail, next]), &[]);
+        assert_eq!(msgs.len(), 2, "{msgs:?}");
+        assert_eq!((msgs[0].bytes, msgs[0].copy_end_ns), (65536, 5_012_000));
+        assert_eq!(msgs[0].calls, 2);
+        // A failed attempt in between starts a new wait.
+        assert_eq!((msgs[1].bytes, msgs[1].wait_start_ns), (65536, 5_012_000));
+        assert_eq!(msgs[1].failed_attempts, 1);
     }
 
     #[test]
