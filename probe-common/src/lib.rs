@@ -17,6 +17,15 @@ pub enum RecordKind {
     /// A CPU sample of a traced thread with its stacks and the call in flight: a
     /// [`SampleRecord`].
     Sample = 30,
+    // issue 3: I/O models (10-19).
+    /// Data reached a socket (`sock:sk_data_ready`): a [`SockRecord`].
+    DataReady = 10,
+    /// A traced thread read from a socket (`sock:sock_recv_length`): a [`SockRecord`].
+    RecvLength = 11,
+    /// An io_uring request was submitted (`io_uring:io_uring_submit_req`): a [`UringRecord`].
+    UringSubmit = 12,
+    /// An io_uring request completed (`io_uring:io_uring_complete`): a [`UringRecord`].
+    UringComplete = 13,
 }
 
 impl RecordKind {
@@ -27,6 +36,10 @@ impl RecordKind {
             2 => Some(Self::Signal),
             3 => Some(Self::Copy),
             30 => Some(Self::Sample),
+            10 => Some(Self::DataReady),
+            11 => Some(Self::RecvLength),
+            12 => Some(Self::UringSubmit),
+            13 => Some(Self::UringComplete),
             _ => None,
         }
     }
@@ -122,6 +135,48 @@ pub struct CopyRecord {
     /// Bytes of this copy.
     pub bytes: u32,
     /// Time of the copy.
+    pub time_ns: u64,
+}
+
+/// A socket event of a traced process: data reached the socket, or a thread read from it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockRecord {
+    /// [`RecordKind::DataReady`] or [`RecordKind::RecvLength`] as `u32`.
+    pub kind: u32,
+    /// Process (tgid) that owns the socket (data ready) or read from it.
+    pub pid: u32,
+    /// Thread that was running (the reader; for data ready, whoever delivered the data).
+    pub tid: u32,
+    /// Bytes read or `-errno` (receive); 0 for data ready.
+    pub ret: i32,
+    /// Kernel address of the socket (`struct sock *`): ties arrivals to reads.
+    pub sk: u64,
+    /// Time of the event.
+    pub time_ns: u64,
+}
+
+/// An io_uring request event of a traced process.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UringRecord {
+    /// [`RecordKind::UringSubmit`] or [`RecordKind::UringComplete`] as `u32`.
+    pub kind: u32,
+    /// Process (tgid).
+    pub pid: u32,
+    /// Thread that was running (the submitter; for a completion, the completing thread).
+    pub tid: u32,
+    /// Operation code (submission only; 0 for a completion).
+    pub opcode: u32,
+    /// Result of the request (completion only; 0 for a submission).
+    pub res: i32,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// Kernel address of the request: ties a completion to its submission.
+    pub req: u64,
+    /// The request's user data.
+    pub user_data: u64,
+    /// Time of the event.
     pub time_ns: u64,
 }
 
@@ -398,6 +453,10 @@ mod pod {
     unsafe impl aya::Pod for super::ExactCopy {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::CopyTimer {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::SockRecord {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::UringRecord {}
 }
 
 #[cfg(test)]
@@ -417,6 +476,8 @@ mod tests {
         assert_eq!(size_of::<CallKey>(), 16);
         assert_eq!(size_of::<ExactCopy>(), 16);
         assert_eq!(size_of::<CopyTimer>(), 16);
+        assert_eq!(size_of::<SockRecord>(), 32);
+        assert_eq!(size_of::<UringRecord>(), 48);
     }
 
     #[test]
@@ -425,7 +486,15 @@ mod tests {
             RecordKind::from_u32(RecordKind::Call as u32),
             Some(RecordKind::Call)
         );
-        for k in [RecordKind::Signal, RecordKind::Copy, RecordKind::Sample] {
+        for k in [
+            RecordKind::Signal,
+            RecordKind::Copy,
+            RecordKind::DataReady,
+            RecordKind::RecvLength,
+            RecordKind::UringSubmit,
+            RecordKind::UringComplete,
+            RecordKind::Sample,
+        ] {
             assert_eq!(RecordKind::from_u32(k as u32), Some(k));
         }
         assert_eq!(RecordKind::from_u32(0), None);

@@ -4,6 +4,7 @@
 #![no_main]
 
 mod maps;
+mod models;
 mod sampling;
 mod sched;
 mod signal;

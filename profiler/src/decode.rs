@@ -1,7 +1,9 @@
 //! Decoding of raw ring-buffer records into typed records.
 use std::mem::size_of;
 
-use probe_common::{CallRecord, CopyRecord, RecordKind, SampleRecord, SignalRecord};
+use probe_common::{
+    CallRecord, CopyRecord, RecordKind, SampleRecord, SignalRecord, SockRecord, UringRecord,
+};
 
 /// Why a record could not be decoded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -30,6 +32,10 @@ pub enum Record {
     Copy(CopyRecord),
     /// A CPU sample of a traced thread.
     Sample(SampleRecord),
+    /// Data reached a socket, or a thread read from one.
+    Sock(SockRecord),
+    /// An io_uring request was submitted or completed.
+    Uring(UringRecord),
 }
 
 /// Reads a plain record of type `T` from the start of `bytes`.
@@ -62,6 +68,8 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         Some(RecordKind::Signal) => read(bytes).map(Record::Signal),
         Some(RecordKind::Copy) => read(bytes).map(Record::Copy),
         Some(RecordKind::Sample) => read(bytes).map(Record::Sample),
+        Some(RecordKind::DataReady | RecordKind::RecvLength) => read(bytes).map(Record::Sock),
+        Some(RecordKind::UringSubmit | RecordKind::UringComplete) => read(bytes).map(Record::Uring),
         None => Err(DecodeError::UnknownKind(kind)),
     }
 }

@@ -59,6 +59,16 @@ pub struct CallRow {
     pub copy_bytes: u64,
     /// Times switched out inside the call.
     pub switches: u32,
+    // issue 3: I/O models.
+    /// The I/O model the call's message shows (empty: the call is in no message).
+    #[serde(default)]
+    pub model: String,
+    /// Index of the message the call belongs to within its process (-1: none).
+    #[serde(default)]
+    pub message: i64,
+    /// How the call spent its wait: call, mux, completion, polling, none.
+    #[serde(default)]
+    pub wait_kind: String,
 }
 
 impl From<&TracedCall> for CallRow {
@@ -91,6 +101,9 @@ impl From<&TracedCall> for CallRow {
             stage_source: c.source.as_str().into(),
             copy_bytes: c.rec.copy_bytes,
             switches: c.rec.switches,
+            model: "none".into(),
+            message: -1,
+            wait_kind: crate::models::call_wait_kind(c).into(),
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod html_report;
 pub mod kallsyms;
 pub mod launch;
 pub mod loader;
+pub mod models;
 pub mod privilege;
 pub mod progress;
 pub mod report;

@@ -203,6 +203,31 @@ impl Probes {
                 "signal_deliver",
                 "signal deliveries are not seen",
             ),
+            // issue 3: I/O models.
+            (
+                "sk_data_ready",
+                "sock",
+                "sk_data_ready",
+                "no data arrival times: no notification latency",
+            ),
+            (
+                "sock_recv_length",
+                "sock",
+                "sock_recv_length",
+                "reads are not tied to their sockets",
+            ),
+            (
+                "uring_submit",
+                "io_uring",
+                "io_uring_submit_req",
+                "io_uring submissions are not seen",
+            ),
+            (
+                "uring_complete",
+                "io_uring",
+                "io_uring_complete",
+                "io_uring completions are not seen",
+            ),
         ] {
             let tp = tracepoint(&mut ebpf, prog)?;
             let error = tp.attach(category, name).err().map(|e| format!("{e:#}"));

@@ -4,12 +4,10 @@ use std::{io::Write as _, path::PathBuf, process::ExitCode, time::Duration};
 use anyhow::Context as _;
 use clap::Parser;
 use profiler::{
-    export::{
-        self,
-        exports::{Exports, Format},
-    },
+    export::exports::{Exports, Format},
     launch::Exit,
     loader::LoadOptions,
+    models,
     progress::Progress,
     report, selfcost,
     session::{self, EndReason, RunOptions, Target},
@@ -79,6 +77,9 @@ struct Cli {
     /// Write a Chrome trace event file for Perfetto to FILE (`-`: stdout).
     #[arg(long, value_name = "FILE")]
     trace: Option<PathBuf>,
+    /// Write the per-message summary (the model table's row) as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    model_json: Option<PathBuf>,
 
     /// Size of the kernel's call record buffer in bytes (a power of two, at least 4096).
     #[arg(long, value_name = "BYTES", default_value_t = probe_common::DEFAULT_RINGBUF_BYTES)]
@@ -175,9 +176,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         folded: check(&cli.folded)?,
         flamegraph: check(&cli.flamegraph)?,
     };
+    let model_file = cli
+        .model_json
+        .as_deref()
+        .map(session::check_output)
+        .transpose()?;
 
-    let per_call_output =
-        cli.csv.is_some() || cli.summary_csv.is_some() || cli.json.is_some() || cli.trace.is_some();
+    let per_call_output = cli.csv.is_some()
+        || cli.summary_csv.is_some()
+        || cli.json.is_some()
+        || cli.trace.is_some()
+        || cli.model_json.is_some();
     let kernel_mode = match (cli.mode, per_call_output) {
         (Mode::Auto, true) | (Mode::PerCall, _) => probe_common::mode::RECORDS,
         (Mode::Auto, false) | (Mode::Summary, _) => probe_common::mode::AGGREGATE,
@@ -186,7 +195,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     anyhow::ensure!(
         !per_call_output || kernel_mode & probe_common::mode::RECORDS != 0,
-        "--csv, --summary-csv, --json and --trace need per-call records: use --mode auto, per-call or both"
+        "--csv, --summary-csv, --json, --trace and --model-json need per-call records: use --mode auto, per-call or both"
     );
     let opts = RunOptions {
         target: target.clone(),
@@ -274,7 +283,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .iter()
             .filter(|e| matches!(e, profiler::decode::Record::Signal(_)))
             .count();
-        let copies = result.events.len() - signals;
+        let copies = result
+            .events
+            .iter()
+            .filter(|e| matches!(e, profiler::decode::Record::Copy(_)))
+            .count();
         let _ = writeln!(
             out,
             "other events: {signals} signal events, {copies} copies outside traced calls"
@@ -295,13 +308,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             probe_common::MAX_SUMMARY_KEYS
         );
     }
+    let msgs = models::messages(&result.calls, &result.events);
+    if !msgs.is_empty() {
+        let _ = write!(out, "\n{}", models::report(&msgs));
+    }
+    if let Some(f) = model_file {
+        serde_json::to_writer_pretty(f, &models::model_row(&msgs))
+            .context("failed to write the model summary")?;
+    }
     profiler::sampling::report(&result.calls, &result.samples, sample_outputs, &mut out)?;
     let _ = write!(
         out,
         "{}",
         selfcost::report(result.lost, &result.usage, result.programs.as_deref())
     );
-    exports.write(&export::rows(&result.calls), &result.events, &mut out)?;
+    exports.write(
+        &models::rows(&result.calls, &msgs),
+        &result.events,
+        &mut out,
+    )?;
     Ok(match result.end {
         EndReason::CommandExited(Exit::Code(0)) => ExitCode::SUCCESS,
         EndReason::CommandExited(Exit::Code(c)) => {

@@ -82,10 +82,30 @@ calls! {
     "select" => SYS_select, Multiplex, FdArgs::None;
     "poll" => SYS_poll, Multiplex, FdArgs::None;
     "epoll_wait" => SYS_epoll_wait, Multiplex, FdArgs::First;
+    "pselect6" => SYS_pselect6, Multiplex, FdArgs::None;
+    "ppoll" => SYS_ppoll, Multiplex, FdArgs::None;
+    "epoll_pwait" => SYS_epoll_pwait, Multiplex, FdArgs::First;
+    "io_uring_enter" => SYS_io_uring_enter, Multiplex, FdArgs::First;
+    "io_getevents" => SYS_io_getevents, Multiplex, FdArgs::None;
 }
 
 /// The calls traced when the user names none.
-pub const DEFAULT: &[&str] = &["read", "recvfrom", "recvmsg", "splice"];
+pub const DEFAULT: &[&str] = &[
+    "read",
+    "recvfrom",
+    "recvmsg",
+    "splice",
+    // issue 3: where the I/O models wait, and the C library's aio helper's first try.
+    "pread64",
+    "select",
+    "pselect6",
+    "poll",
+    "ppoll",
+    "epoll_wait",
+    "epoll_pwait",
+    "io_uring_enter",
+    "io_getevents",
+];
 
 /// The call with this number, if the profiler knows it.
 pub fn by_nr(nr: u32) -> Option<&'static Call> {

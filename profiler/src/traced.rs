@@ -34,6 +34,14 @@ impl TracedCall {
     pub fn new(rec: CallRecord, mut kind: impl FnMut(u32, i64) -> FdKind) -> Self {
         let call = syscalls::by_nr(rec.nr);
         let (fd, fd_out) = call.map_or((-1, -1), |c| c.fds(&rec.args));
+        // A multiplexer returns a count of ready descriptors, not bytes: all of it is wait.
+        let split = match call {
+            Some(c) if c.role == syscalls::Role::Multiplex => CallRecord {
+                ret: rec.ret.min(0),
+                ..rec
+            },
+            _ => rec,
+        };
         Self {
             call,
             fd,
@@ -44,8 +52,8 @@ impl TracedCall {
             } else {
                 FdKind::Unknown
             },
-            stages: attribution::stages(&rec),
-            source: attribution::source(&rec),
+            stages: attribution::stages(&split),
+            source: attribution::source(&split),
             rec,
         }
     }

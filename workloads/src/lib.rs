@@ -1,16 +1,34 @@
 //! Bundled workloads: each does a known kind of I/O and records what it did (its ground truth)
 //! with its own clock readings, so the profiler's numbers can be checked against it.
 
+pub mod aio;
 pub mod blocking;
 pub mod clock;
 pub mod files;
+pub mod models;
 pub mod net;
 pub mod overhead;
 pub mod splice;
 pub mod truth;
+pub mod uring;
 
 /// Names of the workloads, as the `workloads` binary and `cargo xtask profile` take them.
-pub const NAMES: &[&str] = &["blocking", "splice", "eagain", "getppid", "readloop"];
+pub const NAMES: &[&str] = &[
+    "blocking",
+    "splice",
+    "eagain",
+    "getppid",
+    "readloop",
+    // issue 3: the I/O models.
+    "nonblocking",
+    "select",
+    "poll",
+    "epoll",
+    "sigio",
+    "aio",
+    "io-uring",
+    "io-uring-reap",
+];
 
 /// What a workload shows: one of the five I/O models, or one way of moving a file's bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,6 +68,46 @@ pub const CATALOG: &[Entry] = &[
         report_args: &["--size", "64MiB"],
     },
     Entry {
+        name: "nonblocking",
+        kind: Kind::Model,
+        report_args: &["--interval", "2ms", "--size", "16KiB", "--count", "200"],
+    },
+    Entry {
+        name: "select",
+        kind: Kind::Model,
+        report_args: &["--interval", "2ms", "--size", "16KiB", "--count", "200"],
+    },
+    Entry {
+        name: "poll",
+        kind: Kind::Model,
+        report_args: &["--interval", "2ms", "--size", "16KiB", "--count", "200"],
+    },
+    Entry {
+        name: "epoll",
+        kind: Kind::Model,
+        report_args: &["--interval", "2ms", "--size", "16KiB", "--count", "200"],
+    },
+    Entry {
+        name: "sigio",
+        kind: Kind::Model,
+        report_args: &["--interval", "2ms", "--size", "16KiB", "--count", "200"],
+    },
+    Entry {
+        name: "aio",
+        kind: Kind::Model,
+        report_args: &["--interval", "2ms", "--size", "16KiB", "--count", "200"],
+    },
+    Entry {
+        name: "io-uring",
+        kind: Kind::Model,
+        report_args: &["--interval", "2ms", "--size", "16KiB", "--count", "200"],
+    },
+    Entry {
+        name: "io-uring-reap",
+        kind: Kind::Model,
+        report_args: &["--interval", "2ms", "--size", "16KiB", "--count", "200"],
+    },
+    Entry {
         name: "eagain",
         kind: Kind::Loop,
         report_args: &[],
@@ -65,6 +123,14 @@ pub const CATALOG: &[Entry] = &[
         report_args: &[],
     },
 ];
+
+/// The I/O model workloads, in the order of the model table: the catalog's models.
+pub fn models() -> impl Iterator<Item = &'static str> {
+    CATALOG
+        .iter()
+        .filter(|e| e.kind == Kind::Model)
+        .map(|e| e.name)
+}
 
 /// The catalog row of a workload.
 pub fn entry(name: &str) -> Option<&'static Entry> {

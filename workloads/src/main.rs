@@ -2,7 +2,13 @@
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
-use workloads::{blocking, overhead, splice, truth::Truth};
+use workloads::{
+    aio, blocking,
+    models::{self, Readiness},
+    overhead, splice,
+    truth::Truth,
+    uring,
+};
 
 /// Bundled I/O workloads, each with its own ground truth.
 #[derive(Debug, Parser)]
@@ -56,6 +62,24 @@ enum Workload {
     Getppid(LoopArgs),
     /// Reads a file again and again in 4 KiB read calls (page cache).
     Readloop(ReadLoopArgs),
+    /// Non-blocking I/O: recvfrom retried until it stops failing with EAGAIN.
+    Nonblocking(PacedArgs),
+    /// Multiplexing: receiver blocked in select, then reads.
+    Select(PacedArgs),
+    /// Multiplexing: receiver blocked in poll, then reads.
+    Poll(PacedArgs),
+    /// Multiplexing: receiver blocked in epoll_wait, then reads.
+    Epoll(PacedArgs),
+    /// Signal-driven I/O: receiver works until SIGIO, then reads.
+    Sigio(PacedArgs),
+    /// POSIX aio_read through the C library, completion signalled; receiver works meanwhile.
+    Aio(PacedArgs),
+    /// io_uring receive requests; receiver waits in io_uring_enter for each completion.
+    #[command(name = "io-uring")]
+    IoUring(PacedArgs),
+    /// io_uring receive requests; receiver works and reaps completions without a system call.
+    #[command(name = "io-uring-reap")]
+    IoUringReap(PacedArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -87,6 +111,16 @@ struct ReadLoopArgs {
     truth: Option<PathBuf>,
 }
 
+impl PacedArgs {
+    fn paced(&self) -> blocking::Paced {
+        blocking::Paced {
+            interval: self.interval,
+            size: self.size as usize,
+            count: self.count,
+        }
+    }
+}
+
 fn parse_size(s: &str) -> Result<u64, String> {
     s.parse::<bytesize::ByteSize>()
         .map(|b| b.as_u64())
@@ -97,14 +131,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let cpu0 = workloads::truth::cpu_ns();
     let (result, truth_path) = match cli.workload {
-        Workload::Blocking(a) => (
-            blocking::run(blocking::Paced {
-                interval: a.interval,
-                size: a.size as usize,
-                count: a.count,
-            }),
-            a.truth,
-        ),
+        Workload::Blocking(a) => (blocking::run(a.paced()), a.truth),
+        Workload::Nonblocking(a) => (models::run(Readiness::NonBlocking, a.paced()), a.truth),
+        Workload::Select(a) => (models::run(Readiness::Select, a.paced()), a.truth),
+        Workload::Poll(a) => (models::run(Readiness::Poll, a.paced()), a.truth),
+        Workload::Epoll(a) => (models::run(Readiness::Epoll, a.paced()), a.truth),
+        Workload::Sigio(a) => (models::run(Readiness::Sigio, a.paced()), a.truth),
+        Workload::Aio(a) => (aio::run(a.paced()), a.truth),
+        Workload::IoUring(a) => (uring::run(uring::Reap::Wait, a.paced()), a.truth),
+        Workload::IoUringReap(a) => (uring::run(uring::Reap::Work, a.paced()), a.truth),
         Workload::Splice(a) => (
             splice::run(&splice::FileTransfer {
                 file: a.file,

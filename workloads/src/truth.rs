@@ -51,6 +51,13 @@ pub struct Truth {
     /// `readloop`).
     #[serde(default)]
     pub loop_calls: u64,
+    // issue 3: I/O models.
+    /// Receive attempts that failed with `EAGAIN` (not listed in `calls`).
+    #[serde(default)]
+    pub attempts: u64,
+    /// Units of the receiver's own work done while it waited (signal-driven, asynchronous).
+    #[serde(default)]
+    pub work: u64,
 }
 
 impl Truth {

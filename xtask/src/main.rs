@@ -1,6 +1,7 @@
 //! Project tasks: installs the eBPF toolchain where it is missing, builds, runs workloads
 //! under the profiler, and runs every test. Orchestration only.
 mod bench;
+mod models;
 mod report;
 mod setup;
 
@@ -16,6 +17,7 @@ const EXAMPLES: &str = "\
 EXAMPLES:
   cargo xtask profile splice                               splice a 256 MiB file to a socket, show the stages
   cargo xtask profile blocking --interval 5ms --count 200 --csv out.csv
+  cargo xtask profile models --interval 5ms --size 16KiB --count 200   one table over every I/O model
   cargo xtask profile --pid 1234 -d 10s                    trace a running process
   cargo xtask profile -- curl -s localhost:8080            trace a command
   cargo xtask test                                         host and root tests
@@ -88,7 +90,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn workspace() -> PathBuf {
+pub(crate) fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(Path::to_path_buf)
@@ -109,7 +111,7 @@ fn run(mut cmd: Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn build_release(env: &setup::Env) -> anyhow::Result<()> {
+pub(crate) fn build_release(env: &setup::Env) -> anyhow::Result<()> {
     let mut c = cargo(env);
     c.args([
         "build",
@@ -130,6 +132,7 @@ const PROFILER_OPTS: &[&str] = &[
     "--summary-csv",
     "--json",
     "--trace",
+    "--model-json",
     "--ringbuf-size",
     "--calls",
     "-d",
@@ -184,12 +187,15 @@ fn split_profile_args(
 fn profile(args: &[String]) -> anyhow::Result<ExitCode> {
     if args.iter().any(|a| a == "-h" || a == "--help") && !args.iter().any(|a| a == "--") {
         println!(
-            "Usage: cargo xtask profile WORKLOAD [OPTIONS]\n       cargo xtask profile --pid PID [OPTIONS]\n       cargo xtask profile [OPTIONS] -- CMD ARGS…\n\nWorkloads: {}\n\n{EXAMPLES}",
+            "Usage: cargo xtask profile WORKLOAD [OPTIONS]\n       cargo xtask profile models [OPTIONS]\n       cargo xtask profile --pid PID [OPTIONS]\n       cargo xtask profile [OPTIONS] -- CMD ARGS…\n\nWorkloads: {}\n\n{EXAMPLES}",
             workloads::NAMES.join(", ")
         );
         return Ok(ExitCode::SUCCESS);
     }
     let (prof, target, workload) = split_profile_args(args)?;
+    if workload.as_deref() == Some("models") {
+        return models::profile_all(&prof, &target);
+    }
     let has_target = prof.iter().any(|a| a == "--" || a == "-p" || a == "--pid");
     if let Some(w) = &workload {
         anyhow::ensure!(

@@ -1,0 +1,140 @@
+//! I/O model hooks: when data reached a traced process's socket (`sock:sk_data_ready`), which
+//! socket each read drained (`sock:sock_recv_length`), and the life of io_uring requests
+//! (`io_uring:io_uring_submit_req` / `io_uring_complete`).
+use aya_ebpf::{macros::map, macros::tracepoint, maps::LruHashMap, programs::TracePointContext};
+use probe_common::{Counter, RecordKind, SockRecord, UringRecord};
+
+use crate::maps::{EVENTS, count, current_ids, field, is_traced, now};
+
+/// Sockets a traced process has read from, by kernel address, with the reader's tgid: data
+/// reaching them is reported whoever delivers it.
+#[map]
+static WATCHED_SOCKS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(4096, 0);
+
+// sock/sk_data_ready/format:
+//   field:const void * skaddr; offset:8;  size:8;
+const READY_SK: usize = 8;
+// sock/sock_recv_length/format:
+//   field:void * sk;           offset:8;  size:8;
+//   field:int ret;             offset:20; size:4;
+const RECV_SK: usize = 8;
+const RECV_RET: usize = 20;
+// io_uring/io_uring_submit_req/format:
+//   field:void * req;                 offset:16; size:8;
+//   field:unsigned long long user_data; offset:24; size:8;
+//   field:u8 opcode;                  offset:32; size:1;
+const SUBMIT_REQ: usize = 16;
+const SUBMIT_USER_DATA: usize = 24;
+const SUBMIT_OPCODE: usize = 32;
+// io_uring/io_uring_complete/format:
+//   field:void * req;          offset:16; size:8;
+//   field:u64 user_data;       offset:24; size:8;
+//   field:int res;             offset:32; size:4;
+const COMPLETE_REQ: usize = 16;
+const COMPLETE_USER_DATA: usize = 24;
+const COMPLETE_RES: usize = 32;
+
+fn send<T: 'static>(rec: &T) {
+    match EVENTS.output::<T>(rec, 0) {
+        Ok(()) => count(Counter::Sent),
+        Err(_) => count(Counter::Lost),
+    }
+}
+
+#[tracepoint]
+pub fn sk_data_ready(ctx: TracePointContext) -> u32 {
+    // SAFETY: offset from the sk_data_ready format above.
+    let sk = unsafe { field::<u64>(&ctx, READY_SK) };
+    let (tgid, tid) = current_ids();
+    // SAFETY: the value is a plain integer copied out at once.
+    let owner = match unsafe { WATCHED_SOCKS.get(&sk) } {
+        Some(&o) => o,
+        // Before its first read a socket is unknown; data a traced process sends to itself
+        // (a loopback peer) is still seen.
+        None if is_traced(tgid) => tgid,
+        None => return 0,
+    };
+    send(&SockRecord {
+        kind: RecordKind::DataReady as u32,
+        pid: owner,
+        tid,
+        ret: 0,
+        sk,
+        time_ns: now(),
+    });
+    0
+}
+
+#[tracepoint]
+pub fn sock_recv_length(ctx: TracePointContext) -> u32 {
+    let (tgid, tid) = current_ids();
+    if !is_traced(tgid) {
+        return 0;
+    }
+    // SAFETY: offsets from the sock_recv_length format above.
+    let (sk, ret) = unsafe { (field::<u64>(&ctx, RECV_SK), field::<i32>(&ctx, RECV_RET)) };
+    let _ = WATCHED_SOCKS.insert(&sk, &tgid, 0);
+    send(&SockRecord {
+        kind: RecordKind::RecvLength as u32,
+        pid: tgid,
+        tid,
+        ret,
+        sk,
+        time_ns: now(),
+    });
+    0
+}
+
+#[tracepoint]
+pub fn uring_submit(ctx: TracePointContext) -> u32 {
+    let (tgid, tid) = current_ids();
+    if !is_traced(tgid) {
+        return 0;
+    }
+    // SAFETY: offsets from the io_uring_submit_req format above.
+    let (req, user_data, opcode) = unsafe {
+        (
+            field::<u64>(&ctx, SUBMIT_REQ),
+            field::<u64>(&ctx, SUBMIT_USER_DATA),
+            field::<u8>(&ctx, SUBMIT_OPCODE),
+        )
+    };
+    send(&UringRecord {
+        kind: RecordKind::UringSubmit as u32,
+        pid: tgid,
+        tid,
+        opcode: opcode as u32,
+        req,
+        user_data,
+        time_ns: now(),
+        ..UringRecord::default()
+    });
+    0
+}
+
+#[tracepoint]
+pub fn uring_complete(ctx: TracePointContext) -> u32 {
+    let (tgid, tid) = current_ids();
+    if !is_traced(tgid) {
+        return 0;
+    }
+    // SAFETY: offsets from the io_uring_complete format above.
+    let (req, user_data, res) = unsafe {
+        (
+            field::<u64>(&ctx, COMPLETE_REQ),
+            field::<u64>(&ctx, COMPLETE_USER_DATA),
+            field::<i32>(&ctx, COMPLETE_RES),
+        )
+    };
+    send(&UringRecord {
+        kind: RecordKind::UringComplete as u32,
+        pid: tgid,
+        tid,
+        res,
+        req,
+        user_data,
+        time_ns: now(),
+        ..UringRecord::default()
+    });
+    0
+}

@@ -1,0 +1,228 @@
+//! Root tests of the I/O models: each model's workload runs under the real probes with a
+//! sender paced at 5 ms, and the per-message attribution must show the model's way of
+//! waiting and copying. Built only with the `root-tests` feature.
+#![cfg(feature = "root-tests")]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{assert_root, scratch, workloads_bin};
+use profiler::{
+    loader::LoadOptions,
+    models::{self, Copier, Message, WaitKind},
+    session, syscalls,
+};
+use workloads::truth::Truth;
+
+const INTERVAL_NS: f64 = 5e6;
+const COUNT: u64 = 100;
+/// One message fits one loopback segment, so one arrival brings one message.
+const SIZE: u64 = 16384;
+
+/// Runs a model's workload under the probes; returns its messages and its truth.
+fn run_model(model: &str) -> (Vec<Message>, Truth) {
+    assert_root();
+    let dir = scratch(model);
+    let truth_path = dir.join("truth.json");
+    let argv = vec![
+        workloads_bin().display().to_string(),
+        model.to_string(),
+        "--interval".into(),
+        "5ms".into(),
+        "--size".into(),
+        SIZE.to_string(),
+        "--count".into(),
+        COUNT.to_string(),
+        "--truth".into(),
+        truth_path.display().to_string(),
+    ];
+    let opts = session::RunOptions {
+        target: session::Target::Command(argv),
+        load: LoadOptions {
+            calls: syscalls::DEFAULT
+                .iter()
+                .map(|n| syscalls::by_name(n).expect("known call"))
+                .collect(),
+            // A polling receiver makes a record every few microseconds.
+            ringbuf_bytes: 64 << 20,
+            ..LoadOptions::default()
+        },
+        duration: Some(Duration::from_secs(60)),
+    };
+    let r = session::run(&opts, |_, _| {}).expect("profiling run");
+    assert!(
+        matches!(
+            r.end,
+            session::EndReason::CommandExited(profiler::launch::Exit::Code(0))
+        ),
+        "{model}: the workload failed: {:?}",
+        r.end
+    );
+    assert_eq!(r.lost, 0, "{model}: records lost");
+    let truth = Truth::read(&truth_path).expect("truth");
+    let _ = std::fs::remove_dir_all(dir);
+    let msgs = models::messages(&r.calls, &r.events);
+    (
+        msgs.into_iter().filter(|m| m.pid == truth.pid).collect(),
+        truth,
+    )
+}
+
+/// The checks every model shares; returns the model's summary row.
+fn check(model: &str, kinds: &[WaitKind], name: &str) -> (Vec<Message>, models::ModelRow) {
+    let (msgs, truth) = run_model(model);
+    assert_eq!(truth.messages, COUNT);
+    // Bytes equal the truth's.
+    assert_eq!(
+        msgs.iter().map(|m| m.bytes).sum::<u64>(),
+        truth.bytes,
+        "{model}: bytes"
+    );
+    // A message is the data one wait brought: on a loaded machine a receiver kept off the
+    // CPU can find two messages at once (the mean wait below bounds how often).
+    assert!(
+        msgs.len() as u64 <= COUNT && msgs.len() as u64 >= COUNT * 3 / 4,
+        "{model}: {} messages for {COUNT} sent",
+        msgs.len()
+    );
+    for m in &msgs {
+        assert!(m.copy_ns() > 0, "{model}: no copy in {m:?}");
+        assert!(m.bytes > 0, "{model}: no bytes in {m:?}");
+        if m.notification_ns().is_some() {
+            assert!(
+                m.notified_ns >= m.arrival_ns,
+                "{model}: told before the data came: {m:?}"
+            );
+        }
+    }
+    let row = models::model_row(&msgs);
+    assert!(
+        (row.wait_ns - INTERVAL_NS).abs() <= 0.25 * INTERVAL_NS,
+        "{model}: mean wait {} ns is not within 25% of 5 ms",
+        row.wait_ns
+    );
+    let share: f64 = kinds.iter().map(|k| row.wait_pct[*k as usize]).sum();
+    assert!(
+        share >= 90.0,
+        "{model}: only {share:.1}% of the wait was {kinds:?}: {row:?}"
+    );
+    assert_eq!(row.model, name, "{model}: {row:?}");
+    let told = msgs
+        .iter()
+        .filter(|m| m.notification_ns().is_some())
+        .count();
+    assert!(
+        told * 10 >= msgs.len() * 8,
+        "{model}: notification measured for {told} of {} messages",
+        msgs.len()
+    );
+    (msgs, row)
+}
+
+#[test]
+fn blocking_waits_in_the_read_call() {
+    let (msgs, row) = check("blocking", &[WaitKind::Call], "blocking");
+    assert!(msgs.iter().all(|m| m.copier == Copier::Caller));
+    assert!(row.blocker.contains("in recvfrom"), "{row:?}");
+}
+
+#[test]
+fn nonblocking_polls_with_failed_attempts() {
+    let (msgs, row) = check("nonblocking", &[WaitKind::Polling], "nonblocking");
+    assert!(row.failed > 1.0, "{row:?}");
+    let polled = msgs.iter().filter(|m| m.failed_attempts > 0).count();
+    assert!(polled * 10 >= msgs.len() * 9, "{polled} of {}", msgs.len());
+    assert!(msgs.iter().all(|m| m.copier == Copier::Caller));
+}
+
+#[test]
+fn select_waits_in_the_multiplexer() {
+    let (_, row) = check("select", &[WaitKind::Mux], "multiplexing");
+    assert!(
+        row.blocker.contains("select"),
+        "select or pselect6: {row:?}"
+    );
+}
+
+#[test]
+fn poll_waits_in_the_multiplexer() {
+    let (_, row) = check("poll", &[WaitKind::Mux], "multiplexing");
+    assert!(row.blocker.contains("poll"), "{row:?}");
+}
+
+#[test]
+fn epoll_waits_in_the_multiplexer_and_the_csv_says_so() {
+    let (_, row) = check("epoll", &[WaitKind::Mux], "multiplexing");
+    assert!(row.blocker.contains("epoll"), "{row:?}");
+    // The per-call CSV carries the model, the message and how each call waited.
+    let (out, rows, truth) = common::profile(
+        "epoll-csv",
+        &[
+            "epoll",
+            "--interval",
+            "5ms",
+            "--size",
+            "16384",
+            "--count",
+            "20",
+        ],
+    );
+    let waits: Vec<_> = rows
+        .iter()
+        .filter(|r| r.call.starts_with("epoll"))
+        .collect();
+    assert!(!waits.is_empty());
+    assert!(
+        waits
+            .iter()
+            .all(|r| r.wait_kind == "mux" && r.model == "multiplexing" && r.message >= 0),
+        "{waits:?}"
+    );
+    let data: u64 = rows
+        .iter()
+        .filter(|r| r.call == "recvfrom" && r.fd_kind == "socket")
+        .map(|r| r.bytes)
+        .sum();
+    assert_eq!(data, truth.bytes);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("model: multiplexing"), "{stdout}");
+}
+
+#[test]
+fn sigio_runs_free_until_the_signal() {
+    let (msgs, _) = check("sigio", &[WaitKind::Free], "signal-driven");
+    assert!(msgs.iter().all(|m| m.copier == Copier::Caller));
+}
+
+#[test]
+fn aio_names_the_helper_thread_that_blocked() {
+    let (msgs, row) = check("aio", &[WaitKind::Free], "asynchronous");
+    let pid = msgs[0].pid;
+    assert!(
+        msgs.iter()
+            .all(|m| m.copier == Copier::Helper && m.copier_tid != pid && m.waiter == pid),
+        "{:?}",
+        msgs.first()
+    );
+    // The C library's helper thread blocked in `read` for the caller.
+    assert!(row.blocker.contains("(helper thread) in read"), "{row:?}");
+}
+
+#[test]
+fn io_uring_waits_for_completions_in_enter() {
+    let (msgs, row) = check("io-uring", &[WaitKind::Completion], "asynchronous");
+    assert!(msgs.iter().all(|m| m.copier == Copier::TaskWork));
+    assert!(row.blocker.contains("io_uring_enter"), "{row:?}");
+}
+
+#[test]
+fn io_uring_reaped_later_leaves_the_process_free() {
+    let (msgs, _) = check("io-uring-reap", &[WaitKind::Free], "asynchronous");
+    assert!(
+        msgs.iter()
+            .all(|m| matches!(m.copier, Copier::TaskWork | Copier::Worker)),
+        "{:?}",
+        msgs.first()
+    );
+}
