@@ -4,9 +4,24 @@
 pub mod blocking;
 pub mod clock;
 pub mod files;
+pub mod methods;
 pub mod net;
 pub mod splice;
+pub mod transfer;
+pub mod truncate;
 pub mod truth;
 
 /// Names of the workloads, as the `workloads` binary and `cargo xtask profile` take them.
-pub const NAMES: &[&str] = &["blocking", "splice"];
+pub const NAMES: &[&str] = &[
+    "blocking",
+    "splice",
+    // issue 4: zero-copy methods.
+    "read-write",
+    "direct-io",
+    "mmap-write",
+    "sendfile",
+    "msg-zerocopy",
+    "io-uring",
+    "copy-file-range",
+    "mmap-truncate",
+];

@@ -2,13 +2,19 @@
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
-use workloads::{blocking, splice, truth::Truth};
+use workloads::{
+    blocking,
+    methods::{self, Method},
+    transfer::FileTransfer,
+    truncate,
+    truth::Truth,
+};
 
 /// Bundled I/O workloads, each with its own ground truth.
 #[derive(Debug, Parser)]
 #[command(
     version,
-    after_help = "EXAMPLES:\n  workloads blocking --interval 5ms --size 64KiB --count 200 --truth t.json\n  workloads splice --size 256MiB"
+    after_help = "EXAMPLES:\n  workloads blocking --interval 5ms --size 64KiB --count 200 --truth t.json\n  workloads splice --size 256MiB\n  workloads sendfile --size 64MiB --cold\n  workloads mmap-truncate --variant lease"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -39,9 +45,31 @@ struct FileArgs {
     /// Size of the file (e.g. 256MiB).
     #[arg(long, default_value = "256MiB", value_parser = parse_size)]
     size: u64,
+    /// Drop the file from the page cache first, so that it is read from the disk.
+    #[arg(long)]
+    cold: bool,
     /// Write what the workload did as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     truth: Option<PathBuf>,
+}
+
+impl FileArgs {
+    fn transfer(&self) -> FileTransfer {
+        FileTransfer {
+            file: self.file.clone(),
+            size: self.size,
+            cold: self.cold,
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct TruncateArgs {
+    #[command(flatten)]
+    file: FileArgs,
+    /// How the sender survives: a SIGBUS handler, or a file lease that warns it first.
+    #[arg(long, value_enum, default_value = "sigbus")]
+    variant: truncate::Variant,
 }
 
 #[derive(Debug, Subcommand)]
@@ -50,6 +78,22 @@ enum Workload {
     Blocking(PacedArgs),
     /// Zero copy with splice: file → pipe → socket, receiver reads with recvfrom.
     Splice(FileArgs),
+    /// read into a buffer, write it to the socket (two CPU copies).
+    ReadWrite(FileArgs),
+    /// O_DIRECT read into an aligned buffer (no page cache), then write.
+    DirectIo(FileArgs),
+    /// mmap the file, write from the mapping (page faults instead of the first copy).
+    MmapWrite(FileArgs),
+    /// sendfile from the file to the socket.
+    Sendfile(FileArgs),
+    /// MSG_ZEROCOPY sends of the mapped file, completions from the error queue.
+    MsgZerocopy(FileArgs),
+    /// io_uring: linked read and send requests.
+    IoUring(FileArgs),
+    /// copy_file_range: file to file inside the kernel.
+    CopyFileRange(FileArgs),
+    /// The file is truncated while mapped: survive SIGBUS, or stop in time with a lease.
+    MmapTruncate(TruncateArgs),
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -69,13 +113,15 @@ fn main() -> ExitCode {
             }),
             a.truth,
         ),
-        Workload::Splice(a) => (
-            splice::run(&splice::FileTransfer {
-                file: a.file,
-                size: a.size,
-            }),
-            a.truth,
-        ),
+        Workload::Splice(a) => method(Method::Splice, a),
+        Workload::ReadWrite(a) => method(Method::ReadWrite, a),
+        Workload::DirectIo(a) => method(Method::DirectIo, a),
+        Workload::MmapWrite(a) => method(Method::MmapWrite, a),
+        Workload::Sendfile(a) => method(Method::Sendfile, a),
+        Workload::MsgZerocopy(a) => method(Method::MsgZerocopy, a),
+        Workload::IoUring(a) => method(Method::IoUring, a),
+        Workload::CopyFileRange(a) => method(Method::CopyFileRange, a),
+        Workload::MmapTruncate(a) => (truncate::run(a.variant, &a.file.transfer()), a.file.truth),
     };
     match result.and_then(|t| finish(&t, truth_path)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -84,6 +130,10 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn method(m: Method, a: FileArgs) -> (anyhow::Result<Truth>, Option<PathBuf>) {
+    (methods::run(m, &a.transfer()), a.truth)
 }
 
 fn finish(t: &Truth, path: Option<PathBuf>) -> anyhow::Result<()> {

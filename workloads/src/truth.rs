@@ -40,6 +40,17 @@ pub struct Truth {
     pub wall_ns: u64,
     /// The calls the workload timed, in order.
     pub calls: Vec<CallTruth>,
+    // issue 4: file transfers.
+    /// Digest of the bytes that arrived ([`crate::transfer::Digest`]), for file transfers.
+    #[serde(default)]
+    pub digest: u64,
+    /// Page faults (minor + major) of the sending thread during the transfer, counted by the
+    /// kernel's own accounting (`/proc/thread-self/stat`).
+    #[serde(default)]
+    pub sender_faults: u64,
+    /// What happened, in words, when a workload has more to say than numbers.
+    #[serde(default)]
+    pub outcome: String,
 }
 
 impl Truth {
