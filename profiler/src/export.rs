@@ -52,6 +52,19 @@ pub struct CallRow {
     pub copy_bytes: u64,
     /// Times switched out inside the call.
     pub switches: u32,
+    // issue 4: page faults and socket sends inside the call.
+    /// User-mode page faults inside the call.
+    #[serde(default)]
+    pub faults_user: u32,
+    /// Kernel-mode page faults inside the call.
+    #[serde(default)]
+    pub faults_kernel: u32,
+    /// Faults on file pages inside the call.
+    #[serde(default)]
+    pub file_faults: u32,
+    /// Bytes handed to sockets inside the call.
+    #[serde(default)]
+    pub sent_bytes: u64,
 }
 
 impl From<&TracedCall> for CallRow {
@@ -84,6 +97,10 @@ impl From<&TracedCall> for CallRow {
             stage_source: c.source.as_str().into(),
             copy_bytes: c.rec.copy_bytes,
             switches: c.rec.switches,
+            faults_user: c.rec.faults_user,
+            faults_kernel: c.rec.faults_kernel,
+            file_faults: c.rec.file_faults,
+            sent_bytes: c.rec.sent_bytes,
         }
     }
 }

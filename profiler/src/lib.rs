@@ -11,6 +11,7 @@ pub mod export;
 pub mod fdkind;
 pub mod launch;
 pub mod loader;
+pub mod movement;
 pub mod privilege;
 pub mod report;
 pub mod session;

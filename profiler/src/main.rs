@@ -7,7 +7,7 @@ use profiler::{
     export,
     launch::Exit,
     loader::LoadOptions,
-    report,
+    movement, report,
     session::{self, EndReason, RunOptions, Target},
     syscalls,
 };
@@ -17,7 +17,9 @@ EXAMPLES:
   profiler -- ./server --port 8080          start a command and trace it
   profiler -p 1234 -d 10s                   trace a running process for 10 seconds
   profiler -p 1234,5678 --csv calls.csv     two processes, one CSV row per call
-  profiler --calls read,recvfrom -- cat f   trace only these calls";
+  profiler --calls read,recvfrom -- cat f   trace only these calls
+  profiler --movement-json a.json -- ./a    keep the data-movement summary of a run
+  profiler --compare a.json,b.json          two runs side by side";
 
 /// Splits every I/O call of a process into waiting for data and copying it, with eBPF.
 #[derive(Debug, Parser)]
@@ -47,9 +49,46 @@ struct Cli {
     #[arg(short, long)]
     verbose: bool,
 
+    /// Write the run's data-movement summary as JSON to FILE (for `--compare`).
+    #[arg(long, value_name = "FILE")]
+    movement_json: Option<PathBuf>,
+
+    /// Name of the run in the data-movement summary (default: the command's name and first
+    /// argument, or the pids).
+    #[arg(long, value_name = "NAME")]
+    label: Option<String>,
+
+    /// Trace nothing: print the data-movement summaries of earlier runs (comma-separated JSON
+    /// files written with --movement-json) side by side.
+    #[arg(long, value_name = "FILE,…", value_delimiter = ',', conflicts_with_all = ["pid", "command"])]
+    compare: Vec<PathBuf>,
+
     /// The command to start and trace.
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<String>,
+}
+
+/// `workloads sendfile` → `sendfile`; any other command → its file name and first argument.
+fn run_label(argv: &[String]) -> String {
+    let name = std::path::Path::new(&argv[0])
+        .file_name()
+        .map_or_else(|| argv[0].clone(), |n| n.to_string_lossy().into_owned());
+    match argv.get(1) {
+        Some(a) if name == "workloads" && !a.starts_with('-') => a.clone(),
+        Some(a) if !a.starts_with('-') => format!("{name} {a}"),
+        _ => name,
+    }
+}
+
+/// CPU time of the finished children of the profiler: the traced command.
+fn children_cpu() -> Option<movement::Cpu> {
+    let u = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).ok()?;
+    let ns =
+        |t: nix::sys::time::TimeVal| t.tv_sec() as u64 * 1_000_000_000 + t.tv_usec() as u64 * 1_000;
+    Some(movement::Cpu {
+        user_ns: ns(u.user_time()),
+        system_ns: ns(u.system_time()),
+    })
 }
 
 fn main() -> ExitCode {
@@ -63,6 +102,20 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if !cli.compare.is_empty() {
+        let runs = cli
+            .compare
+            .iter()
+            .map(|p| {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read {}", p.display()))?;
+                serde_json::from_str::<movement::Movement>(&text)
+                    .with_context(|| format!("{} is not a --movement-json file", p.display()))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        print!("{}", movement::side_by_side(&runs));
+        return Ok(ExitCode::SUCCESS);
+    }
     let calls = cli
         .calls
         .iter()
@@ -85,6 +138,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     // Outputs are checked before anything is attached.
     let csv_file = cli.csv.as_deref().map(session::check_output).transpose()?;
+    let movement_file = cli
+        .movement_json
+        .as_deref()
+        .map(session::check_output)
+        .transpose()?;
 
     let opts = RunOptions {
         target: target.clone(),
@@ -148,6 +206,47 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out,
             "other events: {signals} signal events, {copies} copies outside traced calls"
         );
+    }
+    let label = cli.label.clone().unwrap_or_else(|| match &target {
+        Target::Command(argv) => run_label(argv),
+        Target::Pids(_) => what.clone(),
+    });
+    let moved = movement::summarize(
+        &label,
+        &result.calls,
+        &result.counters,
+        result.wall.as_nanos() as u64,
+        match result.end {
+            EndReason::CommandExited(_) => children_cpu(),
+            _ => None,
+        },
+    );
+    let _ = write!(out, "\n{}", movement::report(&moved));
+    let signals: Vec<_> = result
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            profiler::decode::Record::Signal(s) => Some(*s),
+            _ => None,
+        })
+        .collect();
+    if !signals.is_empty() {
+        let t0 = result
+            .calls
+            .iter()
+            .map(|c| c.rec.start_ns)
+            .chain(signals.iter().map(|s| s.time_ns))
+            .min()
+            .unwrap_or(0);
+        let _ = write!(
+            out,
+            "signals (time after the first traced event):\n{}",
+            movement::signal_lines(&signals, t0)
+        );
+    }
+    if let Some(f) = movement_file {
+        serde_json::to_writer_pretty(std::io::BufWriter::new(f), &moved)
+            .context("cannot write the data-movement summary")?;
     }
     if result.lost > 0 {
         let _ = writeln!(

@@ -61,6 +61,8 @@ pub struct RunResult {
     pub wall: Duration,
     /// The processes traced at the start.
     pub pids: Vec<u32>,
+    /// Every per-CPU counter summed over the CPUs, indexed by slot (`probe_common::Counter`).
+    pub counters: Vec<u64>,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -202,6 +204,9 @@ pub fn run(
         end,
         wall,
         pids,
+        counters: (0..probe_common::COUNTER_SLOTS)
+            .map(|i| probes.counter_slot(i))
+            .collect::<anyhow::Result<_>>()?,
     })
 }
 

@@ -15,6 +15,18 @@ pub enum Role {
     Multiplex,
     /// Anything else the profiler traces.
     Other,
+    /// Maps or unmaps memory (`mmap`, `munmap`); returns an address, not bytes.
+    Memory,
+    /// Submits work for the kernel to do and waits for it (`io_uring_enter`); returns a count
+    /// of requests, not bytes.
+    Submit,
+}
+
+impl Role {
+    /// Whether a positive return value of a call of this role counts bytes moved.
+    pub fn returns_bytes(self) -> bool {
+        matches!(self, Self::Receive | Self::Send | Self::Transfer)
+    }
 }
 
 /// One traced system call.
@@ -82,10 +94,34 @@ calls! {
     "select" => SYS_select, Multiplex, FdArgs::None;
     "poll" => SYS_poll, Multiplex, FdArgs::None;
     "epoll_wait" => SYS_epoll_wait, Multiplex, FdArgs::First;
+    // issue 4: the calls of the zero-copy methods.
+    "vmsplice" => SYS_vmsplice, Transfer, FdArgs::First;
+    "tee" => SYS_tee, Transfer, FdArgs::FromTo { from: 0, to: 1 };
+    "copy_file_range" => SYS_copy_file_range, Transfer, FdArgs::FromTo { from: 0, to: 2 };
+    "mmap" => SYS_mmap, Memory, FdArgs::None;
+    "munmap" => SYS_munmap, Memory, FdArgs::None;
+    "io_uring_enter" => SYS_io_uring_enter, Submit, FdArgs::First;
 }
 
 /// The calls traced when the user names none.
-pub const DEFAULT: &[&str] = &["read", "recvfrom", "recvmsg", "splice"];
+pub const DEFAULT: &[&str] = &[
+    "read",
+    "recvfrom",
+    "recvmsg",
+    "splice",
+    // issue 4: every call that moves a file's data, and the mappings of mmap.
+    "pread64",
+    "write",
+    "sendto",
+    "sendmsg",
+    "sendfile64",
+    "vmsplice",
+    "tee",
+    "copy_file_range",
+    "mmap",
+    "munmap",
+    "io_uring_enter",
+];
 
 /// The call with this number, if the profiler knows it.
 pub fn by_nr(nr: u32) -> Option<&'static Call> {

@@ -34,6 +34,11 @@ impl TracedCall {
     pub fn new(rec: CallRecord, mut kind: impl FnMut(u32, i64) -> FdKind) -> Self {
         let call = syscalls::by_nr(rec.nr);
         let (fd, fd_out) = call.map_or((-1, -1), |c| c.fds(&rec.args));
+        let mut stages = attribution::stages(&rec);
+        // An address (mmap) or a request count (io_uring_enter) is no byte count.
+        if call.is_some_and(|c| !c.role.returns_bytes()) {
+            stages.bytes = 0;
+        }
         Self {
             call,
             fd,
@@ -44,7 +49,7 @@ impl TracedCall {
             } else {
                 FdKind::Unknown
             },
-            stages: attribution::stages(&rec),
+            stages,
             source: attribution::source(&rec),
             rec,
         }

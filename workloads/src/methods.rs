@@ -80,9 +80,15 @@ impl Method {
             Self::DirectIo => "disk → user buffer (DMA, no page cache) → socket: 1 CPU copy",
             Self::MmapWrite => "page cache mapped (page faults) → socket: 1 CPU copy",
             Self::Sendfile => "page cache → socket by page reference: no copy through user memory",
-            Self::Splice => "page cache → pipe → socket by page reference: 2 calls a chunk, no user copy",
-            Self::MsgZerocopy => "mapped pages pinned for the socket; loopback falls back to a copy",
-            Self::IoUring => "read + send requests, the kernel runs both: 2 CPU copies, 1 call a chunk",
+            Self::Splice => {
+                "page cache → pipe → socket by page reference: 2 calls a chunk, no user copy"
+            }
+            Self::MsgZerocopy => {
+                "mapped pages pinned for the socket; loopback falls back to a copy"
+            }
+            Self::IoUring => {
+                "read + send requests, the kernel runs both: 2 CPU copies, 1 call a chunk"
+            }
             Self::CopyFileRange => "file → file inside the kernel: no user memory, no socket",
         }
     }
@@ -304,9 +310,8 @@ impl Completions {
             msg.msg_controllen = std::mem::size_of_val(&control);
             let r = timer.call("recvmsg", fd, || {
                 // SAFETY: `msg` points to a control buffer that lives across the call.
-                let n = unsafe {
-                    libc::recvmsg(fd, &mut msg, libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT)
-                };
+                let n =
+                    unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT) };
                 Errno::result(n).map(|n| n as usize)
             });
             match r {
@@ -377,7 +382,8 @@ fn msg_zerocopy(
         while !data.is_empty() {
             let send = || {
                 // SAFETY: `data` is readable for its length (a slice of the live mapping).
-                let n = unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), libc::MSG_ZEROCOPY) };
+                let n =
+                    unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), libc::MSG_ZEROCOPY) };
                 Errno::result(n).map(|n| n as usize)
             };
             match timer.call("sendto", fd, send) {
@@ -435,7 +441,10 @@ fn io_uring(path: &Path, sock: &TcpStream, timer: &mut Timer) -> anyhow::Result<
             .completion()
             .map(|c| (c.user_data(), c.result()))
             .collect();
-        anyhow::ensure!(results.len() == 2, "expected 2 completions, got {results:?}");
+        anyhow::ensure!(
+            results.len() == 2,
+            "expected 2 completions, got {results:?}"
+        );
         for (what, r) in results {
             anyhow::ensure!(
                 r == want as i32,

@@ -321,8 +321,7 @@ where
     let path = prepare(t)?;
     let dest = path.with_extension(format!("copy-{}", std::process::id()));
     let src = File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
-    let dst =
-        File::create(&dest).with_context(|| format!("cannot create {}", dest.display()))?;
+    let dst = File::create(&dest).with_context(|| format!("cannot create {}", dest.display()))?;
     let mut timer = Timer::new((t.size / CHUNK as u64) as usize + 64);
     let t0 = now_ns();
     let f0 = thread_faults()?;

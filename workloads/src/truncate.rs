@@ -336,7 +336,11 @@ mod tests {
         let (t, dir) = transfer("bus");
         let truth = run(Variant::Sigbus, &t).expect("run");
         assert_eq!(truth.bytes, 2 << 20, "{}", truth.outcome);
-        assert!(truth.outcome.contains("SIGBUS at offset 2097152"), "{}", truth.outcome);
+        assert!(
+            truth.outcome.contains("SIGBUS at offset 2097152"),
+            "{}",
+            truth.outcome
+        );
         std::fs::remove_dir_all(dir).expect("clean");
 
         let (t, dir) = transfer("lease");
