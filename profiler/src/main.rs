@@ -114,6 +114,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         print!("{}", movement::side_by_side(&runs));
+        if let Some((base, rest)) = runs.split_first()
+            && !rest.is_empty()
+        {
+            println!();
+            for m in rest {
+                println!("{}", movement::savings(base, m));
+            }
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let calls = cli

@@ -66,6 +66,10 @@ pub struct Movement {
     /// On-CPU time of the data-moving calls: the copy time where no CPU sampling is done (an
     /// upper bound: it holds the calls' other kernel work too).
     pub copy_oncpu_ns: u64,
+    /// The part of `copy_oncpu_ns` spent on the sending side (every data-moving call but
+    /// receives from sockets).
+    #[serde(default)]
+    pub send_oncpu_ns: u64,
     /// User-mode page faults, all, and outside traced calls.
     pub faults_user: u64,
     /// Kernel-mode page faults, all.
@@ -143,6 +147,9 @@ pub fn summarize(
         m.copy_oncpu_ns += oncpu(c);
         first = first.min(c.rec.start_ns);
         last = last.max(c.rec.end_ns);
+        if !(role == Some(Role::Receive) && c.fd_kind == FdKind::Socket) {
+            m.send_oncpu_ns += oncpu(c);
+        }
         match (role, c.fd_kind, c.fd_out_kind) {
             (Some(Role::Receive), FdKind::File, _) => m.user_reads += c.stages.bytes,
             (Some(Role::Receive), FdKind::Socket, _) => m.user_receives += c.stages.bytes,
@@ -195,9 +202,10 @@ pub fn report(m: &Movement) -> String {
     }
     let _ = writeln!(
         out,
-        "  per GiB: blocked {}, copy time {} (on-CPU time of the data-moving calls)",
+        "  per GiB: blocked {}, copy time {} (on-CPU time of the data-moving calls), {} of it sending",
         fmt_ns(gib(m.blocked_ns as f64)),
         fmt_ns(gib(m.copy_oncpu_ns as f64)),
+        fmt_ns(gib(m.send_oncpu_ns as f64)),
     );
     let _ = writeln!(
         out,
@@ -248,7 +256,7 @@ pub fn report(m: &Movement) -> String {
 /// Several runs side by side, one column each.
 pub fn side_by_side(runs: &[Movement]) -> String {
     let mut out = String::new();
-    let rows: [(&str, fn(&Movement) -> String); 13] = [
+    let rows: [(&str, fn(&Movement) -> String); 14] = [
         ("bytes moved", |m| fmt_bytes(m.bytes)),
         ("data-moving calls", |m| m.data_calls.to_string()),
         ("wall", |m| fmt_ns(m.wall_ns as f64)),
@@ -269,6 +277,9 @@ pub fn side_by_side(runs: &[Movement]) -> String {
         }),
         ("copy (on-CPU) /GiB", |m| {
             fmt_ns(per_gib(m.copy_oncpu_ns as f64, m.bytes))
+        }),
+        ("  sending side /GiB", |m| {
+            fmt_ns(per_gib(m.send_oncpu_ns as f64, m.bytes))
         }),
         ("user faults /GiB", |m| {
             format!("{:.0}", per_gib(m.faults_user as f64, m.bytes))
@@ -298,6 +309,36 @@ pub fn side_by_side(runs: &[Movement]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// What `m` saves against `base`, per GiB moved, in one line.
+pub fn savings(base: &Movement, m: &Movement) -> String {
+    let user = |x: &Movement| per_gib((x.user_reads + x.user_writes) as f64, x.bytes);
+    let pct = |a: f64, b: f64| {
+        if a == 0.0 {
+            "n/a".to_string()
+        } else {
+            format!("{:+.0}%", 100.0 * (b - a) / a)
+        }
+    };
+    let sys = |x: &Movement| x.cpu.map_or(0.0, |c| per_gib(c.system_ns as f64, x.bytes));
+    let usr = |x: &Movement| x.cpu.map_or(0.0, |c| per_gib(c.user_ns as f64, x.bytes));
+    let copy = |x: &Movement| per_gib(x.send_oncpu_ns as f64, x.bytes);
+    let faults = |x: &Movement| per_gib((x.faults_user + x.faults_kernel) as f64, x.bytes);
+    format!(
+        "{} against {}: bytes through the sender's user memory per GiB {} → {}; system CPU {}, \
+         user CPU {}, sending calls' on-CPU time {}, page faults {}; throughput {:.0} → {:.0} MiB/s",
+        m.label,
+        base.label,
+        fmt_bytes(user(base) as u64),
+        fmt_bytes(user(m) as u64),
+        pct(sys(base), sys(m)),
+        pct(usr(base), usr(m)),
+        pct(copy(base), copy(m)),
+        pct(faults(base), faults(m)),
+        mib_s(base.bytes, base.span_ns),
+        mib_s(m.bytes, m.span_ns)
+    )
 }
 
 /// A signal's name: `SIGBUS`, `SIGRTMIN+1`, or its number.
@@ -351,7 +392,7 @@ mod tests {
         }
     }
 
-    fn kinds(fd: i64) -> FdKind {
+    fn kinds(_pid: u32, fd: i64) -> FdKind {
         match fd {
             3 => FdKind::File,
             4 => FdKind::Socket,
@@ -376,7 +417,7 @@ mod tests {
         let m = summarize("read-write", &calls, &counters, 1_000, None);
         assert_eq!((m.bytes, m.data_calls), (100, 2));
         assert_eq!((m.user_reads, m.user_writes), (100, 100));
-        assert_eq!((m.span_ns, m.copy_oncpu_ns), (40, 30));
+        assert_eq!((m.span_ns, m.copy_oncpu_ns, m.send_oncpu_ns), (40, 30, 30));
         assert_eq!(m.faults_kernel, 2);
         let w = m.by_call.iter().find(|c| c.label == "write socket");
         assert_eq!(w.map(|c| (c.faults_kernel, c.user_memory)), Some((2, true)));
@@ -399,7 +440,7 @@ mod tests {
         counters[Counter::SentBytes as usize] = 4096;
         let calls = [
             TracedCall::new(s, kinds),
-            TracedCall::new(c, |_, fd| if fd == 6 { FdKind::File } else { kinds(fd) }),
+            TracedCall::new(c, |p, fd| if fd == 6 { FdKind::File } else { kinds(p, fd) }),
         ];
         let m = summarize("x", &calls, &counters, 100, Some(Cpu::default()));
         assert_eq!(m.bytes, 4096 + 8192);
@@ -415,7 +456,27 @@ mod tests {
             table.contains("bytes moved") && table.contains("other"),
             "{table}"
         );
-        assert_eq!(table.lines().count(), 14);
+        assert_eq!(table.lines().count(), 15);
+        let base = Movement {
+            label: "read-write".into(),
+            bytes: 1 << 30,
+            user_reads: 1 << 30,
+            user_writes: 1 << 30,
+            send_oncpu_ns: 1_000,
+            span_ns: 1_000_000_000,
+            ..Movement::default()
+        };
+        let better = Movement {
+            label: "splice".into(),
+            bytes: 1 << 30,
+            send_oncpu_ns: 250,
+            span_ns: 500_000_000,
+            ..Movement::default()
+        };
+        let line = savings(&base, &better);
+        assert!(line.contains("per GiB 2.0 GiB → 0 B"), "{line}");
+        assert!(line.contains("sending calls' on-CPU time -75%"), "{line}");
+        assert!(line.contains("1024 → 2048 MiB/s"), "{line}");
     }
 
     #[test]
