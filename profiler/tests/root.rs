@@ -3,72 +3,12 @@
 //! feature (`cargo xtask test` turns it on); there, a test that cannot run fails.
 #![cfg(feature = "root-tests")]
 
-use std::{
-    path::{Path, PathBuf},
-    process::{Command, Output},
-};
+mod common;
 
+use std::process::Command;
+
+use common::{assert_root, profile, scratch};
 use profiler::export::CallRow;
-use workloads::truth::Truth;
-
-/// A scratch folder for one test.
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ioprof-root-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).expect("scratch folder");
-    d
-}
-
-/// The `workloads` binary built beside this test (`cargo xtask test` builds it first).
-fn workloads_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test path");
-    let dir = exe.parent().and_then(Path::parent).expect("target folder");
-    let bin = dir.join("workloads");
-    assert!(
-        bin.is_file(),
-        "{} is missing: run `cargo xtask test`, which builds it",
-        bin.display()
-    );
-    bin
-}
-
-fn assert_root() {
-    assert!(
-        profiler::privilege::missing().is_empty(),
-        "root tests need root (or CAP_BPF + CAP_PERFMON): run `sudo cargo xtask test`"
-    );
-}
-
-/// Runs a workload under the profiler; returns its output, the CSV rows and the truth.
-fn profile(name: &str, workload_args: &[&str]) -> (Output, Vec<CallRow>, Truth) {
-    assert_root();
-    let dir = scratch(name);
-    let csv = dir.join("calls.csv");
-    let truth = dir.join("truth.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_profiler"))
-        .arg("--csv")
-        .arg(&csv)
-        .arg("--")
-        .arg(workloads_bin())
-        .args(workload_args)
-        .arg("--truth")
-        .arg(&truth)
-        .output()
-        .expect("run profiler");
-    assert!(
-        out.status.success(),
-        "profiler failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let rows: Vec<CallRow> = csv::Reader::from_path(&csv)
-        .expect("open csv")
-        .deserialize()
-        .collect::<Result<_, _>>()
-        .expect("csv rows");
-    let truth = Truth::read(&truth).expect("truth");
-    let _ = std::fs::remove_dir_all(dir);
-    (out, rows, truth)
-}
 
 #[test]
 fn blocking_wait_matches_the_sender_pacing() {

@@ -244,8 +244,9 @@ fn test() -> anyhow::Result<ExitCode> {
         "profiler",
         "--features",
         "root-tests",
+        // Every root test file: root.rs, root_zero_copy.rs, ….
         "--test",
-        "root",
+        "root*",
         "--",
         "--test-threads=1",
     ]);
