@@ -361,8 +361,8 @@ pub fn signal_lines(signals: &[SignalRecord], t0_ns: u64) -> String {
         if s.event == SignalEvent::Generate as u32 {
             let _ = writeln!(
                 out,
-                "  +{at:>9}  {name} sent to pid {} by pid {} (code {}, result {})",
-                s.pid, s.current_pid, s.code, s.result
+                "  +{at:>9}  {name} sent to task {} by pid {} (code {}, result {})",
+                s.tid, s.current_pid, s.code, s.result
             );
         } else {
             let _ = writeln!(

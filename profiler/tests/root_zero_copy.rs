@@ -59,10 +59,11 @@ fn every_method_delivers_the_file_and_the_byte_counts_match_the_truth() {
         let tid = sender_tid(&r, m);
         for call in m.data_calls() {
             let truth: Vec<_> = r.truth.calls_named(call).filter(|c| c.tid == tid).collect();
+            let fds: Vec<i64> = truth.iter().map(|c| i64::from(c.fd)).collect();
             let rows: Vec<_> = r
                 .rows
                 .iter()
-                .filter(|row| row.tid == tid && row.call == *call)
+                .filter(|row| row.tid == tid && row.call == *call && fds.contains(&row.fd))
                 .collect();
             assert_eq!(rows.len(), truth.len(), "{name}: {call} calls");
             let ret = |v: i64| v.max(0) as u64;
@@ -137,7 +138,7 @@ fn mmap_write_faults_agree_with_the_kernels_own_count() {
     let diff = (faults as f64 - independent as f64).abs() / independent as f64;
     assert!(
         diff <= 0.05,
-        "profiler {faults} faults vs /proc/thread-self/stat {independent} ({:.1}%)",
+        "profiler {faults} faults vs getrusage(RUSAGE_THREAD) {independent} ({:.1}%)",
         diff * 100.0
     );
     // The file's pages are faulted in by the kernel's copy inside write.
@@ -169,7 +170,9 @@ fn sendfile_and_splice_move_nothing_through_user_memory_read_write_does() {
         let r = run_method(m, &file, size);
         let tid = sender_tid(&r, m);
         assert_eq!(user_memory_bytes(&r, tid), (0, 0), "{}", m.name());
-        assert_eq!((r.movement.user_reads, r.movement.user_writes), (0, 0));
+        // Process-wide, only the loader's reads of libraries remain.
+        assert_eq!(r.movement.user_writes, 0, "{}", m.name());
+        assert!(r.movement.user_reads < 1 << 20, "{}", m.name());
     }
     let r = run_method(Method::ReadWrite, &file, size);
     let tid = sender_tid(&r, Method::ReadWrite);
@@ -199,11 +202,12 @@ fn mmap_truncate_survives_both_ways_and_its_signals_are_listed() {
         let stdout = String::from_utf8_lossy(&r.out.stdout);
         let pid = r.truth.pid;
         assert!(
-            stdout.contains(&format!("{signal} sent to pid {pid}")),
+            stdout.contains(&format!("{signal} sent to task ")),
             "{variant}: {stdout}"
         );
         assert!(
-            stdout.contains(&format!("{signal} delivered to thread")),
+            stdout.contains(&format!("{signal} delivered to thread"))
+                && stdout.contains(&format!("of pid {pid}")),
             "{variant}: {stdout}"
         );
         assert_eq!(r.truth.bytes, size / 2, "{variant}: {}", r.truth.outcome);

@@ -45,7 +45,7 @@ pub struct Truth {
     #[serde(default)]
     pub digest: u64,
     /// Page faults (minor + major) of the sending thread during the transfer, counted by the
-    /// kernel's own accounting (`/proc/thread-self/stat`).
+    /// kernel's own accounting (`getrusage(RUSAGE_THREAD)`).
     #[serde(default)]
     pub sender_faults: u64,
     /// What happened, in words, when a workload has more to say than numbers.
