@@ -253,10 +253,13 @@ pub fn report(m: &Movement) -> String {
     out
 }
 
+/// A row of the side-by-side table: its name and how a run fills its cell.
+type Row = (&'static str, fn(&Movement) -> String);
+
 /// Several runs side by side, one column each.
 pub fn side_by_side(runs: &[Movement]) -> String {
     let mut out = String::new();
-    let rows: [(&str, fn(&Movement) -> String); 14] = [
+    let rows: [Row; 14] = [
         ("bytes moved", |m| fmt_bytes(m.bytes)),
         ("data-moving calls", |m| m.data_calls.to_string()),
         ("wall", |m| fmt_ns(m.wall_ns as f64)),
