@@ -145,6 +145,9 @@ fn finish(t: &Truth, path: Option<PathBuf>) -> anyhow::Result<()> {
         t.calls.len(),
         t.wall_ns as f64 / 1e9
     );
+    if !t.outcome.is_empty() {
+        eprintln!("workload {}: {}", t.workload, t.outcome);
+    }
     if let Some(p) = path {
         t.write(&p)?;
     }
