@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
-    programs::TracePoint,
+    programs::{TracePoint, trace_point::TracePointLinkId},
 };
 use probe_common::{Counter, DEFAULT_RINGBUF_BYTES};
 
@@ -60,6 +60,8 @@ pub struct Probes {
     ebpf: Ebpf,
     /// Every hook tried, attached or not.
     pub hooks: Vec<Hook>,
+    /// Every attachment, by program: detached in parallel when the probes are dropped.
+    links: Vec<(&'static str, TracePointLinkId)>,
 }
 
 /// Mounts tracefs where it is missing (tracepoint ids are read from it).
@@ -127,6 +129,7 @@ impl Probes {
             .load(PROBE)
             .context("failed to load the probe object into the kernel")?;
         let mut hooks = Vec::new();
+        let mut links = Vec::new();
 
         for (prog, dir) in [("call_enter", "sys_enter"), ("call_exit", "sys_exit")] {
             for call in &opts.calls {
@@ -137,9 +140,10 @@ impl Probes {
                 } else {
                     prog
                 };
-                tracepoint(&mut ebpf, prog)?
+                let id = tracepoint(&mut ebpf, prog)?
                     .attach("syscalls", &name)
                     .with_context(|| format!("failed to attach to syscalls:{name}"))?;
+                links.push((prog, id));
             }
         }
         hooks.push(Hook {
@@ -219,14 +223,20 @@ impl Probes {
             ),
         ] {
             let tp = tracepoint(&mut ebpf, prog)?;
-            let error = tp.attach(category, name).err().map(|e| format!("{e:#}"));
+            let error = match tp.attach(category, name) {
+                Ok(id) => {
+                    links.push((prog, id));
+                    None
+                }
+                Err(e) => Some(format!("{e:#}")),
+            };
             hooks.push(Hook {
                 name: format!("{category}:{name}"),
                 error,
                 without,
             });
         }
-        Ok(Self { ebpf, hooks })
+        Ok(Self { ebpf, hooks, links })
     }
 
     /// Traces the process `pid` (a tgid) and, from now on, the children it forks.
@@ -257,6 +267,27 @@ impl Probes {
         let arr: PerCpuArray<_, u64> =
             PerCpuArray::try_from(self.ebpf.map("COUNTERS").context("no COUNTERS map")?)?;
         Ok(arr.get(&slot, 0)?.iter().sum())
+    }
+}
+
+impl Drop for Probes {
+    /// Detaches every tracepoint at once: the kernel waits for a grace period when each one
+    /// is released (about 80 ms here), and releases made together share the wait, where one
+    /// after the other they add up to seconds.
+    fn drop(&mut self) {
+        let mut owned = Vec::new();
+        for (prog, id) in self.links.drain(..) {
+            let tp: Option<&mut TracePoint> =
+                self.ebpf.program_mut(prog).and_then(|p| p.try_into().ok());
+            if let Some(link) = tp.and_then(|tp| tp.take_link(id).ok()) {
+                owned.push(link);
+            }
+        }
+        std::thread::scope(|s| {
+            for link in owned {
+                s.spawn(move || drop(link));
+            }
+        });
     }
 }
 
