@@ -84,6 +84,18 @@ pub struct CallRecord {
     pub wait_blocked_ns: u64,
     /// `runq_ns` as it stood at the first copy marker.
     pub wait_runq_ns: u64,
+    // issue 4: page faults and socket sends inside the call.
+    /// Page faults taken in user mode inside the call (`exceptions:page_fault_user`).
+    pub faults_user: u32,
+    /// Page faults taken in kernel mode inside the call, such as a copy from a mapped file
+    /// (`exceptions:page_fault_kernel`).
+    pub faults_kernel: u32,
+    /// Faults that went to a file's pages (`filemap:mm_filemap_fault`).
+    pub file_faults: u32,
+    /// Explicit padding.
+    pub _pad4: u32,
+    /// Bytes handed to sockets inside the call (`sock:sock_send_length`).
+    pub sent_bytes: u64,
 }
 
 /// What happened to a signal.
@@ -218,6 +230,23 @@ pub enum Counter {
     UserStackMissing = 33,
     /// Copies timed exactly by entry/exit hooks on the copy routines (exact mode only).
     ExactCopies = 34,
+    // issue 4: page faults and socket sends of traced processes (20-29).
+    /// User-mode page faults, all.
+    FaultsUser = 20,
+    /// Kernel-mode page faults, all.
+    FaultsKernel = 21,
+    /// File-page faults, all.
+    FileFaults = 22,
+    /// Bytes handed to sockets, all.
+    SentBytes = 23,
+    /// User-mode page faults outside traced calls.
+    FaultsUserOutside = 24,
+    /// Kernel-mode page faults outside traced calls.
+    FaultsKernelOutside = 25,
+    /// File-page faults outside traced calls.
+    FileFaultsOutside = 26,
+    /// Bytes handed to sockets outside traced calls (io_uring workers, task work).
+    SentBytesOutside = 27,
 }
 
 // issue 5: CPU sampling.
@@ -466,8 +495,8 @@ mod tests {
 
     #[test]
     fn record_sizes_are_pinned() {
-        assert_eq!(size_of::<CallRecord>(), 120);
-        assert_eq!(size_of::<InFlight>(), 144);
+        assert_eq!(size_of::<CallRecord>(), 144);
+        assert_eq!(size_of::<InFlight>(), 168);
         assert_eq!(size_of::<SignalRecord>(), 40);
         assert_eq!(size_of::<CopyRecord>(), 24);
         assert_eq!(size_of::<SummaryKey>(), 8);

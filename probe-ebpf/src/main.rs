@@ -3,6 +3,7 @@
 #![no_std]
 #![no_main]
 
+mod faults;
 mod maps;
 mod models;
 mod sampling;

@@ -23,12 +23,26 @@ pub fn call_enter(ctx: TracePointContext) -> u32 {
     if summary::run_mode() == mode::FLOOR {
         return 0;
     }
-    match try_call_enter(&ctx) {
+    match try_call_enter::<3>(&ctx) {
         Ok(v) | Err(v) => v,
     }
 }
 
-fn try_call_enter(ctx: &TracePointContext) -> Result<u32, u32> {
+/// Entry of calls with two arguments (`munmap`): the kernel refuses to attach a program that
+/// reads past a tracepoint's record, so this one reads no third argument.
+#[tracepoint]
+pub fn call_enter2(ctx: TracePointContext) -> u32 {
+    if summary::run_mode() == mode::FLOOR {
+        return 0;
+    }
+    match try_call_enter::<2>(&ctx) {
+        Ok(v) | Err(v) => v,
+    }
+}
+
+/// Reads the first `ARGS` (2 or 3) arguments.
+#[inline(always)]
+fn try_call_enter<const ARGS: usize>(ctx: &TracePointContext) -> Result<u32, u32> {
     let (tgid, tid) = current_ids();
     if !is_traced(tgid) {
         return Ok(0);
@@ -40,7 +54,11 @@ fn try_call_enter(ctx: &TracePointContext) -> Result<u32, u32> {
             [
                 field::<u64>(ctx, ENTER_ARGS),
                 field::<u64>(ctx, ENTER_ARGS + 8),
-                field::<u64>(ctx, ENTER_ARGS + 16),
+                if ARGS > 2 {
+                    field::<u64>(ctx, ENTER_ARGS + 16)
+                } else {
+                    0
+                },
             ],
         )
     };

@@ -69,6 +69,19 @@ pub struct CallRow {
     /// How the call spent its wait: call, mux, completion, polling, none.
     #[serde(default)]
     pub wait_kind: String,
+    // issue 4: page faults and socket sends inside the call.
+    /// User-mode page faults inside the call.
+    #[serde(default)]
+    pub faults_user: u32,
+    /// Kernel-mode page faults inside the call.
+    #[serde(default)]
+    pub faults_kernel: u32,
+    /// Faults on file pages inside the call.
+    #[serde(default)]
+    pub file_faults: u32,
+    /// Bytes handed to sockets inside the call.
+    #[serde(default)]
+    pub sent_bytes: u64,
 }
 
 impl From<&TracedCall> for CallRow {
@@ -104,6 +117,10 @@ impl From<&TracedCall> for CallRow {
             model: "none".into(),
             message: -1,
             wait_kind: crate::models::call_wait_kind(c).into(),
+            faults_user: c.rec.faults_user,
+            faults_kernel: c.rec.faults_kernel,
+            file_faults: c.rec.file_faults,
+            sent_bytes: c.rec.sent_bytes,
         }
     }
 }

@@ -53,21 +53,28 @@ pub struct FdKinds {
 }
 
 impl FdKinds {
-    /// The kind of `fd` in process `pid`, resolved now if not known yet.
+    /// The kind of `fd` in process `pid`, resolved now if not known yet. A descriptor that
+    /// could not be resolved (closed already) is not remembered: its number is likely to be
+    /// reused, and the next call on it is resolved afresh.
     pub fn resolve(&mut self, pid: u32, fd: i64) -> FdKind {
         if fd < 0 {
             return FdKind::Unknown;
         }
-        *self.known.entry((pid, fd)).or_insert_with(|| {
-            let link = Path::new("/proc")
-                .join(pid.to_string())
-                .join("fd")
-                .join(fd.to_string());
-            match fs::read_link(link) {
-                Ok(t) => FdKind::from_link(&t.to_string_lossy()),
-                Err(_) => FdKind::Unknown,
-            }
-        })
+        if let Some(k) = self.known.get(&(pid, fd)) {
+            return *k;
+        }
+        let link = Path::new("/proc")
+            .join(pid.to_string())
+            .join("fd")
+            .join(fd.to_string());
+        let kind = match fs::read_link(link) {
+            Ok(t) => FdKind::from_link(&t.to_string_lossy()),
+            Err(_) => FdKind::Unknown,
+        };
+        if kind != FdKind::Unknown {
+            self.known.insert((pid, fd), kind);
+        }
+        kind
     }
 
     /// The kind already known, without looking.
@@ -101,5 +108,16 @@ mod tests {
         assert_eq!(k.resolve(pid, f.as_raw_fd() as i64), FdKind::File);
         assert_eq!(k.get(pid, f.as_raw_fd() as i64), FdKind::File);
         assert_eq!(k.resolve(pid, -1), FdKind::Unknown);
+        // A closed descriptor is not remembered as unknown: its number comes back. High
+        // numbers (F_DUPFD from 1000) keep other tests' descriptors out of the way.
+        use nix::fcntl::{FcntlArg, fcntl};
+        let high = fcntl(&f, FcntlArg::F_DUPFD_CLOEXEC(1000)).expect("dup");
+        nix::unistd::close(high).expect("close");
+        let mut k = FdKinds::default();
+        assert_eq!(k.resolve(pid, high as i64), FdKind::Unknown);
+        let again = fcntl(&f, FcntlArg::F_DUPFD_CLOEXEC(1000)).expect("dup");
+        assert_eq!(again, high);
+        assert_eq!(k.resolve(pid, high as i64), FdKind::File);
+        nix::unistd::close(again).expect("close");
     }
 }

@@ -17,6 +17,7 @@ pub mod kallsyms;
 pub mod launch;
 pub mod loader;
 pub mod models;
+pub mod movement;
 pub mod privilege;
 pub mod progress;
 pub mod report;

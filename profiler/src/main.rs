@@ -7,7 +7,7 @@ use profiler::{
     export::exports::{Exports, Format},
     launch::Exit,
     loader::LoadOptions,
-    models,
+    models, movement,
     progress::Progress,
     report, selfcost,
     session::{self, EndReason, RunOptions, Target},
@@ -25,7 +25,9 @@ EXAMPLES:
   profiler --self-stats -p 1234 -d 5s       summary mode, with each kernel program's ns per run
   profiler --mode per-call -- ./client      per-call records without writing a CSV
   profiler --freq 999 --flamegraph f.svg -- cat big.file
-                                            sample CPU stacks at 999 Hz, draw a flame graph";
+                                            sample CPU stacks at 999 Hz, draw a flame graph
+  profiler --movement-json a.json -- ./a    keep the data-movement summary of a run
+  profiler --compare a.json,b.json          two runs side by side";
 
 /// What the kernel does per call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -110,9 +112,46 @@ struct Cli {
     #[arg(short, long)]
     verbose: bool,
 
+    /// Write the run's data-movement summary as JSON to FILE (for `--compare`).
+    #[arg(long, value_name = "FILE")]
+    movement_json: Option<PathBuf>,
+
+    /// Name of the run in the data-movement summary (default: the command's name and first
+    /// argument, or the pids).
+    #[arg(long, value_name = "NAME")]
+    label: Option<String>,
+
+    /// Trace nothing: print the data-movement summaries of earlier runs (comma-separated JSON
+    /// files written with --movement-json) side by side.
+    #[arg(long, value_name = "FILE,…", value_delimiter = ',', conflicts_with_all = ["pid", "command"])]
+    compare: Vec<PathBuf>,
+
     /// The command to start and trace.
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<String>,
+}
+
+/// `workloads sendfile` → `sendfile`; any other command → its file name and first argument.
+fn run_label(argv: &[String]) -> String {
+    let name = std::path::Path::new(&argv[0])
+        .file_name()
+        .map_or_else(|| argv[0].clone(), |n| n.to_string_lossy().into_owned());
+    match argv.get(1) {
+        Some(a) if name == "workloads" && !a.starts_with('-') => a.clone(),
+        Some(a) if !a.starts_with('-') => format!("{name} {a}"),
+        _ => name,
+    }
+}
+
+/// CPU time of the finished children of the profiler: the traced command.
+fn children_cpu() -> Option<movement::Cpu> {
+    let u = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).ok()?;
+    let ns =
+        |t: nix::sys::time::TimeVal| t.tv_sec() as u64 * 1_000_000_000 + t.tv_usec() as u64 * 1_000;
+    Some(movement::Cpu {
+        user_ns: ns(u.user_time()),
+        system_ns: ns(u.system_time()),
+    })
 }
 
 fn main() -> ExitCode {
@@ -136,6 +175,28 @@ fn mode_name(m: u32) -> &'static str {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if !cli.compare.is_empty() {
+        let runs = cli
+            .compare
+            .iter()
+            .map(|p| {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read {}", p.display()))?;
+                serde_json::from_str::<movement::Movement>(&text)
+                    .with_context(|| format!("{} is not a --movement-json file", p.display()))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        print!("{}", movement::side_by_side(&runs));
+        if let Some((base, rest)) = runs.split_first()
+            && !rest.is_empty()
+        {
+            println!();
+            for m in rest {
+                println!("{}", movement::savings(base, m));
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let calls = cli
         .calls
         .iter()
@@ -181,12 +242,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(session::check_output)
         .transpose()?;
+    let movement_file = cli
+        .movement_json
+        .as_deref()
+        .map(session::check_output)
+        .transpose()?;
 
     let per_call_output = cli.csv.is_some()
         || cli.summary_csv.is_some()
         || cli.json.is_some()
         || cli.trace.is_some()
-        || cli.model_json.is_some();
+        || cli.model_json.is_some()
+        || cli.movement_json.is_some();
     let kernel_mode = match (cli.mode, per_call_output) {
         (Mode::Auto, true) | (Mode::PerCall, _) => probe_common::mode::RECORDS,
         (Mode::Auto, false) | (Mode::Summary, _) => probe_common::mode::AGGREGATE,
@@ -195,7 +262,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     anyhow::ensure!(
         !per_call_output || kernel_mode & probe_common::mode::RECORDS != 0,
-        "--csv, --summary-csv, --json, --trace and --model-json need per-call records: use --mode auto, per-call or both"
+        "--csv, --summary-csv, --json, --trace, --model-json and --movement-json need per-call records: use --mode auto, per-call or both"
     );
     let opts = RunOptions {
         target: target.clone(),
@@ -292,6 +359,47 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out,
             "other events: {signals} signal events, {copies} copies outside traced calls"
         );
+    }
+    let label = cli.label.clone().unwrap_or_else(|| match &target {
+        Target::Command(argv) => run_label(argv),
+        Target::Pids(_) => what.clone(),
+    });
+    let moved = movement::summarize(
+        &label,
+        &result.calls,
+        &result.counters,
+        result.wall.as_nanos() as u64,
+        match result.end {
+            EndReason::CommandExited(_) => children_cpu(),
+            _ => None,
+        },
+    );
+    let _ = write!(out, "\n{}", movement::report(&moved));
+    let signals: Vec<_> = result
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            profiler::decode::Record::Signal(s) => Some(*s),
+            _ => None,
+        })
+        .collect();
+    if !signals.is_empty() {
+        let t0 = result
+            .calls
+            .iter()
+            .map(|c| c.rec.start_ns)
+            .chain(signals.iter().map(|s| s.time_ns))
+            .min()
+            .unwrap_or(0);
+        let _ = write!(
+            out,
+            "signals (time after the first traced event):\n{}",
+            movement::signal_lines(&signals, t0)
+        );
+    }
+    if let Some(f) = movement_file {
+        serde_json::to_writer_pretty(std::io::BufWriter::new(f), &moved)
+            .context("cannot write the data-movement summary")?;
     }
     if result.lost > 0 {
         let _ = writeln!(

@@ -74,6 +74,8 @@ pub struct RunResult {
     pub usage: crate::selfcost::OwnUsage,
     /// CPU samples and how copy time was measured.
     pub samples: SampleSet,
+    /// Every per-CPU counter summed over the CPUs, indexed by slot (`probe_common::Counter`).
+    pub counters: Vec<u64>,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -226,6 +228,9 @@ pub fn run(
         programs: probes.program_stats()?,
         usage: crate::selfcost::own_usage(),
         samples: sampled,
+        counters: (0..probe_common::COUNTER_SLOTS)
+            .map(|i| probes.counter_slot(i))
+            .collect::<anyhow::Result<_>>()?,
     })
 }
 

@@ -15,6 +15,15 @@ pub enum Role {
     Multiplex,
     /// Anything else the profiler traces.
     Other,
+    /// Maps or unmaps memory (`mmap`, `munmap`); returns an address, not bytes.
+    Memory,
+}
+
+impl Role {
+    /// Whether a positive return value of a call of this role counts bytes moved.
+    pub fn returns_bytes(self) -> bool {
+        matches!(self, Self::Receive | Self::Send | Self::Transfer)
+    }
 }
 
 /// One traced system call.
@@ -87,6 +96,12 @@ calls! {
     "epoll_pwait" => SYS_epoll_pwait, Multiplex, FdArgs::First;
     "io_uring_enter" => SYS_io_uring_enter, Multiplex, FdArgs::First;
     "io_getevents" => SYS_io_getevents, Multiplex, FdArgs::None;
+    // issue 4: the calls of the zero-copy methods.
+    "vmsplice" => SYS_vmsplice, Transfer, FdArgs::First;
+    "tee" => SYS_tee, Transfer, FdArgs::FromTo { from: 0, to: 1 };
+    "copy_file_range" => SYS_copy_file_range, Transfer, FdArgs::FromTo { from: 0, to: 2 };
+    "mmap" => SYS_mmap, Memory, FdArgs::None;
+    "munmap" => SYS_munmap, Memory, FdArgs::None;
 }
 
 /// The calls traced when the user names none.
@@ -105,6 +120,16 @@ pub const DEFAULT: &[&str] = &[
     "epoll_pwait",
     "io_uring_enter",
     "io_getevents",
+    // issue 4: every call that moves a file's data, and the mappings of mmap.
+    "write",
+    "sendto",
+    "sendmsg",
+    "sendfile64",
+    "vmsplice",
+    "tee",
+    "copy_file_range",
+    "mmap",
+    "munmap",
 ];
 
 /// The call with this number, if the profiler knows it.

@@ -42,6 +42,11 @@ impl TracedCall {
             },
             _ => rec,
         };
+        let mut stages = attribution::stages(&split);
+        // An address (mmap) or a request count (io_uring_enter) is no byte count.
+        if call.is_some_and(|c| !c.role.returns_bytes()) {
+            stages.bytes = 0;
+        }
         Self {
             call,
             fd,
@@ -52,7 +57,7 @@ impl TracedCall {
             } else {
                 FdKind::Unknown
             },
-            stages: attribution::stages(&split),
+            stages,
             source: attribution::source(&split),
             rec,
         }

@@ -5,10 +5,13 @@ pub mod aio;
 pub mod blocking;
 pub mod clock;
 pub mod files;
+pub mod methods;
 pub mod models;
 pub mod net;
 pub mod overhead;
 pub mod splice;
+pub mod transfer;
+pub mod truncate;
 pub mod truth;
 pub mod uring;
 
@@ -28,6 +31,15 @@ pub const NAMES: &[&str] = &[
     "aio",
     "io-uring",
     "io-uring-reap",
+    // issue 4: zero-copy methods.
+    "read-write",
+    "direct-io",
+    "mmap-write",
+    "sendfile",
+    "msg-zerocopy",
+    "io-uring-file",
+    "copy-file-range",
+    "mmap-truncate",
 ];
 
 /// What a workload shows: one of the five I/O models, or one way of moving a file's bytes.
@@ -106,6 +118,46 @@ pub const CATALOG: &[Entry] = &[
         name: "io-uring-reap",
         kind: Kind::Model,
         report_args: &["--interval", "2ms", "--size", "16KiB", "--count", "200"],
+    },
+    Entry {
+        name: "read-write",
+        kind: Kind::Method,
+        report_args: &["--size", "64MiB"],
+    },
+    Entry {
+        name: "direct-io",
+        kind: Kind::Method,
+        report_args: &["--size", "64MiB"],
+    },
+    Entry {
+        name: "mmap-write",
+        kind: Kind::Method,
+        report_args: &["--size", "64MiB"],
+    },
+    Entry {
+        name: "sendfile",
+        kind: Kind::Method,
+        report_args: &["--size", "64MiB"],
+    },
+    Entry {
+        name: "msg-zerocopy",
+        kind: Kind::Method,
+        report_args: &["--size", "64MiB"],
+    },
+    Entry {
+        name: "io-uring-file",
+        kind: Kind::Method,
+        report_args: &["--size", "64MiB"],
+    },
+    Entry {
+        name: "copy-file-range",
+        kind: Kind::Method,
+        report_args: &["--size", "64MiB"],
+    },
+    Entry {
+        name: "mmap-truncate",
+        kind: Kind::Method,
+        report_args: &["--size", "64MiB"],
     },
     Entry {
         name: "eagain",

@@ -4,8 +4,11 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 use clap::{Parser, Subcommand};
 use workloads::{
     aio, blocking,
+    methods::{self, Method},
     models::{self, Readiness},
-    overhead, splice,
+    overhead,
+    transfer::FileTransfer,
+    truncate,
     truth::Truth,
     uring,
 };
@@ -14,7 +17,7 @@ use workloads::{
 #[derive(Debug, Parser)]
 #[command(
     version,
-    after_help = "EXAMPLES:\n  workloads blocking --interval 5ms --size 64KiB --count 200 --truth t.json\n  workloads splice --size 256MiB"
+    after_help = "EXAMPLES:\n  workloads blocking --interval 5ms --size 64KiB --count 200 --truth t.json\n  workloads splice --size 256MiB\n  workloads sendfile --size 64MiB --cold\n  workloads mmap-truncate --variant lease"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -45,9 +48,31 @@ struct FileArgs {
     /// Size of the file (e.g. 256MiB).
     #[arg(long, default_value = "256MiB", value_parser = parse_size)]
     size: u64,
+    /// Drop the file from the page cache first, so that it is read from the disk.
+    #[arg(long)]
+    cold: bool,
     /// Write what the workload did as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     truth: Option<PathBuf>,
+}
+
+impl FileArgs {
+    fn transfer(&self) -> FileTransfer {
+        FileTransfer {
+            file: self.file.clone(),
+            size: self.size,
+            cold: self.cold,
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct TruncateArgs {
+    #[command(flatten)]
+    file: FileArgs,
+    /// How the sender survives: a SIGBUS handler, or a file lease that warns it first.
+    #[arg(long, value_enum, default_value = "sigbus")]
+    variant: truncate::Variant,
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,6 +105,23 @@ enum Workload {
     /// io_uring receive requests; receiver works and reaps completions without a system call.
     #[command(name = "io-uring-reap")]
     IoUringReap(PacedArgs),
+    /// read into a buffer, write it to the socket (two CPU copies).
+    ReadWrite(FileArgs),
+    /// O_DIRECT read into an aligned buffer (no page cache), then write.
+    DirectIo(FileArgs),
+    /// mmap the file, write from the mapping (page faults instead of the first copy).
+    MmapWrite(FileArgs),
+    /// sendfile from the file to the socket.
+    Sendfile(FileArgs),
+    /// MSG_ZEROCOPY sends of the mapped file, completions from the error queue.
+    MsgZerocopy(FileArgs),
+    /// io_uring: linked read and send requests.
+    #[command(name = "io-uring-file")]
+    IoUringFile(FileArgs),
+    /// copy_file_range: file to file inside the kernel.
+    CopyFileRange(FileArgs),
+    /// The file is truncated while mapped: survive SIGBUS, or stop in time with a lease.
+    MmapTruncate(TruncateArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -140,13 +182,7 @@ fn main() -> ExitCode {
         Workload::Aio(a) => (aio::run(a.paced()), a.truth),
         Workload::IoUring(a) => (uring::run(uring::Reap::Wait, a.paced()), a.truth),
         Workload::IoUringReap(a) => (uring::run(uring::Reap::Work, a.paced()), a.truth),
-        Workload::Splice(a) => (
-            splice::run(&splice::FileTransfer {
-                file: a.file,
-                size: a.size,
-            }),
-            a.truth,
-        ),
+        Workload::Splice(a) => method(Method::Splice, a),
         Workload::Eagain(a) => (overhead::eagain(a.count), a.truth),
         Workload::Getppid(a) => (overhead::getppid(a.count), a.truth),
         Workload::Readloop(a) => (
@@ -158,6 +194,14 @@ fn main() -> ExitCode {
             }),
             a.truth,
         ),
+        Workload::ReadWrite(a) => method(Method::ReadWrite, a),
+        Workload::DirectIo(a) => method(Method::DirectIo, a),
+        Workload::MmapWrite(a) => method(Method::MmapWrite, a),
+        Workload::Sendfile(a) => method(Method::Sendfile, a),
+        Workload::MsgZerocopy(a) => method(Method::MsgZerocopy, a),
+        Workload::IoUringFile(a) => method(Method::IoUring, a),
+        Workload::CopyFileRange(a) => method(Method::CopyFileRange, a),
+        Workload::MmapTruncate(a) => (truncate::run(a.variant, &a.file.transfer()), a.file.truth),
     };
     let cpu1 = workloads::truth::cpu_ns();
     let result = result.map(|t| Truth {
@@ -172,6 +216,10 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn method(m: Method, a: FileArgs) -> (anyhow::Result<Truth>, Option<PathBuf>) {
+    (methods::run(m, &a.transfer()), a.truth)
 }
 
 fn finish(t: &Truth, path: Option<PathBuf>) -> anyhow::Result<()> {
@@ -190,6 +238,9 @@ fn finish(t: &Truth, path: Option<PathBuf>) -> anyhow::Result<()> {
             t.loop_calls,
             t.wall_ns as f64 / t.loop_calls as f64
         );
+    }
+    if !t.outcome.is_empty() {
+        eprintln!("workload {}: {}", t.workload, t.outcome);
     }
     if let Some(p) = path {
         t.write(&p)?;

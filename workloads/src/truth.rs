@@ -58,6 +58,17 @@ pub struct Truth {
     /// Units of the receiver's own work done while it waited (signal-driven, asynchronous).
     #[serde(default)]
     pub work: u64,
+    // issue 4: file transfers.
+    /// Digest of the bytes that arrived ([`crate::transfer::Digest`]), for file transfers.
+    #[serde(default)]
+    pub digest: u64,
+    /// Page faults (minor + major) of the sending thread during the transfer, counted by the
+    /// kernel's own accounting (`getrusage(RUSAGE_THREAD)`).
+    #[serde(default)]
+    pub sender_faults: u64,
+    /// What happened, in words, when a workload has more to say than numbers.
+    #[serde(default)]
+    pub outcome: String,
 }
 
 impl Truth {

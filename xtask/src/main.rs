@@ -4,6 +4,7 @@ mod bench;
 mod models;
 mod report;
 mod setup;
+mod zero_copy;
 
 use std::{
     path::{Path, PathBuf},
@@ -16,6 +17,7 @@ use clap::{Parser, Subcommand};
 const EXAMPLES: &str = "\
 EXAMPLES:
   cargo xtask profile splice                               splice a 256 MiB file to a socket, show the stages
+  cargo xtask profile zero-copy --size 64MiB                 every file-moving method, side by side
   cargo xtask profile blocking --interval 5ms --count 200 --csv out.csv
   cargo xtask profile models --interval 5ms --size 16KiB --count 200   one table over every I/O model
   cargo xtask profile --pid 1234 -d 10s                    trace a running process
@@ -125,6 +127,9 @@ pub(crate) fn build_release(env: &setup::Env) -> anyhow::Result<()> {
     run(c)
 }
 
+/// The pseudo-workload that runs every file-moving method and compares them.
+const ZERO_COPY: &str = "zero-copy";
+
 /// Options that belong to the profiler; each takes a value unless listed in `FLAGS`.
 const PROFILER_OPTS: &[&str] = &[
     "--mode",
@@ -142,6 +147,9 @@ const PROFILER_OPTS: &[&str] = &[
     "--freq",
     "--folded",
     "--flamegraph",
+    "--movement-json",
+    "--label",
+    "--compare",
 ];
 const PROFILER_FLAGS: &[&str] = &["-v", "--verbose", "--self-stats"];
 
@@ -187,7 +195,7 @@ fn split_profile_args(
 fn profile(args: &[String]) -> anyhow::Result<ExitCode> {
     if args.iter().any(|a| a == "-h" || a == "--help") && !args.iter().any(|a| a == "--") {
         println!(
-            "Usage: cargo xtask profile WORKLOAD [OPTIONS]\n       cargo xtask profile models [OPTIONS]\n       cargo xtask profile --pid PID [OPTIONS]\n       cargo xtask profile [OPTIONS] -- CMD ARGS…\n\nWorkloads: {}\n\n{EXAMPLES}",
+            "Usage: cargo xtask profile WORKLOAD [OPTIONS]\n       cargo xtask profile models [OPTIONS]\n       cargo xtask profile --pid PID [OPTIONS]\n       cargo xtask profile [OPTIONS] -- CMD ARGS…\n\nWorkloads: {}, {ZERO_COPY} (every method side by side)\n\n{EXAMPLES}",
             workloads::NAMES.join(", ")
         );
         return Ok(ExitCode::SUCCESS);
@@ -199,7 +207,7 @@ fn profile(args: &[String]) -> anyhow::Result<ExitCode> {
     let has_target = prof.iter().any(|a| a == "--" || a == "-p" || a == "--pid");
     if let Some(w) = &workload {
         anyhow::ensure!(
-            workloads::NAMES.contains(&w.as_str()),
+            workloads::NAMES.contains(&w.as_str()) || w == ZERO_COPY,
             "unknown workload `{w}`; workloads: {}",
             workloads::NAMES.join(", ")
         );
@@ -222,6 +230,14 @@ fn profile(args: &[String]) -> anyhow::Result<ExitCode> {
     let env = setup::ensure()?;
     build_release(&env)?;
     let bin = workspace().join("target/release");
+    if let Some(w) = &workload {
+        if w == ZERO_COPY {
+            return zero_copy::all(&bin, &prof, &target);
+        }
+        if let Some(m) = zero_copy::compared_method(w) {
+            return zero_copy::against_read_write(&bin, m, &prof, &target);
+        }
+    }
     let mut cmd = Command::new(bin.join("profiler"));
     match workload {
         Some(w) => {

@@ -1,5 +1,5 @@
 //! Helpers shared by the root test files: scratch folders, the workloads binary, the root
-//! check, and a run of a workload under the profiler's command line.
+//! check, and a workload run under the profiler with its CSV rows and truth.
 #![allow(dead_code)]
 
 use std::{
@@ -37,15 +37,36 @@ pub fn assert_root() {
     );
 }
 
+/// What one profiled workload run left behind.
+pub struct Run {
+    /// The profiler's output and exit status.
+    pub out: Output,
+    /// The per-call CSV.
+    pub rows: Vec<CallRow>,
+    /// The workload's truth.
+    pub truth: Truth,
+    /// The data-movement summary (`--movement-json`).
+    pub movement: profiler::movement::Movement,
+}
+
 /// Runs a workload under the profiler; returns its output, the CSV rows and the truth.
 pub fn profile(name: &str, workload_args: &[&str]) -> (Output, Vec<CallRow>, Truth) {
+    let r = profile_run(name, workload_args);
+    (r.out, r.rows, r.truth)
+}
+
+/// Runs a workload under the profiler and keeps everything it wrote.
+pub fn profile_run(name: &str, workload_args: &[&str]) -> Run {
     assert_root();
     let dir = scratch(name);
     let csv = dir.join("calls.csv");
     let truth = dir.join("truth.json");
+    let movement = dir.join("movement.json");
     let out = Command::new(env!("CARGO_BIN_EXE_profiler"))
         .arg("--csv")
         .arg(&csv)
+        .arg("--movement-json")
+        .arg(&movement)
         .arg("--")
         .arg(workloads_bin())
         .args(workload_args)
@@ -65,6 +86,13 @@ pub fn profile(name: &str, workload_args: &[&str]) -> (Output, Vec<CallRow>, Tru
         .collect::<Result<_, _>>()
         .expect("csv rows");
     let truth = Truth::read(&truth).expect("truth");
+    let movement = serde_json::from_str(&std::fs::read_to_string(&movement).expect("movement"))
+        .expect("movement json");
     let _ = std::fs::remove_dir_all(dir);
-    (out, rows, truth)
+    Run {
+        out,
+        rows,
+        truth,
+        movement,
+    }
 }
