@@ -66,6 +66,12 @@ pub struct CallRecord {
     pub wait_blocked_ns: u64,
     /// `runq_ns` as it stood at the first copy marker.
     pub wait_runq_ns: u64,
+    // issue 6:
+    /// What the call's source descriptor was at entry, a [`fd_class`] value.
+    pub fd_class: u32,
+    /// What the call's destination descriptor was at entry (calls with two), a [`fd_class`]
+    /// value.
+    pub fd_out_class: u32,
 }
 
 /// What happened to a signal.
@@ -168,8 +174,69 @@ pub const MAX_IN_FLIGHT: u32 = 16384;
 /// Maximum number of traced processes.
 pub const MAX_TRACED: u32 = 4096;
 
+/// What a descriptor refers to, as the probes see it at a call's entry (issue 6).
+pub mod fd_class {
+    /// Not classified (no kernel layout known, or a read failed).
+    pub const UNKNOWN: u32 = 0;
+    /// A regular file.
+    pub const FILE: u32 = 1;
+    /// A pipe or FIFO.
+    pub const PIPE: u32 = 2;
+    /// A TCP socket (IPv4 or IPv6 stream).
+    pub const TCP: u32 = 3;
+    /// A UDP socket (IPv4 or IPv6 datagram).
+    pub const UDP: u32 = 4;
+    /// A Unix domain socket.
+    pub const UNIX: u32 = 5;
+    /// Any other socket (netlink, raw, packet …).
+    pub const SOCKET: u32 = 6;
+    /// A device, eventfd, epoll instance, directory or other object.
+    pub const OTHER: u32 = 7;
+    /// The descriptor was not open.
+    pub const NOT_OPEN: u32 = 8;
+    /// The call has no such descriptor.
+    pub const NONE: u32 = 9;
+}
+
+/// Byte offsets inside kernel structures, read from the kernel's BTF by user space and set
+/// before load, so that the probes can classify descriptors (issue 6). All zero: disabled.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FdOffsets {
+    /// 1 when the offsets below are valid.
+    pub enabled: u32,
+    /// `task_struct.files`.
+    pub task_files: u32,
+    /// `files_struct.fdt`.
+    pub files_fdt: u32,
+    /// `fdtable.max_fds`.
+    pub fdt_max_fds: u32,
+    /// `fdtable.fd`.
+    pub fdt_fd: u32,
+    /// `file.f_inode`.
+    pub file_inode: u32,
+    /// `file.private_data`.
+    pub file_private: u32,
+    /// `inode.i_mode`.
+    pub inode_mode: u32,
+    /// `socket.type`.
+    pub socket_type: u32,
+    /// `socket.sk`.
+    pub socket_sk: u32,
+    /// `sock.__sk_common.skc_family`.
+    pub sk_family: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+}
+
+/// How a call's descriptor arguments are found: `from | to << 8`, argument indexes, `0xff`
+/// for none. Set per call number by user space in the `CALL_FDS` map (issue 6).
+pub const NO_FD_ARG: u32 = 0xff;
+
 #[cfg(feature = "user")]
 mod pod {
+    // SAFETY: a `#[repr(C)]` record of `u32`s with explicit padding.
+    unsafe impl aya::Pod for super::FdOffsets {}
     // SAFETY: these are `#[repr(C)]` records of integers with explicit padding: every bit
     // pattern is a valid value and there are no implicit holes.
     unsafe impl aya::Pod for super::CallRecord {}
@@ -188,8 +255,9 @@ mod tests {
 
     #[test]
     fn record_sizes_are_pinned() {
-        assert_eq!(size_of::<CallRecord>(), 120);
-        assert_eq!(size_of::<InFlight>(), 144);
+        assert_eq!(size_of::<CallRecord>(), 128);
+        assert_eq!(size_of::<InFlight>(), 152);
+        assert_eq!(size_of::<FdOffsets>(), 48);
         assert_eq!(size_of::<SignalRecord>(), 40);
         assert_eq!(size_of::<CopyRecord>(), 24);
     }

@@ -3,6 +3,7 @@
 #![no_std]
 #![no_main]
 
+mod fdclass;
 mod maps;
 mod sched;
 mod signal;

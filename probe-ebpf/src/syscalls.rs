@@ -38,6 +38,7 @@ fn try_call_enter(ctx: &TracePointContext) -> Result<u32, u32> {
             ],
         )
     };
+    let (fd_class, fd_out_class) = crate::fdclass::classes(nr, &args);
     let state = InFlight {
         rec: CallRecord {
             kind: RecordKind::Call as u32,
@@ -46,6 +47,8 @@ fn try_call_enter(ctx: &TracePointContext) -> Result<u32, u32> {
             nr,
             args,
             start_ns: now(),
+            fd_class,
+            fd_out_class,
             ..CallRecord::default()
         },
         ..InFlight::default()

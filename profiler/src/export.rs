@@ -52,6 +52,11 @@ pub struct CallRow {
     pub copy_bytes: u64,
     /// Times switched out inside the call.
     pub switches: u32,
+    // issue 6:
+    /// Fine class of `fd`: tcp, udp, unix, socket, pipe, file, other, closed, unknown.
+    pub fd_class: String,
+    /// Fine class of `fd_out`; `none` when there is no `fd_out`.
+    pub fd_out_class: String,
 }
 
 impl From<&TracedCall> for CallRow {
@@ -84,6 +89,13 @@ impl From<&TracedCall> for CallRow {
             stage_source: c.source.as_str().into(),
             copy_bytes: c.rec.copy_bytes,
             switches: c.rec.switches,
+            fd_class: c.fd_class.as_str().into(),
+            fd_out_class: if c.fd_out >= 0 {
+                c.fd_out_class.as_str()
+            } else {
+                "none"
+            }
+            .into(),
         }
     }
 }

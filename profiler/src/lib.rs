@@ -6,6 +6,7 @@
 //! and write them.
 
 pub mod attribution;
+pub mod btf;
 pub mod decode;
 pub mod export;
 pub mod fdkind;
