@@ -83,6 +83,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         (true, false) => Target::Command(cli.command.clone()),
         _ => anyhow::bail!("say what to trace: -p PID, or -- COMMAND ARGS… (see --help)"),
     };
+    if let Target::Pids(p) = &target {
+        for note in profiler::target::notes(p) {
+            eprintln!("profiler: note: {note}");
+        }
+    }
     // Outputs are checked before anything is attached.
     let csv_file = cli.csv.as_deref().map(session::check_output).transpose()?;
 
@@ -124,6 +129,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "\n{}", report::stage_table(&result.calls));
+    let verdicts = profiler::infer::infer_run(&result.calls, &result.events);
+    let _ = write!(
+        out,
+        "{}",
+        profiler::groups::table(&result.calls, &verdicts, &result.names)
+    );
     let _ = writeln!(
         out,
         "{} calls in {:.2}s; records sent {}, lost {}{}",

@@ -61,6 +61,8 @@ pub struct RunResult {
     pub wall: Duration,
     /// The processes traced at the start.
     pub pids: Vec<u32>,
+    /// Command names of the processes seen, read when their first record arrived.
+    pub names: std::collections::HashMap<u32, String>,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -83,39 +85,13 @@ fn install_signal_handlers() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Checks that a pid names a live, traceable process.
+/// Checks that a pid names a live process this profiler may trace.
 pub fn check_pid(pid: u32) -> anyhow::Result<()> {
-    anyhow::ensure!(pid != 0, "pid 0 is not a process (the kernel's idle task)");
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map_err(|_| anyhow::anyhow!("no process with pid {pid}"))?;
-    let state = stat
-        .rsplit_once(") ")
-        .and_then(|(_, rest)| rest.chars().next());
-    anyhow::ensure!(
-        state != Some('Z'),
-        "pid {pid} is a zombie: it has exited and has no calls left to trace"
-    );
-    let tgid = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Tgid:"))
-                .map(|v| v.trim().to_string())
-        });
-    if let Some(tgid) = tgid {
-        anyhow::ensure!(
-            tgid == pid.to_string(),
-            "pid {pid} is a thread of process {tgid}: pass the process id {tgid}"
-        );
-    }
-    Ok(())
+    Ok(crate::target::check(pid)?)
 }
 
 fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s.rsplit_once(") ").and_then(|(_, r)| r.chars().next()) != Some('Z'),
-        Err(_) => false,
-    }
+    crate::target::alive(pid)
 }
 
 /// Options of a run.
@@ -160,6 +136,17 @@ pub fn run(
             for &p in pids {
                 probes.trace_pid(p)?;
             }
+            // A process that ended while the probes were loading has nothing left to trace.
+            let gone: Vec<u32> = pids.iter().copied().filter(|&p| !alive(p)).collect();
+            if gone.len() == pids.len() {
+                return Err(crate::target::PidError::ExitedDuringStartup(gone[0]).into());
+            }
+            for p in gone {
+                eprintln!(
+                    "profiler: warning: {}",
+                    crate::target::PidError::ExitedDuringStartup(p)
+                );
+            }
             on_attached(&probes.hooks, pids);
             (None, pids.clone())
         }
@@ -202,6 +189,7 @@ pub fn run(
         end,
         wall,
         pids,
+        names: sink.names,
     })
 }
 
@@ -238,20 +226,30 @@ struct Sink {
     calls: Vec<TracedCall>,
     events: Vec<Record>,
     undecodable: u64,
+    names: std::collections::HashMap<u32, String>,
 }
 
 impl Sink {
     fn drain(&mut self, ring: &mut RingBuf<MapData>, kinds: &mut FdKinds) {
         while let Some(item) = ring.next() {
             match decode::decode(&item) {
-                Ok(Record::Call(rec)) => self
-                    .calls
-                    .push(TracedCall::new(rec, |pid, fd| kinds.resolve(pid, fd))),
+                Ok(Record::Call(rec)) => {
+                    self.names.entry(rec.pid).or_insert_with(|| comm(rec.pid));
+                    self.calls
+                        .push(TracedCall::new(rec, |pid, fd| kinds.resolve(pid, fd)))
+                }
                 Ok(other) => self.events.push(other),
                 Err(_) => self.undecodable += 1,
             }
         }
     }
+}
+
+/// The command name of a process, `?` once it is gone.
+fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|s| s.trim_end().to_string())
+        .unwrap_or_else(|_| "?".into())
 }
 
 /// Checks, before anything is attached, that an output file can be written.
