@@ -13,6 +13,8 @@ pub enum RecordKind {
     /// A copy of socket data to user memory by a traced thread outside any traced call (an
     /// io_uring worker, task work): a [`CopyRecord`].
     Copy = 3,
+    /// A traced process forked or ended: a [`ProcRecord`] (issue 6).
+    Proc = 40,
 }
 
 impl RecordKind {
@@ -22,6 +24,7 @@ impl RecordKind {
             1 => Some(Self::Call),
             2 => Some(Self::Signal),
             3 => Some(Self::Copy),
+            40 => Some(Self::Proc),
             _ => None,
         }
     }
@@ -124,6 +127,34 @@ pub struct CopyRecord {
     pub bytes: u32,
     /// Time of the copy.
     pub time_ns: u64,
+}
+
+/// What happened to a traced process (issue 6).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProcEvent {
+    /// It was forked by a traced process and is traced from now on.
+    Fork = 1,
+    /// Its last thread ended; it is no longer traced.
+    Exit = 2,
+}
+
+/// A traced process forked or ended (issue 6).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcRecord {
+    /// [`RecordKind::Proc`] as `u32`.
+    pub kind: u32,
+    /// [`ProcEvent`] as `u32`.
+    pub event: u32,
+    /// The process (tgid).
+    pub pid: u32,
+    /// For a fork, the traced process that forked it; 0 for an exit.
+    pub parent: u32,
+    /// Time of the event.
+    pub time_ns: u64,
+    /// Command name (`comm`), NUL-padded: the parent's at a fork, the process's own at exit.
+    pub comm: [u8; 16],
 }
 
 /// Per-thread state of the call in flight, kept in the kernel between entry and exit.
@@ -237,6 +268,8 @@ pub const NO_FD_ARG: u32 = 0xff;
 mod pod {
     // SAFETY: a `#[repr(C)]` record of `u32`s with explicit padding.
     unsafe impl aya::Pod for super::FdOffsets {}
+    // SAFETY: a `#[repr(C)]` record of integers and bytes without holes.
+    unsafe impl aya::Pod for super::ProcRecord {}
     // SAFETY: these are `#[repr(C)]` records of integers with explicit padding: every bit
     // pattern is a valid value and there are no implicit holes.
     unsafe impl aya::Pod for super::CallRecord {}
@@ -258,6 +291,7 @@ mod tests {
         assert_eq!(size_of::<CallRecord>(), 128);
         assert_eq!(size_of::<InFlight>(), 152);
         assert_eq!(size_of::<FdOffsets>(), 48);
+        assert_eq!(size_of::<ProcRecord>(), 40);
         assert_eq!(size_of::<SignalRecord>(), 40);
         assert_eq!(size_of::<CopyRecord>(), 24);
     }
@@ -268,7 +302,7 @@ mod tests {
             RecordKind::from_u32(RecordKind::Call as u32),
             Some(RecordKind::Call)
         );
-        for k in [RecordKind::Signal, RecordKind::Copy] {
+        for k in [RecordKind::Signal, RecordKind::Copy, RecordKind::Proc] {
             assert_eq!(RecordKind::from_u32(k as u32), Some(k));
         }
         assert_eq!(RecordKind::from_u32(0), None);

@@ -5,6 +5,7 @@
 
 mod fdclass;
 mod maps;
+mod procs;
 mod sched;
 mod signal;
 mod sock;

@@ -1,7 +1,7 @@
 //! Decoding of raw ring-buffer records into typed records.
 use std::mem::size_of;
 
-use probe_common::{CallRecord, CopyRecord, RecordKind, SignalRecord};
+use probe_common::{CallRecord, CopyRecord, ProcRecord, RecordKind, SignalRecord};
 
 /// Why a record could not be decoded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -28,6 +28,8 @@ pub enum Record {
     Signal(SignalRecord),
     /// A socket copy outside any traced call.
     Copy(CopyRecord),
+    /// A traced process forked or ended.
+    Proc(ProcRecord),
 }
 
 /// Reads a plain record of type `T` from the start of `bytes`.
@@ -59,6 +61,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         Some(RecordKind::Call) => read(bytes).map(Record::Call),
         Some(RecordKind::Signal) => read(bytes).map(Record::Signal),
         Some(RecordKind::Copy) => read(bytes).map(Record::Copy),
+        Some(RecordKind::Proc) => read(bytes).map(Record::Proc),
         None => Err(DecodeError::UnknownKind(kind)),
     }
 }
@@ -94,6 +97,13 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(decode(&bytes_of(&c)), Ok(Record::Copy(c)));
+        let p = ProcRecord {
+            kind: RecordKind::Proc as u32,
+            pid: 12,
+            comm: *b"nginx\0\0\0\0\0\0\0\0\0\0\0",
+            ..Default::default()
+        };
+        assert_eq!(decode(&bytes_of(&p)), Ok(Record::Proc(p)));
     }
 
     #[test]

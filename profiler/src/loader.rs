@@ -159,6 +159,12 @@ impl Probes {
                 "children forked by the target are not traced",
             ),
             (
+                "process_exit",
+                "sched",
+                "sched_process_exit",
+                "an exited pid stays traced (a new process given it would be traced) and the run ends only when /proc shows every process gone",
+            ),
+            (
                 "skb_copy",
                 "skb",
                 "skb_copy_datagram_iovec",

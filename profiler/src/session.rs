@@ -63,6 +63,8 @@ pub struct RunResult {
     pub pids: Vec<u32>,
     /// Command names of the processes seen, read when their first record arrived.
     pub names: std::collections::HashMap<u32, String>,
+    /// Forks and exits of traced processes, in arrival order.
+    pub procs: Vec<probe_common::ProcRecord>,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -154,7 +156,10 @@ pub fn run(
 
     let started = Instant::now();
     let mut kinds = FdKinds::default();
-    let mut sink = Sink::default();
+    let mut sink = Sink {
+        population: crate::target::Population::new(&pids),
+        ..Sink::default()
+    };
     let end = loop {
         wait_readable(&events, Duration::from_millis(100));
         sink.drain(&mut events, &mut kinds);
@@ -166,7 +171,7 @@ pub fn run(
         {
             break EndReason::CommandExited(exit);
         }
-        if child.is_none() && !pids.iter().any(|&p| alive(p)) {
+        if child.is_none() && sink.population.all_gone(alive) {
             break EndReason::TargetsGone;
         }
         if opts.duration.is_some_and(|d| started.elapsed() >= d) {
@@ -190,6 +195,7 @@ pub fn run(
         wall,
         pids,
         names: sink.names,
+        procs: sink.procs,
     })
 }
 
@@ -227,6 +233,8 @@ struct Sink {
     events: Vec<Record>,
     undecodable: u64,
     names: std::collections::HashMap<u32, String>,
+    procs: Vec<probe_common::ProcRecord>,
+    population: crate::target::Population,
 }
 
 impl Sink {
@@ -237,6 +245,14 @@ impl Sink {
                     self.names.entry(rec.pid).or_insert_with(|| comm(rec.pid));
                     self.calls
                         .push(TracedCall::new(rec, |pid, fd| kinds.resolve(pid, fd)))
+                }
+                Ok(Record::Proc(p)) => {
+                    self.population.apply(&p);
+                    if p.event == probe_common::ProcEvent::Exit as u32 {
+                        // The name at exit is the final one (after any exec).
+                        self.names.insert(p.pid, crate::target::comm_str(&p.comm));
+                    }
+                    self.procs.push(p);
                 }
                 Ok(other) => self.events.push(other),
                 Err(_) => self.undecodable += 1,

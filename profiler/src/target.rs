@@ -138,6 +138,42 @@ pub fn alive(pid: u32) -> bool {
     }
 }
 
+/// The traced processes still running, as fork and exit records tell.
+#[derive(Clone, Debug, Default)]
+pub struct Population {
+    live: std::collections::BTreeSet<u32>,
+}
+
+impl Population {
+    /// The processes traced at the start.
+    pub fn new(pids: &[u32]) -> Self {
+        Self {
+            live: pids.iter().copied().collect(),
+        }
+    }
+
+    /// Takes a fork or an exit into account.
+    pub fn apply(&mut self, p: &probe_common::ProcRecord) {
+        if p.event == probe_common::ProcEvent::Fork as u32 {
+            self.live.insert(p.pid);
+        } else if p.event == probe_common::ProcEvent::Exit as u32 {
+            self.live.remove(&p.pid);
+        }
+    }
+
+    /// Whether every traced process is gone: none left by the records, or none of those left
+    /// `alive` (a lost exit record must not keep the run going).
+    pub fn all_gone(&self, alive: impl Fn(u32) -> bool) -> bool {
+        !self.live.iter().any(|&p| alive(p))
+    }
+}
+
+/// A kernel `comm` as text.
+pub fn comm_str(comm: &[u8; 16]) -> String {
+    let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
+    String::from_utf8_lossy(&comm[..end]).into_owned()
+}
+
 /// Things the user should know about the pids given (not errors).
 pub fn notes(pids: &[u32]) -> Vec<String> {
     let mut out = Vec::new();
@@ -220,6 +256,27 @@ mod tests {
         assert_eq!(judge(42, root, stat("S", 0), Some(&status(42, 0))), Ok(()));
         let msg = PidError::ExitedDuringStartup(7).to_string();
         assert!(msg.contains("exited during start-up"), "{msg}");
+    }
+
+    #[test]
+    fn population_follows_forks_and_exits() {
+        use probe_common::{ProcEvent, ProcRecord};
+        let rec = |event: ProcEvent, pid| ProcRecord {
+            event: event as u32,
+            pid,
+            ..Default::default()
+        };
+        let mut p = Population::new(&[10]);
+        p.apply(&rec(ProcEvent::Fork, 11));
+        p.apply(&rec(ProcEvent::Exit, 10));
+        assert!(!p.all_gone(|_| true), "the child still runs");
+        assert!(
+            p.all_gone(|pid| pid != 11),
+            "its exit record was lost but it is gone"
+        );
+        p.apply(&rec(ProcEvent::Exit, 11));
+        assert!(p.all_gone(|_| true));
+        assert_eq!(comm_str(b"nginx\0\0\0\0\0\0\0\0\0\0\0"), "nginx");
     }
 
     #[test]

@@ -222,19 +222,29 @@ fn test() -> anyhow::Result<ExitCode> {
     run(c)?;
     eprintln!("xtask: root tests (real probes, one at a time)");
     let mut c = cargo(&env);
-    c.args([
-        "test",
-        "-p",
-        "profiler",
-        "--features",
-        "root-tests",
-        "--test",
-        "root",
-        "--",
-        "--test-threads=1",
-    ]);
+    c.args(["test", "-p", "profiler", "--features", "root-tests"]);
+    for t in root_test_files()? {
+        c.args(["--test", &t]);
+    }
+    c.args(["--", "--test-threads=1"]);
     run(c)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every root test file: each `profiler/tests/*.rs`.
+fn root_test_files() -> anyhow::Result<Vec<String>> {
+    let dir = workspace().join("profiler/tests");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .with_context(|| format!("failed to list {}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let p = e.path();
+            (p.extension()? == "rs").then(|| p.file_stem()?.to_str().map(str::to_string))?
+        })
+        .collect();
+    names.sort();
+    anyhow::ensure!(!names.is_empty(), "no root test files in {}", dir.display());
+    Ok(names)
 }
 
 fn nix_is_root() -> bool {
@@ -280,6 +290,13 @@ mod tests {
         assert_eq!(w, None);
         assert!(t.is_empty());
         assert_eq!(p, s(&["--csv", "x.csv", "--", "cat", "--x"]));
+    }
+
+    #[test]
+    fn every_root_test_file_runs() {
+        let files = root_test_files().expect("list");
+        assert!(files.contains(&"root".to_string()), "{files:?}");
+        assert!(files.contains(&"root_attach".to_string()), "{files:?}");
     }
 
     #[test]
