@@ -250,7 +250,7 @@ pub fn evidence(events: &[&Event]) -> Evidence {
                             after_wait = true;
                         }
                     }
-                    Role::Receive | Role::Transfer => {
+                    Role::Receive => {
                         if *ret == EAGAIN {
                             e.eagain += 1;
                             run = match run {
@@ -279,7 +279,7 @@ pub fn evidence(events: &[&Event]) -> Evidence {
                             after_sigio = false;
                         }
                     }
-                    Role::Send | Role::Other => {}
+                    Role::Send | Role::Transfer | Role::Other => {}
                 }
             }
         }

@@ -332,3 +332,204 @@ fn bad_pids_fail_with_the_reason() {
     assert!(run(&zpid.to_string()).contains("is a zombie"));
     zombie.wait().expect("reap");
 }
+
+/// Installs a Debian package when its program is missing (CI starts from a bare machine).
+fn ensure_program(program: &str, package: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return;
+    }
+    let ok = Command::new("apt-get")
+        .args(["install", "-y", "-qq", package])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .is_ok_and(|s| s.success())
+        || (Command::new("apt-get")
+            .args(["update", "-qq"])
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new("apt-get")
+                .args(["install", "-y", "-qq", package])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+                .is_ok_and(|s| s.success()));
+    assert!(
+        ok,
+        "`{program}` is missing and `apt-get install {package}` failed"
+    );
+}
+
+/// A free loopback port (the listener is closed before the server binds it).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Ends a server on every way out of a test: SIGTERM to the master, which ends its workers
+/// and exits; then whatever is left of the listed workers is killed.
+struct Reaper(Child, Vec<u32>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        use nix::{sys::signal, unistd::Pid};
+        let _ = signal::kill(Pid::from_raw(self.0.id() as i32), signal::Signal::SIGTERM);
+        let _ = self.0.wait();
+        for &w in &self.1 {
+            let _ = signal::kill(Pid::from_raw(w as i32), signal::Signal::SIGKILL);
+        }
+    }
+}
+
+#[test]
+fn nginx_under_load_sends_what_its_clients_receive() {
+    assert_root();
+    ensure_program("nginx", "nginx-light");
+    ensure_program("curl", "curl");
+    let dir = scratch("nginx");
+    use std::os::unix::fs::PermissionsExt;
+    // The worker runs as an unprivileged user: it must reach the files.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).expect("www");
+    std::fs::set_permissions(&www, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let size = 1024 * 1024 + 3;
+    let body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    std::fs::write(www.join("f.bin"), &body).expect("file");
+    std::fs::set_permissions(www.join("f.bin"), std::fs::Permissions::from_mode(0o644))
+        .expect("chmod");
+    let port = free_port();
+    let d = dir.display();
+    let conf = format!(
+        "daemon off;\nmaster_process on;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+         error_log {d}/error.log;\nevents {{ worker_connections 64; }}\n\
+         http {{\n  sendfile on;\n  access_log off;\n  client_body_temp_path {d}/cb;\n  \
+         proxy_temp_path {d}/px;\n  fastcgi_temp_path {d}/fc;\n  uwsgi_temp_path {d}/uw;\n  \
+         scgi_temp_path {d}/sc;\n  server {{ listen 127.0.0.1:{port}; root {}; }}\n}}\n",
+        www.display()
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).expect("conf");
+    let mut server = Reaper(
+        Command::new("nginx")
+            .arg("-p")
+            .arg(&dir)
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start nginx"),
+        Vec::new(),
+    );
+    let master = server.0.id();
+    // Ready once it accepts, and its worker is forked.
+    let mut worker = None;
+    for _ in 0..500 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && let Ok(c) = std::fs::read_to_string(format!("/proc/{master}/task/{master}/children"))
+            && let Some(w) = c.split_whitespace().next()
+        {
+            worker = w.parse::<u32>().ok();
+            server.1.extend(worker);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let worker = worker.unwrap_or_else(|| {
+        panic!(
+            "nginx did not start: {}",
+            std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
+        )
+    });
+    // The probe connection above was accepted before the profiler attached and is closed.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+
+    let csv = dir.join("calls.csv");
+    let prof = attach(
+        &format!("{master},{worker}"),
+        &csv,
+        "read,recvfrom,recvmsg,write,writev,sendto,sendmsg,sendfile64,epoll_wait",
+    );
+    // Load: four clients at once, each fetching the file eight times on one connection.
+    let (clients, fetches) = (4, 8);
+    let url = format!("http://127.0.0.1:{port}/f.bin");
+    let curls: Vec<Child> = (0..clients)
+        .map(|_| {
+            let mut c = Command::new("curl");
+            c.args([
+                "-s",
+                "-w",
+                "%{size_download} %{size_header} %{size_request}\\n",
+            ]);
+            for _ in 0..fetches {
+                c.args(["-o", "/dev/null", &url]);
+            }
+            c.stdout(Stdio::piped()).spawn().expect("curl")
+        })
+        .collect();
+    let (mut body_bytes, mut header_bytes, mut request_bytes, mut transfers) = (0u64, 0, 0, 0);
+    for c in curls {
+        let out = c.wait_with_output().expect("curl output");
+        assert!(out.status.success(), "curl failed");
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let v: Vec<u64> = line
+                .split_whitespace()
+                .map(|x| x.parse().expect("curl number"))
+                .collect();
+            assert_eq!(v[0], size as u64, "a client received a short body");
+            body_bytes += v[0];
+            header_bytes += v[1];
+            request_bytes += v[2];
+            transfers += 1;
+        }
+    }
+    assert_eq!(transfers, clients * fetches);
+    // Ctrl-C ends the run: it detaches, writes the CSV and prints the summary.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(prof.child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("interrupt the profiler");
+    let stdout = prof.finish();
+    let rows = rows(&csv);
+    drop(server);
+
+    assert!(
+        rows.iter().all(|r| r.pid == master || r.pid == worker),
+        "rows only from nginx"
+    );
+    let sum = |f: &dyn Fn(&CallRow) -> bool| -> u64 {
+        rows.iter().filter(|r| f(r)).map(|r| r.bytes).sum()
+    };
+    let sendfile =
+        sum(&|r| r.call == "sendfile64" && r.fd_class == "file" && r.fd_out_class == "tcp");
+    assert_eq!(
+        sendfile, body_bytes,
+        "the body goes out by sendfile, file→tcp"
+    );
+    let headers = sum(&|r| {
+        matches!(r.call.as_str(), "write" | "writev" | "sendto" | "sendmsg") && r.fd_class == "tcp"
+    });
+    assert_eq!(headers, header_bytes, "the headers go out by write/writev");
+    let requests =
+        sum(&|r| matches!(r.call.as_str(), "read" | "recvfrom" | "recvmsg") && r.fd_class == "tcp");
+    assert_eq!(requests, request_bytes, "nginx read what curl sent");
+    assert!(
+        rows.iter()
+            .any(|r| r.call == "epoll_wait" && r.pid == worker)
+    );
+    assert!(stdout.contains("sendfile64   file→tcp"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("tid {worker}: multiplexing")),
+        "nginx's worker waits in epoll_wait, then reads:\n{stdout}"
+    );
+    eprintln!(
+        "nginx: {transfers} transfers, body {body_bytes} B by sendfile64, headers {header_bytes} B, requests {request_bytes} B\n{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
