@@ -293,6 +293,14 @@ mod tests {
     }
 
     #[test]
+    fn pid_options_go_to_the_profiler() {
+        let (p, t, w) = split_profile_args(&s(&["--pid", "12,13", "-d", "2s"])).expect("split");
+        assert_eq!(w, None);
+        assert!(t.is_empty());
+        assert_eq!(p, s(&["--pid", "12,13", "-d", "2s"]));
+    }
+
+    #[test]
     fn every_root_test_file_runs() {
         let files = root_test_files().expect("list");
         assert!(files.contains(&"root".to_string()), "{files:?}");
