@@ -287,15 +287,19 @@ pub fn evidence(events: &[&Event]) -> Evidence {
     e
 }
 
-/// The model that the evidence speaks for.
+/// The model that the evidence speaks for. A thread that reads after a `SIGIO` or a
+/// readiness wait, and whose reads themselves mostly do not sleep, waits in the signal or the
+/// multiplexer; not every read has to follow one (a server reads a kept-alive connection again
+/// at once, and only waits when that finds nothing).
 pub fn model(e: &Evidence) -> Model {
+    let reads_rarely_sleep = e.slept_reads * 2 < e.data_reads;
     if e.uring_enters > 0 || e.async_copies > 0 {
         Model::Asynchronous
     } else if e.data_reads == 0 {
         Model::NoInput
-    } else if e.reads_after_sigio > 0 && e.reads_after_sigio * 2 >= e.data_reads {
+    } else if e.reads_after_sigio > 0 && reads_rarely_sleep {
         Model::SignalDriven
-    } else if e.reads_after_wait > 0 && e.reads_after_wait * 2 >= e.data_reads {
+    } else if e.reads_after_wait > 0 && reads_rarely_sleep {
         Model::Multiplexing
     } else if e.eagain_loops > 0 || (e.eagain > 0 && e.eagain >= e.data_reads) {
         Model::NonBlocking
@@ -417,6 +421,27 @@ mod tests {
             (10, 10)
         );
         assert_eq!(v.evidence.eagain_loops, 0);
+    }
+
+    #[test]
+    fn a_server_that_reads_again_before_waiting_is_multiplexing() {
+        // As nginx on kept-alive connections: some reads follow epoll_wait, others follow
+        // the previous response directly; none sleeps.
+        let mut evs = Vec::new();
+        for i in 0..10u64 {
+            if i % 3 == 0 {
+                evs.push(call(6, 10 * i, "epoll_wait", Role::Multiplex, 9, 1, true));
+            }
+            evs.push(read(6, 10 * i + 1, 4, 100, false));
+        }
+        assert_eq!(one(evs).model, Model::Multiplexing);
+    }
+
+    #[test]
+    fn a_poll_before_sleeping_reads_stays_blocking() {
+        let mut evs = vec![call(6, 0, "poll", Role::Multiplex, -1, 1, false)];
+        evs.extend((1..10).map(|i| read(6, i, 4, 100, true)));
+        assert_eq!(one(evs).model, Model::Blocking);
     }
 
     #[test]
