@@ -533,3 +533,77 @@ fn nginx_under_load_sends_what_its_clients_receive() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Reads a file, closes it, reads a pipe that gets the same descriptor number, then a Unix
+/// and a UDP socket, and exits at once: prints the file's and the pipe's descriptors.
+const CLASSES: &str = r#"
+import os, socket, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+os.read(fd, 100)
+os.close(fd)
+r, w = os.pipe()
+os.write(w, b"abc")
+os.read(r, 3)
+a, b = socket.socketpair()
+a.send(b"u" * 11)
+b.recv(11)
+d = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+d.bind(("127.0.0.1", 0))
+d.sendto(b"d" * 13, d.getsockname())
+d.recvfrom(13)
+print(fd, r, flush=True)
+"#;
+
+#[test]
+fn descriptor_classes_survive_exit_and_reuse() {
+    assert_root();
+    let dir = scratch("classes");
+    let script = dir.join("classes.py");
+    std::fs::write(&script, CLASSES).expect("script");
+    let file = data_file(&dir, 4096);
+    let csv = dir.join("calls.csv");
+    let out = Command::new(env!("CARGO_BIN_EXE_profiler"))
+        .args(["--calls", "read,recvfrom", "--csv"])
+        .arg(&csv)
+        .arg("--")
+        .arg("python3")
+        .arg(&script)
+        .arg(&file)
+        .output()
+        .expect("run profiler");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The program's own line is the first of the profiler's stdout (it inherits it).
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let fds: Vec<i64> = stdout
+        .lines()
+        .next()
+        .expect("program output")
+        .split_whitespace()
+        .map(|v| v.parse().expect("fd"))
+        .collect();
+    assert_eq!(
+        fds[0], fds[1],
+        "the pipe reuses the file's descriptor number"
+    );
+    // Records are read after the process has gone: only classes taken at entry are right.
+    let rows = rows(&csv);
+    let on = |fd: i64, class: &str, bytes: u64| {
+        rows.iter()
+            .any(|r| r.call == "read" && r.fd == fd && r.fd_class == class && r.bytes == bytes)
+    };
+    assert!(on(fds[0], "file", 100), "{rows:?}");
+    assert!(on(fds[1], "pipe", 3), "{rows:?}");
+    let recv = |class: &str| -> u64 {
+        rows.iter()
+            .filter(|r| r.call == "recvfrom" && r.fd_class == class)
+            .map(|r| r.bytes)
+            .sum()
+    };
+    assert_eq!((recv("unix"), recv("udp")), (11, 13));
+    assert!(rows.iter().all(|r| r.fd_class != "unknown"), "{rows:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
