@@ -198,21 +198,22 @@ fn rows(csv: &Path) -> Vec<CallRow> {
         .expect("csv rows")
 }
 
-/// A file of `size` bytes.
-fn data_file(dir: &Path, size: usize) -> PathBuf {
-    let p = dir.join("data.bin");
-    std::fs::write(&p, vec![7u8; size]).expect("data file");
-    p
+/// A scratch folder with a Python `script` and a data file of `size` bytes in it:
+/// `(folder, script path, data file path)`.
+fn setup(name: &str, script: &str, size: usize) -> (PathBuf, PathBuf, PathBuf) {
+    assert_root();
+    let dir = scratch(name);
+    let script_path = dir.join("program.py");
+    std::fs::write(&script_path, script).expect("script");
+    let file = dir.join("data.bin");
+    std::fs::write(&file, vec![7u8; size]).expect("data file");
+    (dir, script_path, file)
 }
 
 #[test]
 fn attached_by_pid_counts_its_calls_and_none_of_a_twin() {
-    assert_root();
-    let dir = scratch("twin");
-    let script = dir.join("program.py");
-    std::fs::write(&script, PROGRAM).expect("script");
     let (size, chunk, msgs, msg) = (4 * 1024 * 1024 + 123, 65536u64, 400u64, 8192u64);
-    let file = data_file(&dir, size);
+    let (dir, script, file) = setup("twin", PROGRAM, size);
     let mut traced = Program::start(&script, &file, chunk, msgs, msg, false);
     let mut twin = Program::start(&script, &file, chunk, msgs, msg, false);
     let pid = traced.child.id();
@@ -270,12 +271,8 @@ fn attached_by_pid_counts_its_calls_and_none_of_a_twin() {
 
 #[test]
 fn a_child_forked_after_attach_is_traced_with_its_own_pid() {
-    assert_root();
-    let dir = scratch("fork");
-    let script = dir.join("program.py");
-    std::fs::write(&script, PROGRAM).expect("script");
     let size = 1024 * 1024 + 5;
-    let file = data_file(&dir, size);
+    let (dir, script, file) = setup("fork", PROGRAM, size);
     let mut traced = Program::start(&script, &file, 65536, 10, 1000, true);
     let pid = traced.child.id();
     let csv = dir.join("calls.csv");
@@ -556,11 +553,7 @@ print(fd, r, flush=True)
 
 #[test]
 fn descriptor_classes_survive_exit_and_reuse() {
-    assert_root();
-    let dir = scratch("classes");
-    let script = dir.join("classes.py");
-    std::fs::write(&script, CLASSES).expect("script");
-    let file = data_file(&dir, 4096);
+    let (dir, script, file) = setup("classes", CLASSES, 4096);
     let csv = dir.join("calls.csv");
     let out = Command::new(env!("CARGO_BIN_EXE_profiler"))
         .args(["--calls", "read,recvfrom", "--csv"])
