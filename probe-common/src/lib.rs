@@ -26,6 +26,8 @@ pub enum RecordKind {
     UringSubmit = 12,
     /// An io_uring request completed (`io_uring:io_uring_complete`): a [`UringRecord`].
     UringComplete = 13,
+    /// A traced process forked or ended: a [`ProcRecord`] (issue 6).
+    Proc = 40,
 }
 
 impl RecordKind {
@@ -40,6 +42,7 @@ impl RecordKind {
             11 => Some(Self::RecvLength),
             12 => Some(Self::UringSubmit),
             13 => Some(Self::UringComplete),
+            40 => Some(Self::Proc),
             _ => None,
         }
     }
@@ -96,6 +99,12 @@ pub struct CallRecord {
     pub _pad4: u32,
     /// Bytes handed to sockets inside the call (`sock:sock_send_length`).
     pub sent_bytes: u64,
+    // issue 6:
+    /// What the call's source descriptor was at entry, a [`fd_class`] value.
+    pub fd_class: u32,
+    /// What the call's destination descriptor was at entry (calls with two), a [`fd_class`]
+    /// value.
+    pub fd_out_class: u32,
 }
 
 /// What happened to a signal.
@@ -190,6 +199,34 @@ pub struct UringRecord {
     pub user_data: u64,
     /// Time of the event.
     pub time_ns: u64,
+}
+
+/// What happened to a traced process (issue 6).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProcEvent {
+    /// It was forked by a traced process and is traced from now on.
+    Fork = 1,
+    /// Its last thread ended; it is no longer traced.
+    Exit = 2,
+}
+
+/// A traced process forked or ended (issue 6).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcRecord {
+    /// [`RecordKind::Proc`] as `u32`.
+    pub kind: u32,
+    /// [`ProcEvent`] as `u32`.
+    pub event: u32,
+    /// The process (tgid).
+    pub pid: u32,
+    /// For a fork, the traced process that forked it; 0 for an exit.
+    pub parent: u32,
+    /// Time of the event.
+    pub time_ns: u64,
+    /// Command name (`comm`), NUL-padded: the parent's at a fork, the process's own at exit.
+    pub comm: [u8; 16],
 }
 
 /// Per-thread state of the call in flight, kept in the kernel between entry and exit.
@@ -458,9 +495,71 @@ pub fn hist_bucket(v: u64) -> usize {
         bits
     }
 }
+/// What a descriptor refers to, as the probes see it at a call's entry (issue 6).
+pub mod fd_class {
+    /// Not classified (no kernel layout known, or a read failed).
+    pub const UNKNOWN: u32 = 0;
+    /// A regular file.
+    pub const FILE: u32 = 1;
+    /// A pipe or FIFO.
+    pub const PIPE: u32 = 2;
+    /// A TCP socket (IPv4 or IPv6 stream).
+    pub const TCP: u32 = 3;
+    /// A UDP socket (IPv4 or IPv6 datagram).
+    pub const UDP: u32 = 4;
+    /// A Unix domain socket.
+    pub const UNIX: u32 = 5;
+    /// Any other socket (netlink, raw, packet …).
+    pub const SOCKET: u32 = 6;
+    /// A device, eventfd, epoll instance, directory or other object.
+    pub const OTHER: u32 = 7;
+    /// The descriptor was not open.
+    pub const NOT_OPEN: u32 = 8;
+    /// The call has no such descriptor.
+    pub const NONE: u32 = 9;
+}
+
+/// Byte offsets inside kernel structures, read from the kernel's BTF by user space and set
+/// before load, so that the probes can classify descriptors (issue 6). All zero: disabled.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FdOffsets {
+    /// 1 when the offsets below are valid.
+    pub enabled: u32,
+    /// `task_struct.files`.
+    pub task_files: u32,
+    /// `files_struct.fdt`.
+    pub files_fdt: u32,
+    /// `fdtable.max_fds`.
+    pub fdt_max_fds: u32,
+    /// `fdtable.fd`.
+    pub fdt_fd: u32,
+    /// `file.f_inode`.
+    pub file_inode: u32,
+    /// `file.private_data`.
+    pub file_private: u32,
+    /// `inode.i_mode`.
+    pub inode_mode: u32,
+    /// `socket.type`.
+    pub socket_type: u32,
+    /// `socket.sk`.
+    pub socket_sk: u32,
+    /// `sock.__sk_common.skc_family`.
+    pub sk_family: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+}
+
+/// How a call's descriptor arguments are found: `from | to << 8`, argument indexes, `0xff`
+/// for none. Set per call number by user space in the `CALL_FDS` map (issue 6).
+pub const NO_FD_ARG: u32 = 0xff;
 
 #[cfg(feature = "user")]
 mod pod {
+    // SAFETY: a `#[repr(C)]` record of `u32`s with explicit padding.
+    unsafe impl aya::Pod for super::FdOffsets {}
+    // SAFETY: a `#[repr(C)]` record of integers and bytes without holes.
+    unsafe impl aya::Pod for super::ProcRecord {}
     // SAFETY: these are `#[repr(C)]` records of integers with explicit padding: every bit
     // pattern is a valid value and there are no implicit holes.
     unsafe impl aya::Pod for super::CallRecord {}
@@ -495,8 +594,10 @@ mod tests {
 
     #[test]
     fn record_sizes_are_pinned() {
-        assert_eq!(size_of::<CallRecord>(), 144);
-        assert_eq!(size_of::<InFlight>(), 168);
+        assert_eq!(size_of::<CallRecord>(), 152);
+        assert_eq!(size_of::<InFlight>(), 176);
+        assert_eq!(size_of::<FdOffsets>(), 48);
+        assert_eq!(size_of::<ProcRecord>(), 40);
         assert_eq!(size_of::<SignalRecord>(), 40);
         assert_eq!(size_of::<CopyRecord>(), 24);
         assert_eq!(size_of::<SummaryKey>(), 8);
@@ -523,6 +624,7 @@ mod tests {
             RecordKind::UringSubmit,
             RecordKind::UringComplete,
             RecordKind::Sample,
+            RecordKind::Proc,
         ] {
             assert_eq!(RecordKind::from_u32(k as u32), Some(k));
         }

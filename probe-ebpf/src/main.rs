@@ -4,8 +4,10 @@
 #![no_main]
 
 mod faults;
+mod fdclass;
 mod maps;
 mod models;
+mod procs;
 mod sampling;
 mod sched;
 mod signal;

@@ -82,6 +82,7 @@ pub fn task_newtask(ctx: TracePointContext) -> u32 {
     };
     if flags & CLONE_THREAD == 0 && is_traced(tgid) {
         let _ = TRACED.insert(&pid, &1, 0);
+        crate::procs::forked(pid, tgid);
     }
     0
 }

@@ -1,7 +1,7 @@
 //! System call entry and exit: one program pair, attached by user space to the
 //! `syscalls:sys_enter_*` / `sys_exit_*` tracepoints of every traced call.
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use probe_common::{COUNTER_CALLS_LOST, CallRecord, Counter, InFlight, RecordKind, mode};
+use probe_common::{COUNTER_CALLS_LOST, CallRecord, Counter, InFlight, RecordKind, fd_class, mode};
 
 use crate::{
     maps::{EVENTS, IN_FLIGHT, count, current_ids, field, in_flight, is_traced, now, thread_slot},
@@ -62,6 +62,12 @@ fn try_call_enter<const ARGS: usize>(ctx: &TracePointContext) -> Result<u32, u32
             ],
         )
     };
+    // Descriptor classes go into per-call records; summary mode groups by call alone.
+    let (fd_class, fd_out_class) = if summary::run_mode() & mode::RECORDS != 0 {
+        crate::fdclass::classes(nr, &args)
+    } else {
+        (fd_class::UNKNOWN, fd_class::UNKNOWN)
+    };
     let rec = CallRecord {
         kind: RecordKind::Call as u32,
         pid: tgid,
@@ -69,6 +75,8 @@ fn try_call_enter<const ARGS: usize>(ctx: &TracePointContext) -> Result<u32, u32
         nr,
         args,
         start_ns: now(),
+        fd_class,
+        fd_out_class,
         ..CallRecord::default()
     };
     if let Some(s) = thread_slot(tid) {

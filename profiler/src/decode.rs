@@ -2,7 +2,8 @@
 use std::mem::size_of;
 
 use probe_common::{
-    CallRecord, CopyRecord, RecordKind, SampleRecord, SignalRecord, SockRecord, UringRecord,
+    CallRecord, CopyRecord, ProcRecord, RecordKind, SampleRecord, SignalRecord, SockRecord,
+    UringRecord,
 };
 
 /// Why a record could not be decoded.
@@ -36,6 +37,8 @@ pub enum Record {
     Sock(SockRecord),
     /// An io_uring request was submitted or completed.
     Uring(UringRecord),
+    /// A traced process forked or ended.
+    Proc(ProcRecord),
 }
 
 /// Reads a plain record of type `T` from the start of `bytes`.
@@ -70,6 +73,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         Some(RecordKind::Sample) => read(bytes).map(Record::Sample),
         Some(RecordKind::DataReady | RecordKind::RecvLength) => read(bytes).map(Record::Sock),
         Some(RecordKind::UringSubmit | RecordKind::UringComplete) => read(bytes).map(Record::Uring),
+        Some(RecordKind::Proc) => read(bytes).map(Record::Proc),
         None => Err(DecodeError::UnknownKind(kind)),
     }
 }
@@ -111,6 +115,13 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(decode(&bytes_of(&sm)), Ok(Record::Sample(sm)));
+        let p = ProcRecord {
+            kind: RecordKind::Proc as u32,
+            pid: 12,
+            comm: *b"nginx\0\0\0\0\0\0\0\0\0\0\0",
+            ..Default::default()
+        };
+        assert_eq!(decode(&bytes_of(&p)), Ok(Record::Proc(p)));
     }
 
     #[test]

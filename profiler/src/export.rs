@@ -82,6 +82,11 @@ pub struct CallRow {
     /// Bytes handed to sockets inside the call.
     #[serde(default)]
     pub sent_bytes: u64,
+    // issue 6:
+    /// Fine class of `fd`: tcp, udp, unix, socket, pipe, file, other, closed, unknown.
+    pub fd_class: String,
+    /// Fine class of `fd_out`; `none` when there is no `fd_out`.
+    pub fd_out_class: String,
 }
 
 impl From<&TracedCall> for CallRow {
@@ -121,6 +126,13 @@ impl From<&TracedCall> for CallRow {
             faults_kernel: c.rec.faults_kernel,
             file_faults: c.rec.file_faults,
             sent_bytes: c.rec.sent_bytes,
+            fd_class: c.fd_class.as_str().into(),
+            fd_out_class: if c.fd_out >= 0 {
+                c.fd_out_class.as_str()
+            } else {
+                "none"
+            }
+            .into(),
         }
     }
 }

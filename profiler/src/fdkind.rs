@@ -1,6 +1,99 @@
-//! What a file descriptor of a traced process refers to (socket, pipe, regular file …),
-//! resolved from `/proc/PID/fd` while the process lives, and remembered.
+//! What a file descriptor of a traced process refers to (socket, pipe, regular file …): the
+//! class the probes read in the kernel at the call's entry, or, where they could not, resolved
+//! from `/proc/PID/fd` while the process lives, and remembered.
 use std::{collections::HashMap, fs, path::Path};
+
+use probe_common::{NO_FD_ARG, fd_class};
+
+use crate::syscalls::{Call, FdArgs};
+
+/// The fine class of a descriptor: which kind of socket, pipe, file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FdClass {
+    /// TCP socket (IPv4 or IPv6).
+    Tcp,
+    /// UDP socket (IPv4 or IPv6).
+    Udp,
+    /// Unix domain socket.
+    Unix,
+    /// Another socket (netlink, raw …), or a socket of unknown family.
+    Socket,
+    /// Pipe or FIFO.
+    Pipe,
+    /// Regular file.
+    File,
+    /// Device, eventfd, epoll instance and the like.
+    Other,
+    /// Not an open descriptor when the call began.
+    Closed,
+    /// Not resolved.
+    Unknown,
+}
+
+impl FdClass {
+    /// Name used in tables and CSV.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Udp => "udp",
+            Self::Unix => "unix",
+            Self::Socket => "socket",
+            Self::Pipe => "pipe",
+            Self::File => "file",
+            Self::Other => "other",
+            Self::Closed => "closed",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    /// The class the probes recorded; `None` when they could not tell.
+    pub fn from_raw(v: u32) -> Option<Self> {
+        Some(match v {
+            fd_class::FILE => Self::File,
+            fd_class::PIPE => Self::Pipe,
+            fd_class::TCP => Self::Tcp,
+            fd_class::UDP => Self::Udp,
+            fd_class::UNIX => Self::Unix,
+            fd_class::SOCKET => Self::Socket,
+            fd_class::OTHER => Self::Other,
+            fd_class::NOT_OPEN => Self::Closed,
+            _ => return None,
+        })
+    }
+
+    /// The coarse kind of this class.
+    pub fn kind(self) -> FdKind {
+        match self {
+            Self::Tcp | Self::Udp | Self::Unix | Self::Socket => FdKind::Socket,
+            Self::Pipe => FdKind::Pipe,
+            Self::File => FdKind::File,
+            Self::Other => FdKind::Other,
+            Self::Closed | Self::Unknown => FdKind::Unknown,
+        }
+    }
+
+    /// The class known from a coarse kind alone.
+    pub fn from_kind(k: FdKind) -> Self {
+        match k {
+            FdKind::Socket => Self::Socket,
+            FdKind::Pipe => Self::Pipe,
+            FdKind::File => Self::File,
+            FdKind::Other => Self::Other,
+            FdKind::Unknown => Self::Unknown,
+        }
+    }
+}
+
+/// Which arguments of `call` the probes classify: `from | to << 8`, [`NO_FD_ARG`] for none.
+pub fn fd_arg_spec(call: &Call) -> u32 {
+    let (from, to) = match call.fds {
+        FdArgs::None => (NO_FD_ARG, NO_FD_ARG),
+        FdArgs::First => (0, NO_FD_ARG),
+        FdArgs::FromTo { from, to } => (from as u32, to as u32),
+    };
+    from | (to << 8)
+}
 
 /// The kind of object behind a descriptor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -97,6 +190,32 @@ mod tests {
         assert_eq!(FdKind::from_link("/tmp/x.bin"), FdKind::File);
         assert_eq!(FdKind::from_link("/dev/null"), FdKind::Other);
         assert_eq!(FdKind::from_link("anon_inode:[eventpoll]"), FdKind::Other);
+    }
+
+    #[test]
+    fn kernel_classes_map_to_kinds() {
+        assert_eq!(FdClass::from_raw(fd_class::TCP), Some(FdClass::Tcp));
+        assert_eq!(
+            FdClass::from_raw(fd_class::UNIX).map(FdClass::kind),
+            Some(FdKind::Socket)
+        );
+        assert_eq!(
+            FdClass::from_raw(fd_class::PIPE).map(FdClass::kind),
+            Some(FdKind::Pipe)
+        );
+        assert_eq!(FdClass::from_raw(fd_class::NOT_OPEN), Some(FdClass::Closed));
+        assert_eq!(FdClass::from_raw(fd_class::UNKNOWN), None);
+        assert_eq!(FdClass::from_raw(fd_class::NONE), None);
+        assert_eq!(FdClass::from_kind(FdKind::File), FdClass::File);
+    }
+
+    #[test]
+    fn descriptor_arguments_are_encoded_for_the_probes() {
+        let by = |n| crate::syscalls::by_name(n).expect(n);
+        assert_eq!(fd_arg_spec(by("read")), NO_FD_ARG << 8);
+        assert_eq!(fd_arg_spec(by("splice")), 2 << 8);
+        assert_eq!(fd_arg_spec(by("sendfile64")), 1);
+        assert_eq!(fd_arg_spec(by("poll")), NO_FD_ARG | (NO_FD_ARG << 8));
     }
 
     #[test]

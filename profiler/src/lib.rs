@@ -6,13 +6,16 @@
 //! and write them.
 
 pub mod attribution;
+pub mod btf;
 pub mod classify;
 pub mod cpu_probes;
 pub mod decode;
 pub mod export;
 pub mod fdkind;
 pub mod flame;
+pub mod groups;
 pub mod html_report;
+pub mod infer;
 pub mod kallsyms;
 pub mod launch;
 pub mod loader;
@@ -26,5 +29,6 @@ pub mod selfcost;
 pub mod session;
 pub mod summary;
 pub mod syscalls;
+pub mod target;
 pub mod traced;
 pub mod usyms;

@@ -150,14 +150,28 @@ impl Probes {
             .self_stats
             .then(crate::selfcost::enable_stats)
             .transpose()?;
-        let mut ebpf = EbpfLoader::new()
+        // issue 6: descriptor classes at entry need this kernel's structure layout.
+        let fd_offsets = crate::btf::Btf::from_kernel().and_then(|b| b.fd_offsets());
+        let wake = wake_bytes(opts.ringbuf_bytes);
+        let mut loader = EbpfLoader::new();
+        loader
             .map_max_entries("EVENTS", opts.ringbuf_bytes)
             .override_global("MODE", &opts.mode, true)
-            .override_global("WAKE_BYTES", &wake_bytes(opts.ringbuf_bytes), true)
+            .override_global("WAKE_BYTES", &wake, true);
+        if let Ok(o) = &fd_offsets {
+            loader.override_global("FD_OFFSETS", o, true);
+        }
+        let mut ebpf = loader
             .load(PROBE)
             .context("failed to load the probe object into the kernel")?;
         let mut hooks = Vec::new();
         let mut links = Vec::new();
+        fill_call_fds(&mut ebpf, &opts.calls)?;
+        hooks.push(Hook {
+            name: "btf:descriptor classes at entry".into(),
+            error: fd_offsets.err().map(|e| e.to_string()),
+            without: "descriptor kinds are read from /proc when a record arrives (unknown once the process has exited)",
+        });
 
         for (prog, dir) in [("call_enter", "sys_enter"), ("call_exit", "sys_exit")] {
             for call in &opts.calls {
@@ -217,6 +231,12 @@ impl Probes {
                 "task",
                 "task_newtask",
                 "children forked by the target are not traced",
+            ),
+            (
+                "process_exit",
+                "sched",
+                "sched_process_exit",
+                "an exited pid stays traced (a new process given it would be traced) and the run ends only when /proc shows every process gone",
             ),
             (
                 "skb_copy",
@@ -440,6 +460,17 @@ fn attach_copy_timing(
         });
     }
     Ok(timing)
+}
+
+/// Tells the probes which arguments of each traced call are descriptors (issue 6).
+fn fill_call_fds(ebpf: &mut Ebpf, calls: &[&'static Call]) -> anyhow::Result<()> {
+    let mut map: HashMap<_, u32, u32> =
+        HashMap::try_from(ebpf.map_mut("CALL_FDS").context("no CALL_FDS map")?)?;
+    for c in calls {
+        map.insert(c.nr, crate::fdkind::fd_arg_spec(c), 0)
+            .with_context(|| format!("failed to set the descriptor arguments of {}", c.name))?;
+    }
+    Ok(())
 }
 
 fn tracepoint<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut TracePoint> {

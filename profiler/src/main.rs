@@ -217,6 +217,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         (true, false) => Target::Command(cli.command.clone()),
         _ => anyhow::bail!("say what to trace: -p PID, or -- COMMAND ARGS… (see --help)"),
     };
+    if let Target::Pids(p) = &target {
+        for note in profiler::target::notes(p) {
+            eprintln!("profiler: note: {note}");
+        }
+    }
     // Outputs are checked before anything is attached.
     let exports = Exports::open(&[
         (Format::Csv, cli.csv.as_ref()),
@@ -318,6 +323,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let summed = opts.load.mode & probe_common::mode::AGGREGATE != 0;
     if per_call {
         let _ = writeln!(out, "\n{}", report::stage_table(&result.calls));
+        let verdicts = profiler::infer::infer_run(&result.calls, &result.events);
+        let _ = write!(
+            out,
+            "{}",
+            profiler::groups::table(&result.calls, &verdicts, &result.names)
+        );
     }
     if summed {
         let _ = writeln!(

@@ -51,6 +51,19 @@ pub fn check() -> anyhow::Result<()> {
     )
 }
 
+const CAP_SYS_PTRACE: u32 = 19;
+
+/// Whether this process may trace processes of other users: root, or CAP_SYS_PTRACE (the
+/// same rule as for a debugger).
+pub fn may_trace_other_users() -> bool {
+    may_trace_other_users_with(effective_caps())
+}
+
+/// As [`may_trace_other_users`], for a given capability mask.
+pub fn may_trace_other_users_with(caps: u64) -> bool {
+    caps & ((1 << CAP_SYS_ADMIN) | (1 << CAP_SYS_PTRACE)) != 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,6 +72,15 @@ mod tests {
     fn root_needs_nothing_more() {
         assert!(missing_from(1 << CAP_SYS_ADMIN).is_empty());
         assert!(missing_from((1 << CAP_BPF) | (1 << CAP_PERFMON)).is_empty());
+    }
+
+    #[test]
+    fn other_users_need_ptrace_or_admin() {
+        assert!(may_trace_other_users_with(1 << CAP_SYS_ADMIN));
+        assert!(may_trace_other_users_with(1 << CAP_SYS_PTRACE));
+        assert!(!may_trace_other_users_with(
+            (1 << CAP_BPF) | (1 << CAP_PERFMON)
+        ));
     }
 
     #[test]

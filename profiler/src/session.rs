@@ -76,6 +76,10 @@ pub struct RunResult {
     pub samples: SampleSet,
     /// Every per-CPU counter summed over the CPUs, indexed by slot (`probe_common::Counter`).
     pub counters: Vec<u64>,
+    /// Command names of the processes seen, read when their first record arrived.
+    pub names: std::collections::HashMap<u32, String>,
+    /// Forks and exits of traced processes, in arrival order.
+    pub procs: Vec<probe_common::ProcRecord>,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -98,39 +102,13 @@ fn install_signal_handlers() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Checks that a pid names a live, traceable process.
+/// Checks that a pid names a live process this profiler may trace.
 pub fn check_pid(pid: u32) -> anyhow::Result<()> {
-    anyhow::ensure!(pid != 0, "pid 0 is not a process (the kernel's idle task)");
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map_err(|_| anyhow::anyhow!("no process with pid {pid}"))?;
-    let state = stat
-        .rsplit_once(") ")
-        .and_then(|(_, rest)| rest.chars().next());
-    anyhow::ensure!(
-        state != Some('Z'),
-        "pid {pid} is a zombie: it has exited and has no calls left to trace"
-    );
-    let tgid = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Tgid:"))
-                .map(|v| v.trim().to_string())
-        });
-    if let Some(tgid) = tgid {
-        anyhow::ensure!(
-            tgid == pid.to_string(),
-            "pid {pid} is a thread of process {tgid}: pass the process id {tgid}"
-        );
-    }
-    Ok(())
+    Ok(crate::target::check(pid)?)
 }
 
 fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s.rsplit_once(") ").and_then(|(_, r)| r.chars().next()) != Some('Z'),
-        Err(_) => false,
-    }
+    crate::target::alive(pid)
 }
 
 /// Options of a run.
@@ -175,6 +153,17 @@ pub fn run(
             for &p in pids {
                 probes.trace_pid(p)?;
             }
+            // A process that ended while the probes were loading has nothing left to trace.
+            let gone: Vec<u32> = pids.iter().copied().filter(|&p| !alive(p)).collect();
+            if gone.len() == pids.len() {
+                return Err(crate::target::PidError::ExitedDuringStartup(gone[0]).into());
+            }
+            for p in gone {
+                eprintln!(
+                    "profiler: warning: {}",
+                    crate::target::PidError::ExitedDuringStartup(p)
+                );
+            }
             on_attached(&probes.hooks, pids);
             (None, pids.clone())
         }
@@ -182,7 +171,10 @@ pub fn run(
 
     let started = Instant::now();
     let mut kinds = FdKinds::default();
-    let mut sink = Sink::default();
+    let mut sink = Sink {
+        population: crate::target::Population::new(&pids),
+        ..Sink::default()
+    };
     let mut sampled = SampleSet::new(probes.copy_timing.clone());
     for &p in &pids {
         sampled.note_maps(p);
@@ -198,7 +190,7 @@ pub fn run(
         {
             break EndReason::CommandExited(exit);
         }
-        if child.is_none() && !pids.iter().any(|&p| alive(p)) {
+        if child.is_none() && sink.population.all_gone(alive) {
             break EndReason::TargetsGone;
         }
         if opts.duration.is_some_and(|d| started.elapsed() >= d) {
@@ -231,6 +223,8 @@ pub fn run(
         counters: (0..probe_common::COUNTER_SLOTS)
             .map(|i| probes.counter_slot(i))
             .collect::<anyhow::Result<_>>()?,
+        names: sink.names,
+        procs: sink.procs,
     })
 }
 
@@ -267,6 +261,9 @@ struct Sink {
     calls: Vec<TracedCall>,
     events: Vec<Record>,
     undecodable: u64,
+    names: std::collections::HashMap<u32, String>,
+    procs: Vec<probe_common::ProcRecord>,
+    population: crate::target::Population,
 }
 
 impl Sink {
@@ -280,8 +277,17 @@ impl Sink {
                 }
                 Ok(Record::Call(rec)) => {
                     crate::progress::count_call();
+                    self.names.entry(rec.pid).or_insert_with(|| comm(rec.pid));
                     self.calls
                         .push(TracedCall::new(rec, |pid, fd| kinds.resolve(pid, fd)))
+                }
+                Ok(Record::Proc(p)) => {
+                    self.population.apply(&p);
+                    if p.event == probe_common::ProcEvent::Exit as u32 {
+                        // The name at exit is the final one (after any exec).
+                        self.names.insert(p.pid, crate::target::comm_str(&p.comm));
+                    }
+                    self.procs.push(p);
                 }
                 Ok(other) => self.events.push(other),
                 Err(_) => self.undecodable += 1,
@@ -293,6 +299,13 @@ impl Sink {
             sampled.note_maps(pid);
         }
     }
+}
+
+/// The command name of a process, `?` once it is gone.
+fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|s| s.trim_end().to_string())
+        .unwrap_or_else(|_| "?".into())
 }
 
 /// Checks, before anything is attached, that an output file can be written.

@@ -4,7 +4,7 @@ use probe_common::CallRecord;
 
 use crate::{
     attribution::{self, StageSource, Stages},
-    fdkind::FdKind,
+    fdkind::{FdClass, FdKind},
     syscalls::{self, Call},
 };
 
@@ -23,6 +23,10 @@ pub struct TracedCall {
     pub fd_kind: FdKind,
     /// What `fd_out` refers to.
     pub fd_out_kind: FdKind,
+    /// The fine class of `fd` (TCP, UDP, Unix socket …).
+    pub fd_class: FdClass,
+    /// The fine class of `fd_out`.
+    pub fd_out_class: FdClass,
     /// Where its time went.
     pub stages: Stages,
     /// How the stages were found.
@@ -30,7 +34,8 @@ pub struct TracedCall {
 }
 
 impl TracedCall {
-    /// Builds the view of a record; `kind` resolves descriptor kinds.
+    /// Builds the view of a record. Descriptor classes come from the record where the probes
+    /// saw them at the call's entry; otherwise `kind` resolves them now.
     pub fn new(rec: CallRecord, mut kind: impl FnMut(u32, i64) -> FdKind) -> Self {
         let call = syscalls::by_nr(rec.nr);
         let (fd, fd_out) = call.map_or((-1, -1), |c| c.fds(&rec.args));
@@ -47,16 +52,23 @@ impl TracedCall {
         if call.is_some_and(|c| !c.role.returns_bytes()) {
             stages.bytes = 0;
         }
+        let mut class = |raw: u32, fd: i64| {
+            if fd < 0 {
+                FdClass::Unknown
+            } else {
+                FdClass::from_raw(raw).unwrap_or_else(|| FdClass::from_kind(kind(rec.pid, fd)))
+            }
+        };
+        let fd_class = class(rec.fd_class, fd);
+        let fd_out_class = class(rec.fd_out_class, fd_out);
         Self {
             call,
             fd,
             fd_out,
-            fd_kind: kind(rec.pid, fd),
-            fd_out_kind: if fd_out >= 0 {
-                kind(rec.pid, fd_out)
-            } else {
-                FdKind::Unknown
-            },
+            fd_kind: fd_class.kind(),
+            fd_out_kind: fd_out_class.kind(),
+            fd_class,
+            fd_out_class,
             stages,
             source: attribution::source(&split),
             rec,

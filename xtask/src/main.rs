@@ -364,6 +364,21 @@ mod tests {
     }
 
     #[test]
+    fn pid_options_go_to_the_profiler() {
+        let (p, t, w) = split_profile_args(&s(&["--pid", "12,13", "-d", "2s"])).expect("split");
+        assert_eq!(w, None);
+        assert!(t.is_empty());
+        assert_eq!(p, s(&["--pid", "12,13", "-d", "2s"]));
+    }
+
+    #[test]
+    fn every_root_test_file_runs() {
+        let files = root_test_files().expect("list");
+        assert!(files.contains(&"root".to_string()), "{files:?}");
+        assert!(files.contains(&"root_attach".to_string()), "{files:?}");
+    }
+
+    #[test]
     fn a_profiler_option_without_value_is_an_error() {
         assert!(split_profile_args(&s(&["splice", "--csv"])).is_err());
     }

@@ -1,0 +1,602 @@
+//! Root tests of tracing programs the profiler did not start: attach by pid to a running
+//! Python program (its threads and the children it forks included), while an identical
+//! program runs beside it untraced; and a real server from the distribution (nginx) under
+//! load, its bytes matched to what its clients received. Built only with the `root-tests`
+//! feature (`cargo xtask test` turns it on); there, a test that cannot run fails.
+#![cfg(feature = "root-tests")]
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    path::{Path, PathBuf},
+    process::{Child, ChildStderr, Command, Stdio},
+};
+
+use profiler::export::CallRow;
+
+fn assert_root() {
+    assert!(
+        profiler::privilege::missing().is_empty(),
+        "root tests need root (or CAP_BPF + CAP_PERFMON): run `sudo cargo xtask test`"
+    );
+}
+
+/// A scratch folder for one test.
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ioprof-attach-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("scratch folder");
+    d
+}
+
+/// The program traced by pid. It prints `ready`, waits for a line on stdin (so that it is
+/// attached before it does anything), then:
+/// - reads FILE in CHUNK-byte `read`s to the end;
+/// - receives, in the main thread, what a second thread sends over TCP loopback (MSGS
+///   messages of MSG bytes, `sendto` from the thread, `recvfrom` in the main thread);
+/// - with `fork`, forks a child that reads FILE again and exits; the parent waits for it.
+///
+/// It prints `done FD FILE_BYTES RECV_BYTES SENDER_TID CHILD_PID` and exits.
+const PROGRAM: &str = r#"
+import os, socket, sys, threading
+path, chunk, msgs, msg = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+fork = len(sys.argv) > 5 and sys.argv[5] == "fork"
+payload = b"x" * msg
+print("ready", flush=True)
+sys.stdin.readline()
+
+def read_all():
+    fd = os.open(path, os.O_RDONLY)
+    n = 0
+    while True:
+        b = os.read(fd, chunk)
+        if not b:
+            break
+        n += len(b)
+    os.close(fd)
+    return fd, n
+
+fd, file_bytes = read_all()
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(1)
+sender = {}
+def send():
+    sender["tid"] = threading.get_native_id()
+    c = socket.create_connection(listener.getsockname())
+    for _ in range(msgs):
+        c.sendall(payload)
+    c.close()
+t = threading.Thread(target=send)
+t.start()
+conn, _ = listener.accept()
+got = 0
+while True:
+    b = conn.recv(65536)
+    if not b:
+        break
+    got += len(b)
+t.join()
+child = 0
+if fork:
+    child = os.fork()
+    if child == 0:
+        read_all()
+        os._exit(0)
+    os.waitpid(child, 0)
+print("done", fd, file_bytes, got, sender["tid"], child, flush=True)
+"#;
+
+/// What the program reported.
+#[derive(Debug)]
+struct Done {
+    fd: i64,
+    file_bytes: u64,
+    recv_bytes: u64,
+    sender_tid: u32,
+    child: u32,
+}
+
+/// A started copy of the program, waiting for its go.
+struct Program {
+    child: Child,
+    out: BufReader<std::process::ChildStdout>,
+}
+
+impl Program {
+    fn start(script: &Path, file: &Path, chunk: u64, msgs: u64, msg: u64, fork: bool) -> Self {
+        let mut cmd = Command::new("python3");
+        cmd.arg(script)
+            .arg(file)
+            .args([chunk.to_string(), msgs.to_string(), msg.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        if fork {
+            cmd.arg("fork");
+        }
+        let mut child = cmd
+            .spawn()
+            .expect("python3 must be installed (Debian: apt-get install python3)");
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        out.read_line(&mut line).expect("ready line");
+        assert_eq!(line.trim(), "ready", "the program did not start");
+        Self { child, out }
+    }
+
+    fn go(&mut self) {
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        stdin.write_all(b"go\n").expect("go");
+        stdin.flush().expect("flush");
+    }
+
+    fn finish(mut self) -> Done {
+        let mut line = String::new();
+        self.out.read_line(&mut line).expect("done line");
+        let status = self.child.wait().expect("wait");
+        assert!(status.success(), "program failed: {line}");
+        let f: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(f.first(), Some(&"done"), "{line}");
+        let n = |i: usize| f[i].parse::<u64>().expect("number");
+        Done {
+            fd: n(1) as i64,
+            file_bytes: n(2),
+            recv_bytes: n(3),
+            sender_tid: n(4) as u32,
+            child: n(5) as u32,
+        }
+    }
+}
+
+/// A profiler attached by pid, once it says that it traces.
+struct Attached {
+    child: Child,
+    err: BufReader<ChildStderr>,
+    banner: String,
+}
+
+fn attach(pids: &str, csv: &Path, calls: &str) -> Attached {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_profiler"))
+        .args(["-p", pids, "--calls", calls, "-d", "60s", "--csv"])
+        .arg(csv)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run profiler");
+    let mut err = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut banner = String::new();
+    loop {
+        let mut line = String::new();
+        let n = err.read_line(&mut line).expect("profiler stderr");
+        banner.push_str(&line);
+        assert!(n > 0, "the profiler ended before attaching:\n{banner}");
+        if line.contains("Ctrl-C to end") {
+            break;
+        }
+    }
+    Attached { child, err, banner }
+}
+
+impl Attached {
+    /// Waits for the profiler to end by itself (every traced process gone); returns stdout.
+    fn finish(mut self) -> String {
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut self.err, &mut rest);
+        let out = self.child.wait_with_output().expect("profiler output");
+        assert!(
+            out.status.success(),
+            "profiler failed:\n{}{rest}",
+            self.banner
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+fn rows(csv: &Path) -> Vec<CallRow> {
+    csv::Reader::from_path(csv)
+        .expect("open csv")
+        .deserialize()
+        .collect::<Result<_, _>>()
+        .expect("csv rows")
+}
+
+/// A scratch folder with a Python `script` and a data file of `size` bytes in it:
+/// `(folder, script path, data file path)`.
+fn setup(name: &str, script: &str, size: usize) -> (PathBuf, PathBuf, PathBuf) {
+    assert_root();
+    let dir = scratch(name);
+    let script_path = dir.join("program.py");
+    std::fs::write(&script_path, script).expect("script");
+    let file = dir.join("data.bin");
+    std::fs::write(&file, vec![7u8; size]).expect("data file");
+    (dir, script_path, file)
+}
+
+#[test]
+fn attached_by_pid_counts_its_calls_and_none_of_a_twin() {
+    let (size, chunk, msgs, msg) = (4 * 1024 * 1024 + 123, 65536u64, 400u64, 8192u64);
+    let (dir, script, file) = setup("twin", PROGRAM, size);
+    let mut traced = Program::start(&script, &file, chunk, msgs, msg, false);
+    let mut twin = Program::start(&script, &file, chunk, msgs, msg, false);
+    let pid = traced.child.id();
+    let twin_pid = twin.child.id();
+    let csv = dir.join("calls.csv");
+    let prof = attach(&pid.to_string(), &csv, "read,recvfrom,sendto");
+    traced.go();
+    twin.go();
+    let done = traced.finish();
+    let twin_done = twin.finish();
+    let stdout = prof.finish();
+    let rows = rows(&csv);
+
+    assert_eq!(done.file_bytes, size as u64);
+    assert_eq!(twin_done.file_bytes, size as u64);
+    assert!(
+        rows.iter().all(|r| r.pid == pid),
+        "a row from another process (the twin is {twin_pid})"
+    );
+    // The file: one read per chunk, and one at the end that returns 0.
+    let file_reads: Vec<&CallRow> = rows
+        .iter()
+        .filter(|r| r.call == "read" && r.fd == done.fd && r.fd_class == "file")
+        .collect();
+    let expect_reads = (size as u64).div_ceil(chunk) + 1;
+    assert_eq!(file_reads.len() as u64, expect_reads, "{file_reads:?}");
+    assert_eq!(file_reads.iter().map(|r| r.bytes).sum::<u64>(), size as u64);
+    assert!(file_reads.iter().all(|r| r.tid == pid));
+    // TCP: the main thread received everything the sender thread sent.
+    let recv: u64 = rows
+        .iter()
+        .filter(|r| r.call == "recvfrom" && r.fd_class == "tcp" && r.tid == pid)
+        .map(|r| r.bytes)
+        .sum();
+    assert_eq!(recv, msgs * msg);
+    assert_eq!(done.recv_bytes, msgs * msg);
+    assert_ne!(done.sender_tid, pid);
+    let sent: Vec<&CallRow> = rows
+        .iter()
+        .filter(|r| r.call == "sendto" && r.fd_class == "tcp")
+        .collect();
+    assert!(
+        sent.iter().all(|r| r.tid == done.sender_tid),
+        "every send comes from the sender thread"
+    );
+    assert_eq!(sent.iter().map(|r| r.bytes).sum::<u64>(), msgs * msg);
+    // The summary groups them per process and thread, with the thread's model.
+    assert!(stdout.contains(&format!("pid {pid} (python3)")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("tid {}:", done.sender_tid)),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_child_forked_after_attach_is_traced_with_its_own_pid() {
+    let size = 1024 * 1024 + 5;
+    let (dir, script, file) = setup("fork", PROGRAM, size);
+    let mut traced = Program::start(&script, &file, 65536, 10, 1000, true);
+    let pid = traced.child.id();
+    let csv = dir.join("calls.csv");
+    let prof = attach(&pid.to_string(), &csv, "read,recvfrom");
+    traced.go();
+    let done = traced.finish();
+    prof.finish();
+    let rows = rows(&csv);
+    assert!(done.child > 0 && done.child != pid);
+    let child_rows: Vec<&CallRow> = rows.iter().filter(|r| r.pid == done.child).collect();
+    assert!(
+        child_rows.iter().all(|r| r.tid == done.child),
+        "the child is single-threaded"
+    );
+    let child_file: u64 = child_rows
+        .iter()
+        .filter(|r| r.call == "read" && r.fd_class == "file")
+        .map(|r| r.bytes)
+        .sum();
+    // Its descriptor number differs from the parent's (the parent holds sockets by then).
+    assert_eq!(child_file, size as u64, "the child read the file once");
+    let parent_file: u64 = rows
+        .iter()
+        .filter(|r| r.pid == pid && r.call == "read" && r.fd_class == "file" && r.fd == done.fd)
+        .map(|r| r.bytes)
+        .sum();
+    assert_eq!(parent_file, size as u64, "the parent read it once too");
+    assert!(
+        rows.iter().all(|r| r.pid == pid || r.pid == done.child),
+        "rows only from the process and its child"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn bad_pids_fail_with_the_reason() {
+    assert_root();
+    let run = |pid: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_profiler"))
+            .args(["-p", pid, "-d", "1s"])
+            .output()
+            .expect("run profiler");
+        assert_eq!(out.status.code(), Some(2), "pid {pid} must be refused");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(run("4194305").contains("no process with pid 4194305"));
+    assert!(run("0").contains("pid 0 is not a process"));
+    assert!(run("2").contains("kernel thread"));
+    let mut zombie = Command::new("true").spawn().expect("spawn");
+    let zpid = zombie.id();
+    while profiler::target::alive(zpid) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(run(&zpid.to_string()).contains("is a zombie"));
+    zombie.wait().expect("reap");
+}
+
+/// Installs a Debian package when its program is missing (CI starts from a bare machine).
+fn ensure_program(program: &str, package: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return;
+    }
+    let ok = Command::new("apt-get")
+        .args(["install", "-y", "-qq", package])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .is_ok_and(|s| s.success())
+        || (Command::new("apt-get")
+            .args(["update", "-qq"])
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new("apt-get")
+                .args(["install", "-y", "-qq", package])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+                .is_ok_and(|s| s.success()));
+    assert!(
+        ok,
+        "`{program}` is missing and `apt-get install {package}` failed"
+    );
+}
+
+/// A free loopback port (the listener is closed before the server binds it).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Ends a server on every way out of a test: SIGTERM to the master, which ends its workers
+/// and exits; then whatever is left of the listed workers is killed.
+struct Reaper(Child, Vec<u32>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        use nix::{sys::signal, unistd::Pid};
+        let _ = signal::kill(Pid::from_raw(self.0.id() as i32), signal::Signal::SIGTERM);
+        let _ = self.0.wait();
+        for &w in &self.1 {
+            let _ = signal::kill(Pid::from_raw(w as i32), signal::Signal::SIGKILL);
+        }
+    }
+}
+
+#[test]
+fn nginx_under_load_sends_what_its_clients_receive() {
+    assert_root();
+    ensure_program("nginx", "nginx-light");
+    ensure_program("curl", "curl");
+    let dir = scratch("nginx");
+    use std::os::unix::fs::PermissionsExt;
+    // The worker runs as an unprivileged user: it must reach the files.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).expect("www");
+    std::fs::set_permissions(&www, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let size = 1024 * 1024 + 3;
+    let body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    std::fs::write(www.join("f.bin"), &body).expect("file");
+    std::fs::set_permissions(www.join("f.bin"), std::fs::Permissions::from_mode(0o644))
+        .expect("chmod");
+    let port = free_port();
+    let d = dir.display();
+    let conf = format!(
+        "daemon off;\nmaster_process on;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+         error_log {d}/error.log;\nevents {{ worker_connections 64; }}\n\
+         http {{\n  sendfile on;\n  access_log off;\n  client_body_temp_path {d}/cb;\n  \
+         proxy_temp_path {d}/px;\n  fastcgi_temp_path {d}/fc;\n  uwsgi_temp_path {d}/uw;\n  \
+         scgi_temp_path {d}/sc;\n  server {{ listen 127.0.0.1:{port}; root {}; }}\n}}\n",
+        www.display()
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).expect("conf");
+    let mut server = Reaper(
+        Command::new("nginx")
+            .arg("-p")
+            .arg(&dir)
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start nginx"),
+        Vec::new(),
+    );
+    let master = server.0.id();
+    // Ready once it accepts, and its worker is forked.
+    let mut worker = None;
+    for _ in 0..500 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && let Ok(c) = std::fs::read_to_string(format!("/proc/{master}/task/{master}/children"))
+            && let Some(w) = c.split_whitespace().next()
+        {
+            worker = w.parse::<u32>().ok();
+            server.1.extend(worker);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let worker = worker.unwrap_or_else(|| {
+        panic!(
+            "nginx did not start: {}",
+            std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
+        )
+    });
+    // The probe connection above was accepted before the profiler attached and is closed.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+
+    let csv = dir.join("calls.csv");
+    let prof = attach(
+        &format!("{master},{worker}"),
+        &csv,
+        "read,recvfrom,recvmsg,write,writev,sendto,sendmsg,sendfile64,epoll_wait",
+    );
+    // Load: four clients at once, each fetching the file eight times on one connection.
+    let (clients, fetches) = (4, 8);
+    let url = format!("http://127.0.0.1:{port}/f.bin");
+    let curls: Vec<Child> = (0..clients)
+        .map(|_| {
+            let mut c = Command::new("curl");
+            c.args([
+                "-s",
+                "-w",
+                "%{size_download} %{size_header} %{size_request}\\n",
+            ]);
+            for _ in 0..fetches {
+                c.args(["-o", "/dev/null", &url]);
+            }
+            c.stdout(Stdio::piped()).spawn().expect("curl")
+        })
+        .collect();
+    let (mut body_bytes, mut header_bytes, mut request_bytes, mut transfers) = (0u64, 0, 0, 0);
+    for c in curls {
+        let out = c.wait_with_output().expect("curl output");
+        assert!(out.status.success(), "curl failed");
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let v: Vec<u64> = line
+                .split_whitespace()
+                .map(|x| x.parse().expect("curl number"))
+                .collect();
+            assert_eq!(v[0], size as u64, "a client received a short body");
+            body_bytes += v[0];
+            header_bytes += v[1];
+            request_bytes += v[2];
+            transfers += 1;
+        }
+    }
+    assert_eq!(transfers, clients * fetches);
+    // Ctrl-C ends the run: it detaches, writes the CSV and prints the summary.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(prof.child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("interrupt the profiler");
+    let stdout = prof.finish();
+    let rows = rows(&csv);
+    drop(server);
+
+    assert!(
+        rows.iter().all(|r| r.pid == master || r.pid == worker),
+        "rows only from nginx"
+    );
+    let sum = |f: &dyn Fn(&CallRow) -> bool| -> u64 {
+        rows.iter().filter(|r| f(r)).map(|r| r.bytes).sum()
+    };
+    let sendfile =
+        sum(&|r| r.call == "sendfile64" && r.fd_class == "file" && r.fd_out_class == "tcp");
+    assert_eq!(
+        sendfile, body_bytes,
+        "the body goes out by sendfile, file→tcp"
+    );
+    let headers = sum(&|r| {
+        matches!(r.call.as_str(), "write" | "writev" | "sendto" | "sendmsg") && r.fd_class == "tcp"
+    });
+    assert_eq!(headers, header_bytes, "the headers go out by write/writev");
+    let requests =
+        sum(&|r| matches!(r.call.as_str(), "read" | "recvfrom" | "recvmsg") && r.fd_class == "tcp");
+    assert_eq!(requests, request_bytes, "nginx read what curl sent");
+    assert!(
+        rows.iter()
+            .any(|r| r.call == "epoll_wait" && r.pid == worker)
+    );
+    assert!(stdout.contains("sendfile64   file→tcp"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("tid {worker}: multiplexing")),
+        "nginx's worker waits in epoll_wait, then reads:\n{stdout}"
+    );
+    eprintln!(
+        "nginx: {transfers} transfers, body {body_bytes} B by sendfile64, headers {header_bytes} B, requests {request_bytes} B\n{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Reads a file, closes it, reads a pipe that gets the same descriptor number, then a Unix
+/// and a UDP socket, and exits at once: prints the file's and the pipe's descriptors.
+const CLASSES: &str = r#"
+import os, socket, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+os.read(fd, 100)
+os.close(fd)
+r, w = os.pipe()
+os.write(w, b"abc")
+os.read(r, 3)
+a, b = socket.socketpair()
+a.send(b"u" * 11)
+b.recv(11)
+d = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+d.bind(("127.0.0.1", 0))
+d.sendto(b"d" * 13, d.getsockname())
+d.recvfrom(13)
+print(fd, r, flush=True)
+"#;
+
+#[test]
+fn descriptor_classes_survive_exit_and_reuse() {
+    let (dir, script, file) = setup("classes", CLASSES, 4096);
+    let csv = dir.join("calls.csv");
+    let out = Command::new(env!("CARGO_BIN_EXE_profiler"))
+        .args(["--calls", "read,recvfrom", "--csv"])
+        .arg(&csv)
+        .arg("--")
+        .arg("python3")
+        .arg(&script)
+        .arg(&file)
+        .output()
+        .expect("run profiler");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The program's own line is the first of the profiler's stdout (it inherits it).
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let fds: Vec<i64> = stdout
+        .lines()
+        .next()
+        .expect("program output")
+        .split_whitespace()
+        .map(|v| v.parse().expect("fd"))
+        .collect();
+    assert_eq!(
+        fds[0], fds[1],
+        "the pipe reuses the file's descriptor number"
+    );
+    // Records are read after the process has gone: only classes taken at entry are right.
+    let rows = rows(&csv);
+    let on = |fd: i64, class: &str, bytes: u64| {
+        rows.iter()
+            .any(|r| r.call == "read" && r.fd == fd && r.fd_class == class && r.bytes == bytes)
+    };
+    assert!(on(fds[0], "file", 100), "{rows:?}");
+    assert!(on(fds[1], "pipe", 3), "{rows:?}");
+    let recv = |class: &str| -> u64 {
+        rows.iter()
+            .filter(|r| r.call == "recvfrom" && r.fd_class == class)
+            .map(|r| r.bytes)
+            .sum()
+    };
+    assert_eq!((recv("unix"), recv("udp")), (11, 13));
+    assert!(rows.iter().all(|r| r.fd_class != "unknown"), "{rows:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
