@@ -2,7 +2,6 @@
 //! the README.
 use std::{fs::File, io::Write, path::Path};
 
-use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
 use crate::traced::TracedCall;
@@ -90,17 +89,17 @@ impl From<&TracedCall> for CallRow {
 
 /// Opens an output file for writing, so that an unwritable path fails before probes attach.
 pub fn create(path: &Path) -> anyhow::Result<File> {
-    File::create(path).with_context(|| format!("cannot write {}", path.display()))
+    crate::sink::create_output(path)
 }
 
 /// Writes the calls as CSV, one row each, with a header.
 pub fn write_csv<W: Write>(out: W, calls: &[TracedCall]) -> anyhow::Result<()> {
-    let mut w = csv::Writer::from_writer(out);
+    use crate::sink::CallSink as _;
+    let mut w = crate::sink::CsvStream::new(out);
     for c in calls {
-        w.serialize(CallRow::from(c))?;
+        w.call(c)?;
     }
-    w.flush()?;
-    Ok(())
+    w.finish()
 }
 
 #[cfg(test)]

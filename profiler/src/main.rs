@@ -4,11 +4,13 @@ use std::{io::Write as _, path::PathBuf, process::ExitCode, time::Duration};
 use anyhow::Context as _;
 use clap::Parser;
 use profiler::{
-    export,
+    inputs,
     launch::Exit,
     loader::LoadOptions,
     report,
     session::{self, EndReason, RunOptions, Target},
+    sink::{CallSink as _, CsvStream},
+    stats::CallStats,
     syscalls,
 };
 
@@ -28,7 +30,7 @@ struct Cli {
     pid: Vec<u32>,
 
     /// End the run after this long (e.g. 500ms, 10s, 2m).
-    #[arg(short, long, value_parser = humantime::parse_duration)]
+    #[arg(short, long, value_parser = inputs::parse_duration)]
     duration: Option<Duration>,
 
     /// Calls to trace, comma-separated.
@@ -83,8 +85,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         (true, false) => Target::Command(cli.command.clone()),
         _ => anyhow::bail!("say what to trace: -p PID, or -- COMMAND ARGS… (see --help)"),
     };
-    // Outputs are checked before anything is attached.
+    // Pids and outputs are checked before anything is attached.
+    inputs::check_pids(&cli.pid)?;
     let csv_file = cli.csv.as_deref().map(session::check_output).transpose()?;
+    // Rows are written as calls arrive; the table is built from bounded statistics.
+    let mut stats = CallStats::default();
+    let mut csv = csv_file.map(CsvStream::new);
 
     let opts = RunOptions {
         target: target.clone(),
@@ -102,32 +108,37 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         ),
     };
     let verbose = cli.verbose;
-    let result = session::run(&opts, |hooks, pids| {
-        eprintln!(
-            "Tracing {what} (pid {})… Ctrl-C to end.",
-            pids.iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(",")
-        );
-        eprintln!("hooks:");
-        for h in hooks {
-            eprintln!("  {h}");
-        }
-        if verbose {
+    let result = session::run(
+        &opts,
+        |hooks, pids| {
             eprintln!(
-                "probe object loaded; ring buffer {} bytes",
-                opts.load.ringbuf_bytes
+                "Tracing {what} (pid {})… Ctrl-C to end.",
+                pids.iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
             );
-        }
-    })?;
+            eprintln!("hooks:");
+            for h in hooks {
+                eprintln!("  {h}");
+            }
+            if verbose {
+                eprintln!(
+                    "probe object loaded; ring buffer {} bytes",
+                    opts.load.ringbuf_bytes
+                );
+            }
+        },
+        &mut (&mut stats, &mut csv),
+    )?;
+    csv.finish()?;
 
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "\n{}", report::stage_table(&result.calls));
+    let _ = writeln!(out, "\n{}", report::stage_table_of(&stats));
     let _ = writeln!(
         out,
         "{} calls in {:.2}s; records sent {}, lost {}{}",
-        result.calls.len(),
+        result.calls,
         result.wall.as_secs_f64(),
         result.sent,
         result.lost,
@@ -156,11 +167,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             result.lost
         );
     }
-    if let Some(f) = csv_file {
-        export::write_csv(std::io::BufWriter::new(f), &result.calls)?;
-        if let Some(p) = &cli.csv {
-            let _ = writeln!(out, "wrote {} rows to {}", result.calls.len(), p.display());
-        }
+    if let (Some(s), Some(p)) = (&csv, &cli.csv) {
+        let _ = writeln!(out, "wrote {} rows to {}", s.rows(), p.display());
     }
     Ok(match result.end {
         EndReason::CommandExited(Exit::Code(0)) => ExitCode::SUCCESS,

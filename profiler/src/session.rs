@@ -1,5 +1,5 @@
 //! One profiling run: attach, start or find the target, read records until the run ends
-//! (target gone, duration over, Ctrl-C or SIGTERM), then hand back everything collected.
+//! (target gone, duration over, Ctrl-C or SIGTERM), handing each call to a sink as it arrives.
 use std::{
     os::fd::AsRawFd,
     path::Path,
@@ -16,6 +16,7 @@ use crate::{
     fdkind::FdKinds,
     launch::{Exit, Gated, Running},
     loader::{Hook, LoadOptions, Probes},
+    sink::CallSink,
     traced::TracedCall,
 };
 
@@ -41,10 +42,10 @@ pub enum EndReason {
     Interrupted,
 }
 
-/// Everything a run collected.
+/// What a run saw; its calls went to the sink as they arrived.
 pub struct RunResult {
-    /// Every call seen, in arrival order.
-    pub calls: Vec<TracedCall>,
+    /// Calls seen (each handed to the sink).
+    pub calls: u64,
     /// Other events (signals, copies outside calls), in arrival order.
     pub events: Vec<Record>,
     /// Hooks tried.
@@ -130,10 +131,12 @@ pub struct RunOptions {
 }
 
 /// Runs one profiling session. `on_attached` is called once the probes are in place, before
-/// the target starts, with the hooks in use.
+/// the target starts, with the hooks in use; every call goes to `sink` as it arrives (the
+/// caller finishes the sink).
 pub fn run(
     opts: &RunOptions,
     on_attached: impl FnOnce(&[Hook], &[u32]),
+    sink: &mut dyn CallSink,
 ) -> anyhow::Result<RunResult> {
     if let Target::Pids(pids) = &opts.target {
         anyhow::ensure!(!pids.is_empty(), "no pid to trace");
@@ -167,10 +170,14 @@ pub fn run(
 
     let started = Instant::now();
     let mut kinds = FdKinds::default();
-    let mut sink = Sink::default();
+    let mut reader = Reader::default();
+    let mut failed = None;
     let end = loop {
         wait_readable(&events, Duration::from_millis(100));
-        sink.drain(&mut events, &mut kinds);
+        if let Err(e) = reader.drain(&mut events, &mut kinds, sink) {
+            failed = Some(e);
+            break EndReason::Interrupted;
+        }
         if STOP.load(Ordering::SeqCst) {
             break EndReason::Interrupted;
         }
@@ -188,17 +195,22 @@ pub fn run(
     };
     let wall = started.elapsed();
     // Records of calls that ended just before the end are in the buffer now.
-    sink.drain(&mut events, &mut kinds);
+    if failed.is_none() {
+        failed = reader.drain(&mut events, &mut kinds, sink).err();
+    }
     if let Some(c) = child.as_mut() {
         finish_child(c, end);
     }
+    if let Some(e) = failed {
+        return Err(e);
+    }
     Ok(RunResult {
-        calls: sink.calls,
-        events: sink.events,
+        calls: reader.calls,
+        events: reader.events,
         hooks: probes.hooks.clone(),
         sent: probes.counter(Counter::Sent)?,
         lost: probes.counter(Counter::Lost)?,
-        undecodable: sink.undecodable,
+        undecodable: reader.undecodable,
         end,
         wall,
         pids,
@@ -232,25 +244,32 @@ fn wait_readable(events: &RingBuf<MapData>, timeout: Duration) {
     unsafe { libc::poll(fds.as_mut_ptr(), 1, timeout.as_millis() as libc::c_int) };
 }
 
-/// Where decoded records go during a run.
+/// Reads the ring buffer: calls go to the sink, other records are kept.
 #[derive(Default)]
-struct Sink {
-    calls: Vec<TracedCall>,
+struct Reader {
+    calls: u64,
     events: Vec<Record>,
     undecodable: u64,
 }
 
-impl Sink {
-    fn drain(&mut self, ring: &mut RingBuf<MapData>, kinds: &mut FdKinds) {
+impl Reader {
+    fn drain(
+        &mut self,
+        ring: &mut RingBuf<MapData>,
+        kinds: &mut FdKinds,
+        sink: &mut dyn CallSink,
+    ) -> anyhow::Result<()> {
         while let Some(item) = ring.next() {
             match decode::decode(&item) {
-                Ok(Record::Call(rec)) => self
-                    .calls
-                    .push(TracedCall::new(rec, |pid, fd| kinds.resolve(pid, fd))),
+                Ok(Record::Call(rec)) => {
+                    self.calls += 1;
+                    sink.call(&TracedCall::new(rec, |pid, fd| kinds.resolve(pid, fd)))?;
+                }
                 Ok(other) => self.events.push(other),
                 Err(_) => self.undecodable += 1,
             }
         }
+        Ok(())
     }
 }
 

@@ -4,9 +4,10 @@
 pub mod blocking;
 pub mod clock;
 pub mod files;
+pub mod flood;
 pub mod net;
 pub mod splice;
 pub mod truth;
 
 /// Names of the workloads, as the `workloads` binary and `cargo xtask profile` take them.
-pub const NAMES: &[&str] = &["blocking", "splice"];
+pub const NAMES: &[&str] = &["blocking", "splice", "flood"];

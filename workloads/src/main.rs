@@ -2,7 +2,7 @@
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
-use workloads::{blocking, splice, truth::Truth};
+use workloads::{blocking, flood, splice, truth::Truth};
 
 /// Bundled I/O workloads, each with its own ground truth.
 #[derive(Debug, Parser)]
@@ -50,6 +50,21 @@ enum Workload {
     Blocking(PacedArgs),
     /// Zero copy with splice: file → pipe → socket, receiver reads with recvfrom.
     Splice(FileArgs),
+    /// Flood: small recvfrom calls as fast as the machine allows, for a set time (soak runs).
+    Flood(FloodArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct FloodArgs {
+    /// How long to send.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Bytes asked for by each receive call (e.g. 256, 4KiB).
+    #[arg(long, default_value = "256", value_parser = parse_size)]
+    size: u64,
+    /// Write what the workload did as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    truth: Option<PathBuf>,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -73,6 +88,13 @@ fn main() -> ExitCode {
             splice::run(&splice::FileTransfer {
                 file: a.file,
                 size: a.size,
+            }),
+            a.truth,
+        ),
+        Workload::Flood(a) => (
+            flood::run(flood::Flood {
+                duration: a.duration,
+                size: a.size as usize,
             }),
             a.truth,
         ),

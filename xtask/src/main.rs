@@ -1,6 +1,7 @@
 //! Project tasks: installs the eBPF toolchain where it is missing, builds, runs workloads
 //! under the profiler, and runs every test. Orchestration only.
 mod setup;
+mod soak;
 
 use std::{
     path::{Path, PathBuf},
@@ -16,7 +17,8 @@ EXAMPLES:
   cargo xtask profile blocking --interval 5ms --count 200 --csv out.csv
   cargo xtask profile --pid 1234 -d 10s                    trace a running process
   cargo xtask profile -- curl -s localhost:8080            trace a command
-  cargo xtask test                                         host and root tests";
+  cargo xtask test                                         host and root tests
+  cargo xtask soak --minutes 10                            trace a flood for 10 minutes, report memory and records";
 
 /// Tasks of the I/O profiler project.
 #[derive(Debug, Parser)]
@@ -45,6 +47,9 @@ enum Task {
     },
     /// Set up, build, and run every test: host tests, then the root tests that load the probes.
     Test,
+    /// Build, then trace the flood workload for a long time: the profiler's memory at start and
+    /// end, records sent, seen and lost.
+    Soak(soak::Args),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +61,7 @@ fn main() -> ExitCode {
             .map(|_| ExitCode::SUCCESS),
         Task::Profile { args } => profile(&args),
         Task::Test => test(),
+        Task::Soak(args) => soak_task(&args),
     };
     match result {
         Ok(code) => code,
@@ -206,6 +212,37 @@ fn profile(args: &[String]) -> anyhow::Result<ExitCode> {
     ))
 }
 
+fn soak_task(args: &soak::Args) -> anyhow::Result<ExitCode> {
+    let bins = match args.bin_dir() {
+        Some(d) => d.to_path_buf(),
+        None => {
+            let env = setup::ensure()?;
+            build_release(&env)?;
+            workspace().join("target/release")
+        }
+    };
+    soak::run(args, &bins, &workspace().join("target/soak"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Names of the root test files (`profiler/tests/root*.rs`), each run as `--test NAME`.
+fn root_test_files() -> anyhow::Result<Vec<String>> {
+    let dir = workspace().join("profiler/tests");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".rs")
+                .filter(|n| n.starts_with("root"))
+                .map(str::to_string)
+        })
+        .collect();
+    names.sort();
+    anyhow::ensure!(!names.is_empty(), "no root test files in {}", dir.display());
+    Ok(names)
+}
+
 fn test() -> anyhow::Result<ExitCode> {
     let env = setup::ensure()?;
     anyhow::ensure!(
@@ -222,17 +259,11 @@ fn test() -> anyhow::Result<ExitCode> {
     run(c)?;
     eprintln!("xtask: root tests (real probes, one at a time)");
     let mut c = cargo(&env);
-    c.args([
-        "test",
-        "-p",
-        "profiler",
-        "--features",
-        "root-tests",
-        "--test",
-        "root",
-        "--",
-        "--test-threads=1",
-    ]);
+    c.args(["test", "-p", "profiler", "--features", "root-tests"]);
+    for name in root_test_files()? {
+        c.args(["--test", &name]);
+    }
+    c.args(["--", "--test-threads=1"]);
     run(c)?;
     Ok(ExitCode::SUCCESS)
 }
