@@ -174,7 +174,7 @@ pub fn run(
     let mut failed = None;
     let end = loop {
         wait_readable(&events, Duration::from_millis(100));
-        if let Err(e) = reader.drain(&mut events, &mut kinds, sink) {
+        if let Err(e) = reader.drain(&mut events, &mut kinds, sink, DRAIN_BUDGET) {
             failed = Some(e);
             break EndReason::Interrupted;
         }
@@ -194,9 +194,12 @@ pub fn run(
         }
     };
     let wall = started.elapsed();
-    // Records of calls that ended just before the end are in the buffer now.
+    // Records of calls that ended just before the end are in the buffer now: read as many as
+    // the buffer can hold, not more, so that a target that goes on calling cannot hold the
+    // run open.
     if failed.is_none() {
-        failed = reader.drain(&mut events, &mut kinds, sink).err();
+        let held = (opts.load.ringbuf_bytes as u64 / MIN_RECORD_BYTES).max(1);
+        failed = reader.drain(&mut events, &mut kinds, sink, held).err();
     }
     if let Some(c) = child.as_mut() {
         finish_child(c, end);
@@ -244,6 +247,14 @@ fn wait_readable(events: &RingBuf<MapData>, timeout: Duration) {
     unsafe { libc::poll(fds.as_mut_ptr(), 1, timeout.as_millis() as libc::c_int) };
 }
 
+/// Records read at most between two looks at the run's end conditions: a target that calls
+/// faster than the profiler reads must not keep it from seeing Ctrl-C or its duration.
+const DRAIN_BUDGET: u64 = 1 << 16;
+
+/// The smallest space a record takes in the ring buffer (its 8-byte header, the smallest
+/// record), to bound the records the buffer can hold.
+const MIN_RECORD_BYTES: u64 = 8 + size_of::<probe_common::CopyRecord>() as u64;
+
 /// Reads the ring buffer: calls go to the sink, other records are kept.
 #[derive(Default)]
 struct Reader {
@@ -258,8 +269,12 @@ impl Reader {
         ring: &mut RingBuf<MapData>,
         kinds: &mut FdKinds,
         sink: &mut dyn CallSink,
+        budget: u64,
     ) -> anyhow::Result<()> {
-        while let Some(item) = ring.next() {
+        for _ in 0..budget {
+            let Some(item) = ring.next() else {
+                break;
+            };
             match decode::decode(&item) {
                 Ok(Record::Call(rec)) => {
                     self.calls += 1;

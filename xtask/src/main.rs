@@ -213,6 +213,8 @@ fn profile(args: &[String]) -> anyhow::Result<ExitCode> {
 }
 
 fn soak_task(args: &soak::Args) -> anyhow::Result<ExitCode> {
+    // Checked before anything is built.
+    args.secs()?;
     let bins = match args.bin_dir() {
         Some(d) => d.to_path_buf(),
         None => {

@@ -40,6 +40,16 @@ pub struct Args {
 }
 
 impl Args {
+    /// The soak's length in seconds; fails when it is too short to measure.
+    pub fn secs(&self) -> anyhow::Result<u64> {
+        let secs = self.minutes * 60 + self.seconds;
+        anyhow::ensure!(
+            secs >= 3,
+            "give the soak's length with --minutes N or --seconds N (at least 3 seconds)"
+        );
+        Ok(secs)
+    }
+
     /// The folder of prebuilt binaries, when given.
     pub fn bin_dir(&self) -> Option<&Path> {
         self.bin_dir.as_deref()
@@ -159,11 +169,7 @@ fn csv_rows(path: &Path) -> anyhow::Result<u64> {
 
 /// Runs the soak; returns its report, or fails with every problem found.
 pub fn run(args: &Args, bins: &Path, out: &Path) -> anyhow::Result<Report> {
-    let secs = args.minutes * 60 + args.seconds;
-    anyhow::ensure!(
-        secs >= 3,
-        "give the soak's length with --minutes N or --seconds N (at least 3 seconds)"
-    );
+    let secs = args.secs()?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let truth = out.join("soak-truth.json");
     let _ = std::fs::remove_file(&truth);

@@ -1,0 +1,277 @@
+//! Root tests of faults: the target killed mid-trace, the profiler stopped by SIGINT or SIGTERM
+//! or killed by SIGKILL, and two profilers at once. Built only with the `root-tests` feature.
+#![cfg(feature = "root-tests")]
+
+mod common;
+
+use std::{
+    collections::BTreeSet,
+    ffi::OsStr,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use common::*;
+use nix::sys::signal::Signal;
+use workloads::truth::Truth;
+
+/// Long enough that only a signal ends the flood within the test.
+const LONG: &str = "60s";
+
+fn os(s: &str) -> &OsStr {
+    OsStr::new(s)
+}
+
+#[test]
+fn target_killed_mid_trace_ends_the_run_with_its_summary() {
+    assert_root();
+    let dir = scratch("target-killed");
+    let csv = dir.join("calls.csv");
+    // A process the profiler did not start, traced by pid.
+    let mut target = Command::new(workloads_bin())
+        .args(["flood", "--duration", LONG])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the flood");
+    let pid = target.id();
+    let pid_arg = pid.to_string();
+    let prof = Running::start(&[os("--csv"), csv.as_os_str(), os("-p"), os(&pid_arg)]);
+    assert_eq!(prof.target, pid);
+    std::thread::sleep(Duration::from_secs(1));
+    target.kill().expect("SIGKILL the target");
+    let _ = target.wait();
+    let done = prof.wait(Duration::from_secs(20));
+    assert!(
+        done.status.success(),
+        "exit {:?}: {}",
+        done.status,
+        done.stderr
+    );
+    let calls = summary_calls(&done.stdout);
+    assert!(done.stdout.contains("recvfrom socket:"), "{}", done.stdout);
+    let rows = read_complete_csv(&csv);
+    assert!(calls > 1000, "only {calls} calls in a second of flood");
+    assert_eq!(rows.len() as u64, calls, "CSV rows vs calls in the summary");
+    assert!(rows.iter().all(|r| r.pid == pid));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn launched_command_killed_mid_trace_is_reported_with_its_signal() {
+    assert_root();
+    let dir = scratch("command-killed");
+    let csv = dir.join("calls.csv");
+    let wl = workloads_bin();
+    let prof = Running::start(&[
+        os("--csv"),
+        csv.as_os_str(),
+        os("--"),
+        wl.as_os_str(),
+        os("flood"),
+        os("--duration"),
+        os(LONG),
+    ]);
+    std::thread::sleep(Duration::from_secs(1));
+    signal(prof.target, Signal::SIGKILL);
+    let done = prof.wait(Duration::from_secs(20));
+    // The profiler mirrors the command's end: 128 + SIGKILL.
+    assert_eq!(done.status.code(), Some(137), "{}", done.stderr);
+    assert!(
+        done.stdout.contains("command killed by signal 9"),
+        "{}",
+        done.stdout
+    );
+    let rows = read_complete_csv(&csv);
+    assert_eq!(rows.len() as u64, summary_calls(&done.stdout));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn sigint_and_sigterm_leave_every_output_complete() {
+    assert_root();
+    let wl = workloads_bin();
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        let dir = scratch(&format!("stop-{sig}"));
+        let csv = dir.join("calls.csv");
+        let prof = Running::start(&[
+            os("--csv"),
+            csv.as_os_str(),
+            os("--"),
+            wl.as_os_str(),
+            os("flood"),
+            os("--duration"),
+            os(LONG),
+        ]);
+        let target = prof.target;
+        // Long enough for many chunks of rows to have been written already.
+        std::thread::sleep(Duration::from_millis(1500));
+        signal(prof.pid(), sig);
+        let done = prof.wait(Duration::from_secs(20));
+        assert!(
+            done.status.success(),
+            "{sig}: exit {:?}: {}",
+            done.status,
+            done.stderr
+        );
+        let calls = summary_calls(&done.stdout);
+        assert!(done.stdout.contains("recvfrom socket:"), "{}", done.stdout);
+        let rows = read_complete_csv(&csv);
+        assert!(calls > 1000, "{sig}: only {calls} calls");
+        assert_eq!(rows.len() as u64, calls, "{sig}: rows vs summary");
+        assert!(
+            done.stdout
+                .contains(&format!("wrote {calls} rows to {}", csv.display())),
+            "{}",
+            done.stdout
+        );
+        // The launched command was ended with the profiler.
+        assert!(!alive(target), "{sig}: the command outlived the profiler");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// Ids of the BPF programs and links a process holds, from its descriptors' fdinfo.
+fn bpf_ids(pid: u32) -> (BTreeSet<u32>, BTreeSet<u32>) {
+    let (mut progs, mut links) = (BTreeSet::new(), BTreeSet::new());
+    for e in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).expect("fdinfo") {
+        let Ok(text) = std::fs::read_to_string(e.expect("entry").path()) else {
+            continue;
+        };
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse::<u32>().ok())
+        };
+        if let Some(id) = field("link_id:") {
+            links.insert(id);
+        } else if let Some(id) = field("prog_id:") {
+            progs.insert(id);
+        }
+    }
+    (progs, links)
+}
+
+/// Ids of every BPF program and link loaded in the kernel.
+fn kernel_ids() -> (BTreeSet<u32>, BTreeSet<u32>) {
+    let progs = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .map(|p| p.id())
+        .collect();
+    let links = aya::programs::loaded_links()
+        .filter_map(Result::ok)
+        .map(|l| l.id())
+        .collect();
+    (progs, links)
+}
+
+#[test]
+fn sigkill_of_the_profiler_leaves_nothing_attached() {
+    assert_root();
+    let wl = workloads_bin();
+    let prof = Running::start(&[
+        os("--"),
+        wl.as_os_str(),
+        os("flood"),
+        os("--duration"),
+        os(LONG),
+    ]);
+    let mut prof = prof;
+    let target = prof.target;
+    let (progs, links) = bpf_ids(prof.pid());
+    // Call entry and exit, scheduler, fork, socket copy and signal programs at least.
+    assert!(progs.len() >= 6, "programs held: {progs:?}");
+    assert!(!links.is_empty(), "no links held");
+    let (kprogs, klinks) = kernel_ids();
+    assert!(progs.is_subset(&kprogs), "the kernel's list misses ours");
+    assert!(
+        links.is_subset(&klinks),
+        "the kernel's list misses our links"
+    );
+
+    signal(prof.pid(), Signal::SIGKILL);
+    let status = prof.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), None, "killed by a signal");
+    // The kernel frees programs once their last reference is gone, shortly after.
+    let mut left = (progs.clone(), links.clone());
+    for _ in 0..100 {
+        let (kp, kl) = kernel_ids();
+        left = (
+            progs.intersection(&kp).copied().collect(),
+            links.intersection(&kl).copied().collect(),
+        );
+        if left.0.is_empty() && left.1.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The traced program was not harmed: it still runs, untraced.
+    let target_alive = alive(target);
+    signal(target, Signal::SIGKILL);
+    let _ = prof.wait(Duration::from_secs(10));
+    assert!(
+        left.0.is_empty(),
+        "programs still loaded after SIGKILL: {:?}",
+        left.0
+    );
+    assert!(
+        left.1.is_empty(),
+        "links still attached after SIGKILL: {:?}",
+        left.1
+    );
+    assert!(target_alive, "the traced program died with the profiler");
+}
+
+#[test]
+fn two_profilers_at_once_each_see_only_their_own_target() {
+    assert_root();
+    let dir = scratch("two");
+    let wl = workloads_bin();
+    let run = |name: &str, interval: &str, size: &str, count: &str| {
+        let csv = dir.join(format!("{name}.csv"));
+        let truth = dir.join(format!("{name}.json"));
+        let child = Command::new(profiler_bin())
+            .arg("--csv")
+            .arg(&csv)
+            .arg("--")
+            .arg(&wl)
+            .args([
+                "blocking",
+                "--interval",
+                interval,
+                "--size",
+                size,
+                "--count",
+                count,
+            ])
+            .arg("--truth")
+            .arg(&truth)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start a profiler");
+        (child, csv, truth)
+    };
+    let a = run("a", "2ms", "1000", "150");
+    let b = run("b", "3ms", "3000", "100");
+    for (child, csv, truth) in [a, b] {
+        let out = child.wait_with_output().expect("wait");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let truth = Truth::read(&truth).expect("truth");
+        let rows = read_complete_csv(&csv);
+        let foreign: Vec<_> = rows.iter().filter(|r| r.pid != truth.pid).collect();
+        assert!(
+            foreign.is_empty(),
+            "rows of another process: {:?}",
+            &foreign[..foreign.len().min(3)]
+        );
+        let recv: Vec<_> = rows.iter().filter(|r| r.call == "recvfrom").collect();
+        assert_eq!(recv.len(), truth.calls_named("recvfrom").count());
+        assert_eq!(recv.iter().map(|r| r.bytes).sum::<u64>(), truth.bytes);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
