@@ -63,11 +63,11 @@ pub struct Report {
     pub seconds: u64,
     /// The profiler's resident memory once tracing had settled, KiB.
     pub rss_start_kib: u64,
-    /// Its resident memory at the last sample before it ended, KiB.
+    /// Its resident memory at the last sample while the workload ran, KiB.
     pub rss_end_kib: u64,
     /// The largest resident memory sampled, KiB.
     pub rss_max_kib: u64,
-    /// Memory samples taken (one a second).
+    /// Memory samples taken while the workload ran (one a second).
     pub samples: u64,
     /// Call records the profiler read.
     pub calls_seen: u64,
@@ -136,7 +136,7 @@ fn rss_kib(pid: u32) -> Option<u64> {
 /// `N calls in Xs; records sent S, lost L[, undecodable U]` and
 /// `other events: A signal events, B copies outside traced calls`.
 pub fn parse_summary(stdout: &str) -> Option<(u64, u64, u64, u64, u64)> {
-    let num = |s: &str| s.trim().split_whitespace().next()?.parse::<u64>().ok();
+    let num = |s: &str| s.split_whitespace().next()?.parse::<u64>().ok();
     let line = stdout
         .lines()
         .find(|l| l.contains(" calls in ") && l.contains("records sent"))?;
@@ -147,7 +147,7 @@ pub fn parse_summary(stdout: &str) -> Option<(u64, u64, u64, u64, u64)> {
     let events = stdout
         .lines()
         .find_map(|l| l.strip_prefix("other events: "))
-        .map(|l| l.split(", ").filter_map(|part| num(part)).sum::<u64>())
+        .map(|l| l.split(", ").filter_map(num).sum::<u64>())
         .unwrap_or(0);
     Some((calls, sent, lost, undecodable, events))
 }
@@ -219,12 +219,15 @@ pub fn run(args: &Args, bins: &Path, out: &Path) -> anyhow::Result<Report> {
     };
     let attached = started.recv_timeout(Duration::from_secs(60)).is_ok();
     if attached {
+        let traced_at = Instant::now();
         // Let the ring buffer and the tables fill once before the first sample.
         std::thread::sleep(Duration::from_secs(2).min(Duration::from_secs(secs) / 4));
         let t0 = Instant::now();
         let mut next_note = 30;
         while child.try_wait()?.is_none() {
-            if let Some(kib) = rss_kib(pid) {
+            // Samples count while the workload runs; after it the profiler tears down.
+            let flooding = traced_at.elapsed() < Duration::from_secs(secs);
+            if let Some(kib) = rss_kib(pid).filter(|_| flooding) {
                 if report.samples == 0 {
                     report.rss_start_kib = kib;
                     eprintln!("soak: profiler pid {pid}, memory at start {kib} KiB");
