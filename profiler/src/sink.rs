@@ -106,7 +106,7 @@ impl<W: Write> CsvStream<W> {
     pub fn with_chunk(out: W, chunk: usize) -> Self {
         Self {
             out,
-            rows: csv::Writer::from_writer(Vec::with_capacity(chunk + 1024)),
+            rows: row_writer(chunk, true),
             chunk,
             written: 0,
         }
@@ -120,9 +120,7 @@ impl<W: Write> CsvStream<W> {
     /// Writes the gathered whole rows to the output in one call.
     fn write_out(&mut self) -> anyhow::Result<()> {
         // The header came with the first row; later rows need none.
-        let next = csv::WriterBuilder::new()
-            .has_headers(false)
-            .from_writer(Vec::with_capacity(self.chunk + 1024));
+        let next = row_writer(self.chunk, false);
         let buf = std::mem::replace(&mut self.rows, next)
             .into_inner()
             .map_err(|e| anyhow::anyhow!("failed to format a CSV row: {}", e.error()))?;
@@ -146,9 +144,8 @@ impl<W: Write> CallSink for CsvStream<W> {
             .serialize(CallRow::from(c))
             .context("failed to format a CSV row")?;
         self.written += 1;
-        // The csv writer keeps its own small buffer: flush it into the chunk, which then ends
-        // on a row's end.
-        self.rows.flush().context("failed to format a CSV row")?;
+        // The csv writer keeps a small buffer of its own; `write_out` flushes it after this
+        // whole row, so the chunk it writes ends on a row's end.
         if self.rows.get_ref().len() >= self.chunk {
             self.write_out()?;
         }
@@ -165,6 +162,14 @@ impl<W: Write> CallSink for CsvStream<W> {
         self.write_out()?;
         self.out.flush().context("failed to write CSV rows")
     }
+}
+
+/// A csv writer gathering rows in memory for a chunk of `chunk` bytes.
+fn row_writer(chunk: usize, headers: bool) -> csv::Writer<Vec<u8>> {
+    csv::WriterBuilder::new()
+        .has_headers(headers)
+        .buffer_capacity(chunk.clamp(64, 8 << 10))
+        .from_writer(Vec::with_capacity(chunk + (8 << 10)))
 }
 
 /// The CSV header line, as the csv writer makes it for [`CallRow`].
