@@ -13,6 +13,7 @@ use std::{
 
 use common::*;
 use nix::sys::signal::Signal;
+use profiler::export::CallRow;
 use workloads::truth::Truth;
 
 /// Long enough that only a signal ends the flood within the test.
@@ -20,6 +21,30 @@ const LONG: &str = "60s";
 
 fn os(s: &str) -> &OsStr {
     OsStr::new(s)
+}
+
+/// A traced flood ended well: exit 0, the stage table and summary printed, and a complete CSV
+/// with one row per call counted. Returns the rows.
+fn check_flood_run(what: &str, done: &Finished, csv: &std::path::Path) -> Vec<CallRow> {
+    assert!(
+        done.status.success(),
+        "{what}: exit {:?}: {}",
+        done.status,
+        done.stderr
+    );
+    let calls = summary_calls(&done.stdout);
+    assert!(done.stdout.contains("recvfrom socket:"), "{}", done.stdout);
+    let rows = read_complete_csv(csv);
+    assert!(
+        calls > 1000,
+        "{what}: only {calls} calls in a second of flood"
+    );
+    assert_eq!(
+        rows.len() as u64,
+        calls,
+        "{what}: CSV rows vs calls in the summary"
+    );
+    rows
 }
 
 #[test]
@@ -42,17 +67,7 @@ fn target_killed_mid_trace_ends_the_run_with_its_summary() {
     target.kill().expect("SIGKILL the target");
     let _ = target.wait();
     let done = prof.wait(Duration::from_secs(20));
-    assert!(
-        done.status.success(),
-        "exit {:?}: {}",
-        done.status,
-        done.stderr
-    );
-    let calls = summary_calls(&done.stdout);
-    assert!(done.stdout.contains("recvfrom socket:"), "{}", done.stdout);
-    let rows = read_complete_csv(&csv);
-    assert!(calls > 1000, "only {calls} calls in a second of flood");
-    assert_eq!(rows.len() as u64, calls, "CSV rows vs calls in the summary");
+    let rows = check_flood_run("target killed", &done, &csv);
     assert!(rows.iter().all(|r| r.pid == pid));
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -108,17 +123,7 @@ fn sigint_and_sigterm_leave_every_output_complete() {
         std::thread::sleep(Duration::from_millis(1500));
         signal(prof.pid(), sig);
         let done = prof.wait(Duration::from_secs(20));
-        assert!(
-            done.status.success(),
-            "{sig}: exit {:?}: {}",
-            done.status,
-            done.stderr
-        );
-        let calls = summary_calls(&done.stdout);
-        assert!(done.stdout.contains("recvfrom socket:"), "{}", done.stdout);
-        let rows = read_complete_csv(&csv);
-        assert!(calls > 1000, "{sig}: only {calls} calls");
-        assert_eq!(rows.len() as u64, calls, "{sig}: rows vs summary");
+        let calls = check_flood_run(&sig.to_string(), &done, &csv).len();
         assert!(
             done.stdout
                 .contains(&format!("wrote {calls} rows to {}", csv.display())),
