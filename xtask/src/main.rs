@@ -261,7 +261,14 @@ fn test() -> anyhow::Result<ExitCode> {
     run(c)?;
     eprintln!("xtask: root tests (real probes, one at a time)");
     let mut c = cargo(&env);
-    c.args(["test", "-p", "profiler", "--features", "root-tests"]);
+    c.args([
+        "test",
+        "-p",
+        "profiler",
+        "--features",
+        "root-tests",
+        "--no-fail-fast",
+    ]);
     for name in root_test_files()? {
         c.args(["--test", &name]);
     }
