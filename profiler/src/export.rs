@@ -95,7 +95,7 @@ pub fn create(path: &Path) -> anyhow::Result<File> {
 /// Writes the calls as CSV, one row each, with a header.
 pub fn write_csv<W: Write>(out: W, calls: &[TracedCall]) -> anyhow::Result<()> {
     use crate::sink::CallSink as _;
-    let mut w = crate::sink::CsvStream::new(out);
+    let mut w = crate::sink::CsvStream::new(out)?;
     for c in calls {
         w.call(c)?;
     }

@@ -90,7 +90,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let csv_file = cli.csv.as_deref().map(session::check_output).transpose()?;
     // Rows are written as calls arrive; the table is built from bounded statistics.
     let mut stats = CallStats::default();
-    let mut csv = csv_file.map(CsvStream::new);
+    let mut csv = csv_file.map(CsvStream::new).transpose()?;
 
     let opts = RunOptions {
         target: target.clone(),

@@ -86,9 +86,10 @@ impl CallSink for Fanout {
 /// Bytes of rows gathered before they are written.
 pub const CSV_CHUNK: usize = 64 << 10;
 
-/// The per-call CSV, streamed: a header, then one row per call. Rows are gathered in memory
-/// and handed to the file `CSV_CHUNK` bytes at a time in single writes that end on a row's
-/// end, so the file holds whole rows only, at every moment.
+/// The per-call CSV, streamed: the header at once, then one row per call. Rows are gathered in
+/// memory and handed to the file `CSV_CHUNK` bytes at a time in single writes that end on a
+/// row's end, so the file is valid CSV of whole rows at every moment, even if the profiler is
+/// killed.
 pub struct CsvStream<W: Write> {
     out: W,
     rows: csv::Writer<Vec<u8>>,
@@ -97,19 +98,22 @@ pub struct CsvStream<W: Write> {
 }
 
 impl<W: Write> CsvStream<W> {
-    /// A stream writing to `out`.
-    pub fn new(out: W) -> Self {
+    /// A stream writing to `out`; writes the header now.
+    pub fn new(out: W) -> anyhow::Result<Self> {
         Self::with_chunk(out, CSV_CHUNK)
     }
 
     /// As [`CsvStream::new`], writing whenever `chunk` bytes of rows are gathered.
-    pub fn with_chunk(out: W, chunk: usize) -> Self {
-        Self {
+    pub fn with_chunk(mut out: W, chunk: usize) -> anyhow::Result<Self> {
+        out.write_all(&header()?)
+            .and_then(|_| out.flush())
+            .context("failed to write the CSV header")?;
+        Ok(Self {
             out,
-            rows: row_writer(chunk, true),
+            rows: row_writer(chunk),
             chunk,
             written: 0,
-        }
+        })
     }
 
     /// Rows taken so far.
@@ -119,8 +123,7 @@ impl<W: Write> CsvStream<W> {
 
     /// Writes the gathered whole rows to the output in one call.
     fn write_out(&mut self) -> anyhow::Result<()> {
-        // The header came with the first row; later rows need none.
-        let next = row_writer(self.chunk, false);
+        let next = row_writer(self.chunk);
         let buf = std::mem::replace(&mut self.rows, next)
             .into_inner()
             .map_err(|e| anyhow::anyhow!("failed to format a CSV row: {}", e.error()))?;
@@ -153,21 +156,15 @@ impl<W: Write> CallSink for CsvStream<W> {
     }
 
     fn finish(&mut self) -> anyhow::Result<()> {
-        if self.written == 0 {
-            // A run with no call still gets the header, so the file reads back as CSV.
-            self.out
-                .write_all(&header()?)
-                .context("failed to write the CSV header")?;
-        }
         self.write_out()?;
         self.out.flush().context("failed to write CSV rows")
     }
 }
 
-/// A csv writer gathering rows in memory for a chunk of `chunk` bytes.
-fn row_writer(chunk: usize, headers: bool) -> csv::Writer<Vec<u8>> {
+/// A csv writer gathering rows (no header) in memory for a chunk of `chunk` bytes.
+fn row_writer(chunk: usize) -> csv::Writer<Vec<u8>> {
     csv::WriterBuilder::new()
-        .has_headers(headers)
+        .has_headers(false)
         .buffer_capacity(chunk.clamp(64, 8 << 10))
         .from_writer(Vec::with_capacity(chunk + (8 << 10)))
 }
@@ -260,7 +257,7 @@ mod tests {
 
     #[test]
     fn every_write_ends_on_a_whole_row() {
-        let mut s = CsvStream::with_chunk(Writes::default(), 300);
+        let mut s = CsvStream::with_chunk(Writes::default(), 300).expect("header");
         for c in &calls(50) {
             s.call(c).expect("row");
         }
@@ -282,7 +279,7 @@ mod tests {
 
     #[test]
     fn an_empty_run_still_has_the_header() {
-        let mut s = CsvStream::new(Vec::new());
+        let mut s = CsvStream::new(Vec::new()).expect("header");
         s.finish().expect("finish");
         let text = String::from_utf8(s.into_inner()).expect("utf8");
         assert!(text.starts_with("pid,tid,call,fd,"), "{text}");

@@ -125,7 +125,7 @@ proptest! {
                 })
             })
             .collect();
-        let mut s = CsvStream::with_chunk(Writes::default(), chunk);
+        let mut s = CsvStream::with_chunk(Writes::default(), chunk).expect("header");
         for c in &calls {
             s.call(c).expect("row");
         }

@@ -224,7 +224,11 @@ fn kernel_ids() -> (BTreeSet<u32>, BTreeSet<u32>) {
 fn sigkill_of_the_profiler_leaves_nothing_attached() {
     assert_root();
     let wl = workloads_bin();
+    let dir = scratch("sigkill");
+    let csv = dir.join("calls.csv");
     let prof = Running::start(&[
+        os("--csv"),
+        csv.as_os_str(),
         os("--"),
         wl.as_os_str(),
         os("flood"),
@@ -233,6 +237,8 @@ fn sigkill_of_the_profiler_leaves_nothing_attached() {
     ]);
     let mut prof = prof;
     let target = prof.target;
+    // Let some chunks of rows reach the CSV first.
+    std::thread::sleep(Duration::from_secs(1));
     let (progs, links) = bpf_ids(prof.pid());
     // Call entry and exit, scheduler, fork, socket copy and signal programs at least.
     assert!(progs.len() >= 6, "programs held: {progs:?}");
@@ -274,6 +280,11 @@ fn sigkill_of_the_profiler_leaves_nothing_attached() {
         holders(&left.0)
     );
     assert!(target_alive, "the traced program died with the profiler");
+    // Even killed, the profiler left a valid CSV: the header and whole rows.
+    let rows = read_complete_csv(&csv);
+    assert!(!rows.is_empty(), "no row reached the CSV in a second");
+    assert!(rows.iter().all(|r| r.pid == target));
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
