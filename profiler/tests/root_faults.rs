@@ -123,7 +123,7 @@ fn sigint_and_sigterm_leave_every_output_complete() {
         std::thread::sleep(Duration::from_millis(1500));
         signal(prof.pid(), sig);
         let done = prof.wait(Duration::from_secs(20));
-        let calls = check_flood_run(&sig.to_string(), &done, &csv).len();
+        let calls = check_flood_run(sig.as_ref(), &done, &csv).len();
         assert!(
             done.stdout
                 .contains(&format!("wrote {calls} rows to {}", csv.display())),
