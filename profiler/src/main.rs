@@ -108,29 +108,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         ),
     };
     let verbose = cli.verbose;
-    let result = session::run(
-        &opts,
-        |hooks, pids| {
+    let result = session::run(&opts, &mut (&mut stats, &mut csv), |hooks, pids| {
+        eprintln!(
+            "Tracing {what} (pid {})… Ctrl-C to end.",
+            pids.iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        eprintln!("hooks:");
+        for h in hooks {
+            eprintln!("  {h}");
+        }
+        if verbose {
             eprintln!(
-                "Tracing {what} (pid {})… Ctrl-C to end.",
-                pids.iter()
-                    .map(u32::to_string)
-                    .collect::<Vec<_>>()
-                    .join(",")
+                "probe object loaded; ring buffer {} bytes",
+                opts.load.ringbuf_bytes
             );
-            eprintln!("hooks:");
-            for h in hooks {
-                eprintln!("  {h}");
-            }
-            if verbose {
-                eprintln!(
-                    "probe object loaded; ring buffer {} bytes",
-                    opts.load.ringbuf_bytes
-                );
-            }
-        },
-        &mut (&mut stats, &mut csv),
-    )?;
+        }
+    })?;
     csv.finish()?;
 
     let mut out = std::io::stdout().lock();

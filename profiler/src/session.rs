@@ -135,8 +135,8 @@ pub struct RunOptions {
 /// caller finishes the sink).
 pub fn run(
     opts: &RunOptions,
-    on_attached: impl FnOnce(&[Hook], &[u32]),
     sink: &mut dyn CallSink,
+    on_attached: impl FnOnce(&[Hook], &[u32]),
 ) -> anyhow::Result<RunResult> {
     if let Target::Pids(pids) = &opts.target {
         anyhow::ensure!(!pids.is_empty(), "no pid to trace");
