@@ -261,12 +261,14 @@ fn wait_readable(events: &RingBuf<MapData>, timeout: Duration) {
 const DRAIN_BUDGET: u64 = 1 << 16;
 
 /// Records read in one pass above which the reader pauses before the next instead of waiting
-/// to be woken: at high rates that saves a wake-up per few records.
-const BUSY_RECORDS: u64 = 64;
+/// to be woken: at rates where it falls behind, that saves a wake-up per few records. Kept
+/// high so that ordinary runs read records at once (descriptor kinds are looked up in /proc
+/// when a record is read, while the process still has the descriptor open).
+const BUSY_RECORDS: u64 = 1024;
 
 /// The pause between two passes while records pour in (the default ring buffer holds some
 /// 30,000 call records: far more than arrive in this time).
-const BATCH_PAUSE: Duration = Duration::from_millis(2);
+const BATCH_PAUSE: Duration = Duration::from_millis(1);
 
 /// The smallest space a record takes in the ring buffer (its 8-byte header, the smallest
 /// record), to bound the records the buffer can hold.
