@@ -58,16 +58,21 @@ impl FdKinds {
         if fd < 0 {
             return FdKind::Unknown;
         }
-        *self.known.entry((pid, fd)).or_insert_with(|| {
-            let link = Path::new("/proc")
-                .join(pid.to_string())
-                .join("fd")
-                .join(fd.to_string());
-            match fs::read_link(link) {
-                Ok(t) => FdKind::from_link(&t.to_string_lossy()),
-                Err(_) => FdKind::Unknown,
-            }
-        })
+        if let Some(&k) = self.known.get(&(pid, fd)) {
+            return k;
+        }
+        let link = Path::new("/proc")
+            .join(pid.to_string())
+            .join("fd")
+            .join(fd.to_string());
+        // A descriptor not open now is not remembered: its number may be opened again later
+        // (a file read at start-up, closed, then the number reused for the data file).
+        let Ok(target) = fs::read_link(link) else {
+            return FdKind::Unknown;
+        };
+        let kind = FdKind::from_link(&target.to_string_lossy());
+        self.known.insert((pid, fd), kind);
+        kind
     }
 
     /// The kind already known, without looking.
@@ -101,5 +106,21 @@ mod tests {
         assert_eq!(k.resolve(pid, f.as_raw_fd() as i64), FdKind::File);
         assert_eq!(k.get(pid, f.as_raw_fd() as i64), FdKind::File);
         assert_eq!(k.resolve(pid, -1), FdKind::Unknown);
+    }
+
+    #[test]
+    fn a_closed_descriptor_is_looked_up_again() {
+        use std::os::fd::AsRawFd;
+        // A number far above those the test harness uses.
+        const FD: i32 = 900;
+        let mut k = FdKinds::default();
+        let pid = std::process::id();
+        assert_eq!(k.resolve(pid, FD as i64), FdKind::Unknown);
+        let f = std::fs::File::open("/proc/self/status").expect("open");
+        // SAFETY: duplicates a descriptor this test owns onto a number nothing else uses.
+        assert_eq!(unsafe { libc::dup2(f.as_raw_fd(), FD) }, FD);
+        assert_eq!(k.resolve(pid, FD as i64), FdKind::File);
+        // SAFETY: closes the duplicate made above.
+        unsafe { libc::close(FD) };
     }
 }

@@ -88,8 +88,8 @@ pub const CSV_CHUNK: usize = 64 << 10;
 
 /// The per-call CSV, streamed: the header at once, then one row per call. Rows are gathered in
 /// memory and handed to the file `CSV_CHUNK` bytes at a time in single writes that end on a
-/// row's end, so the file is valid CSV of whole rows at every moment, even if the profiler is
-/// killed.
+/// row's end, so the file holds the header and whole rows between writes (a SIGKILL landing
+/// during a write may cut that write short: the kernel stops between pages).
 pub struct CsvStream<W: Write> {
     out: W,
     rows: csv::Writer<Vec<u8>>,

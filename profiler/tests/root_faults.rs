@@ -280,8 +280,9 @@ fn sigkill_of_the_profiler_leaves_nothing_attached() {
         holders(&left.0)
     );
     assert!(target_alive, "the traced program died with the profiler");
-    // Even killed, the profiler left a valid CSV: the header and whole rows.
-    let rows = read_complete_csv(&csv);
+    // Even killed, the profiler left the header and whole rows, but for a last write the
+    // kernel may cut short when SIGKILL lands during it.
+    let rows = read_killed_csv(&csv);
     assert!(!rows.is_empty(), "no row reached the CSV in a second");
     assert!(rows.iter().all(|r| r.pid == target));
     let _ = std::fs::remove_dir_all(dir);

@@ -188,6 +188,24 @@ pub fn read_complete_csv(path: &Path) -> Vec<CallRow> {
         "{} does not end on a whole row",
         path.display()
     );
+    read_rows(bytes)
+}
+
+/// Reads the CSV of a profiler killed with SIGKILL: the kernel may have cut its last write
+/// short, so the text after the last line end is at most a prefix of a row; every line before
+/// it reads back whole.
+pub fn read_killed_csv(path: &Path) -> Vec<CallRow> {
+    let mut bytes = std::fs::read(path).expect("read the CSV");
+    let end = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let tail = bytes.split_off(end);
+    assert!(
+        tail.len() < 512 && !tail.contains(&b'\n'),
+        "more than a cut row after the last line end"
+    );
+    read_rows(bytes)
+}
+
+fn read_rows(bytes: Vec<u8>) -> Vec<CallRow> {
     let text = String::from_utf8(bytes).expect("utf-8 CSV");
     assert!(text.starts_with("pid,tid,call,fd,"), "no header");
     let rows: Vec<CallRow> = csv::Reader::from_reader(text.as_bytes())
