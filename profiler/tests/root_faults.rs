@@ -23,6 +23,20 @@ fn os(s: &str) -> &OsStr {
     OsStr::new(s)
 }
 
+/// Starts the flood under the profiler, writing its CSV to `csv`.
+fn flood_under_profiler(csv: &std::path::Path) -> Running {
+    let wl = workloads_bin();
+    Running::start(&[
+        os("--csv"),
+        csv.as_os_str(),
+        os("--"),
+        wl.as_os_str(),
+        os("flood"),
+        os("--duration"),
+        os(LONG),
+    ])
+}
+
 /// A traced flood ended well: exit 0, the stage table and summary printed, and a complete CSV
 /// with one row per call counted. Returns the rows.
 fn check_flood_run(what: &str, done: &Finished, csv: &std::path::Path) -> Vec<CallRow> {
@@ -77,16 +91,7 @@ fn launched_command_killed_mid_trace_is_reported_with_its_signal() {
     assert_root();
     let dir = scratch("command-killed");
     let csv = dir.join("calls.csv");
-    let wl = workloads_bin();
-    let prof = Running::start(&[
-        os("--csv"),
-        csv.as_os_str(),
-        os("--"),
-        wl.as_os_str(),
-        os("flood"),
-        os("--duration"),
-        os(LONG),
-    ]);
+    let prof = flood_under_profiler(&csv);
     std::thread::sleep(Duration::from_secs(1));
     signal(prof.target, Signal::SIGKILL);
     let done = prof.wait(Duration::from_secs(20));
@@ -105,19 +110,10 @@ fn launched_command_killed_mid_trace_is_reported_with_its_signal() {
 #[test]
 fn sigint_and_sigterm_leave_every_output_complete() {
     assert_root();
-    let wl = workloads_bin();
     for sig in [Signal::SIGINT, Signal::SIGTERM] {
         let dir = scratch(&format!("stop-{sig}"));
         let csv = dir.join("calls.csv");
-        let prof = Running::start(&[
-            os("--csv"),
-            csv.as_os_str(),
-            os("--"),
-            wl.as_os_str(),
-            os("flood"),
-            os("--duration"),
-            os(LONG),
-        ]);
+        let prof = flood_under_profiler(&csv);
         let target = prof.target;
         // Long enough for many chunks of rows to have been written already.
         std::thread::sleep(Duration::from_millis(1500));
@@ -223,19 +219,9 @@ fn kernel_ids() -> (BTreeSet<u32>, BTreeSet<u32>) {
 #[test]
 fn sigkill_of_the_profiler_leaves_nothing_attached() {
     assert_root();
-    let wl = workloads_bin();
     let dir = scratch("sigkill");
     let csv = dir.join("calls.csv");
-    let prof = Running::start(&[
-        os("--csv"),
-        csv.as_os_str(),
-        os("--"),
-        wl.as_os_str(),
-        os("flood"),
-        os("--duration"),
-        os(LONG),
-    ]);
-    let mut prof = prof;
+    let mut prof = flood_under_profiler(&csv);
     let target = prof.target;
     // Let some chunks of rows reach the CSV first.
     std::thread::sleep(Duration::from_secs(1));
