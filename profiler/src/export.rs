@@ -9,7 +9,6 @@ pub mod trace;
 
 use std::{fs::File, io::Write, path::Path};
 
-use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
 use crate::traced::TracedCall;
@@ -144,12 +143,17 @@ pub fn rows(calls: &[TracedCall]) -> Vec<CallRow> {
 
 /// Opens an output file for writing, so that an unwritable path fails before probes attach.
 pub fn create(path: &Path) -> anyhow::Result<File> {
-    File::create(path).with_context(|| format!("cannot write {}", path.display()))
+    crate::sink::create_output(path)
 }
 
 /// Writes the calls as CSV, one row each, with a header.
 pub fn write_csv<W: Write>(out: W, calls: &[TracedCall]) -> anyhow::Result<()> {
-    write_rows_csv(out, &rows(calls))
+    use crate::sink::CallSink as _;
+    let mut w = crate::sink::CsvStream::new(out)?;
+    for c in calls {
+        w.call(c)?;
+    }
+    w.finish()
 }
 
 /// Writes rows as CSV with a header.

@@ -153,20 +153,20 @@ impl FdKinds {
         if fd < 0 {
             return FdKind::Unknown;
         }
-        if let Some(k) = self.known.get(&(pid, fd)) {
-            return *k;
+        if let Some(&k) = self.known.get(&(pid, fd)) {
+            return k;
         }
         let link = Path::new("/proc")
             .join(pid.to_string())
             .join("fd")
             .join(fd.to_string());
-        let kind = match fs::read_link(link) {
-            Ok(t) => FdKind::from_link(&t.to_string_lossy()),
-            Err(_) => FdKind::Unknown,
+        // A descriptor not open now is not remembered: its number may be opened again later
+        // (a file read at start-up, closed, then the number reused for the data file).
+        let Ok(target) = fs::read_link(link) else {
+            return FdKind::Unknown;
         };
-        if kind != FdKind::Unknown {
-            self.known.insert((pid, fd), kind);
-        }
+        let kind = FdKind::from_link(&target.to_string_lossy());
+        self.known.insert((pid, fd), kind);
         kind
     }
 
@@ -238,5 +238,21 @@ mod tests {
         assert_eq!(again, high);
         assert_eq!(k.resolve(pid, high as i64), FdKind::File);
         nix::unistd::close(again).expect("close");
+    }
+
+    #[test]
+    fn a_closed_descriptor_is_looked_up_again() {
+        use std::os::fd::AsRawFd;
+        // A number far above those the test harness uses.
+        const FD: i32 = 900;
+        let mut k = FdKinds::default();
+        let pid = std::process::id();
+        assert_eq!(k.resolve(pid, FD as i64), FdKind::Unknown);
+        let f = std::fs::File::open("/proc/self/status").expect("open");
+        // SAFETY: duplicates a descriptor this test owns onto a number nothing else uses.
+        assert_eq!(unsafe { libc::dup2(f.as_raw_fd(), FD) }, FD);
+        assert_eq!(k.resolve(pid, FD as i64), FdKind::File);
+        // SAFETY: closes the duplicate made above.
+        unsafe { libc::close(FD) };
     }
 }

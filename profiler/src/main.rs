@@ -5,13 +5,17 @@ use anyhow::Context as _;
 use clap::Parser;
 use profiler::{
     export::exports::{Exports, Format},
+    inputs,
     launch::Exit,
     loader::LoadOptions,
     models, movement,
     progress::Progress,
     report, selfcost,
     session::{self, EndReason, RunOptions, Target},
+    sink::{CallSink as _, CsvStream},
+    stats::CallStats,
     summary, syscalls,
+    traced::TracedCall,
 };
 
 const EXAMPLES: &str = "\
@@ -57,7 +61,7 @@ struct Cli {
     pid: Vec<u32>,
 
     /// End the run after this long (e.g. 500ms, 10s, 2m).
-    #[arg(short, long, value_parser = humantime::parse_duration)]
+    #[arg(short, long, value_parser = inputs::parse_duration)]
     duration: Option<Duration>,
 
     /// Calls to trace, comma-separated.
@@ -107,6 +111,12 @@ struct Cli {
     /// Draw the CPU samples as an SVG flame graph to FILE.
     #[arg(long, value_name = "FILE.svg")]
     flamegraph: Option<PathBuf>,
+
+    /// Keep no call in memory: CSV rows are written as calls arrive and the stage table comes
+    /// from streaming statistics, so memory stays flat however long the run; the analyses that
+    /// need every call (models, data movement, groups, other exports) are off.
+    #[arg(long)]
+    bounded: bool,
 
     /// Print loader details.
     #[arg(short, long)]
@@ -222,9 +232,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("profiler: note: {note}");
         }
     }
-    // Outputs are checked before anything is attached.
+    // Pids and outputs are checked before anything is attached.
+    inputs::check_pids(&cli.pid)?;
+    anyhow::ensure!(
+        !cli.bounded
+            || (cli.summary_csv.is_none()
+                && cli.json.is_none()
+                && cli.trace.is_none()
+                && cli.model_json.is_none()
+                && cli.movement_json.is_none()),
+        "--bounded keeps no call in memory: of the per-call outputs it writes only --csv"
+    );
+    // With --bounded the CSV rows are written as calls arrive; otherwise at the end, with the
+    // columns that need the whole run (model, message).
     let exports = Exports::open(&[
-        (Format::Csv, cli.csv.as_ref()),
+        (Format::Csv, cli.csv.as_ref().filter(|_| !cli.bounded)),
         (Format::SummaryCsv, cli.summary_csv.as_ref()),
         (Format::Json, cli.json.as_ref()),
         (Format::Trace, cli.trace.as_ref()),
@@ -252,6 +274,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(session::check_output)
         .transpose()?;
+    let csv_file = if cli.bounded {
+        cli.csv.as_deref().map(session::check_output).transpose()?
+    } else {
+        None
+    };
+    let mut csv = csv_file.map(CsvStream::new).transpose()?;
+    // The stage table comes from bounded statistics; analyses that need every call (models,
+    // data movement, groups, exports) read the kept calls.
+    let mut stats = CallStats::default();
+    let mut kept: Option<Vec<TracedCall>> = (!cli.bounded).then(Vec::new);
 
     let per_call_output = cli.csv.is_some()
         || cli.summary_csv.is_some()
@@ -290,28 +322,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let verbose = cli.verbose;
     // A traced command may write to the terminal too: the progress line is for `-p` runs.
     let mut progress = None;
-    let result = session::run(&opts, |hooks, pids| {
-        eprintln!(
-            "Tracing {what} (pid {})… Ctrl-C to end.",
-            pids.iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(",")
-        );
-        eprintln!("hooks:");
-        for h in hooks {
-            eprintln!("  {h}");
-        }
-        eprintln!("mode: {}", mode_name(opts.load.mode));
-        if verbose {
+    let result = session::run(
+        &opts,
+        &mut (&mut stats, (&mut csv, &mut kept)),
+        |hooks, pids| {
             eprintln!(
-                "probe object loaded; ring buffer {} bytes",
-                opts.load.ringbuf_bytes
+                "Tracing {what} (pid {})… Ctrl-C to end.",
+                pids.iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
             );
-        }
-        progress = Some(Progress::start(matches!(target, Target::Pids(_))));
-    })?;
+            eprintln!("hooks:");
+            for h in hooks {
+                eprintln!("  {h}");
+            }
+            eprintln!("mode: {}", mode_name(opts.load.mode));
+            if verbose {
+                eprintln!(
+                    "probe object loaded; ring buffer {} bytes",
+                    opts.load.ringbuf_bytes
+                );
+            }
+            progress = Some(Progress::start(matches!(target, Target::Pids(_))));
+        },
+    )?;
     drop(progress);
+    csv.finish()?;
+    let calls: &[TracedCall] = kept.as_deref().unwrap_or(&[]);
 
     // With an export on stdout, the report goes to stderr.
     let mut out: Box<dyn std::io::Write> = if exports.uses_stdout() {
@@ -322,13 +360,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let per_call = opts.load.mode & probe_common::mode::RECORDS != 0;
     let summed = opts.load.mode & probe_common::mode::AGGREGATE != 0;
     if per_call {
-        let _ = writeln!(out, "\n{}", report::stage_table(&result.calls));
-        let verdicts = profiler::infer::infer_run(&result.calls, &result.events);
-        let _ = write!(
-            out,
-            "{}",
-            profiler::groups::table(&result.calls, &verdicts, &result.names)
-        );
+        let _ = writeln!(out, "\n{}", report::stage_table_of(&stats));
+        if !cli.bounded {
+            let verdicts = profiler::infer::infer_run(calls, &result.events);
+            let _ = write!(
+                out,
+                "{}",
+                profiler::groups::table(calls, &verdicts, &result.names)
+            );
+        }
     }
     if summed {
         let _ = writeln!(
@@ -337,15 +377,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             summary::table(&result.summaries)
         );
     }
-    let calls = if per_call {
-        result.calls.len() as u64
+    let ncalls = if per_call {
+        result.calls
     } else {
         result.summaries.values().map(|s| s.calls).sum()
     };
     let _ = writeln!(
         out,
         "{} calls in {:.2}s; records sent {}, lost {}{}",
-        calls,
+        ncalls,
         result.wall.as_secs_f64(),
         result.sent,
         result.lost,
@@ -377,7 +417,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     });
     let moved = movement::summarize(
         &label,
-        &result.calls,
+        calls,
         &result.counters,
         result.wall.as_nanos() as u64,
         match result.end {
@@ -395,8 +435,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         })
         .collect();
     if !signals.is_empty() {
-        let t0 = result
-            .calls
+        let t0 = calls
             .iter()
             .map(|c| c.rec.start_ns)
             .chain(signals.iter().map(|s| s.time_ns))
@@ -427,7 +466,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             probe_common::MAX_SUMMARY_KEYS
         );
     }
-    let msgs = models::messages(&result.calls, &result.events);
+    if let (Some(s), Some(p)) = (&csv, &cli.csv) {
+        let _ = writeln!(out, "wrote {} rows to {}", s.rows(), p.display());
+    }
+    let msgs = models::messages(calls, &result.events);
     if !msgs.is_empty() {
         let _ = write!(out, "\n{}", models::report(&msgs));
     }
@@ -435,17 +477,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         serde_json::to_writer_pretty(f, &models::model_row(&msgs))
             .context("failed to write the model summary")?;
     }
-    profiler::sampling::report(&result.calls, &result.samples, sample_outputs, &mut out)?;
+    profiler::sampling::report(calls, &result.samples, sample_outputs, &mut out)?;
     let _ = write!(
         out,
         "{}",
         selfcost::report(result.lost, &result.usage, result.programs.as_deref())
     );
-    exports.write(
-        &models::rows(&result.calls, &msgs),
-        &result.events,
-        &mut out,
-    )?;
+    exports.write(&models::rows(calls, &msgs), &result.events, &mut out)?;
     Ok(match result.end {
         EndReason::CommandExited(Exit::Code(0)) => ExitCode::SUCCESS,
         EndReason::CommandExited(Exit::Code(c)) => {

@@ -1,10 +1,7 @@
 //! The terminal report: the stage table per call kind.
-use std::{collections::BTreeMap, fmt::Write as _};
+use std::fmt::Write as _;
 
-use crate::{
-    attribution::{self, Distribution},
-    traced::TracedCall,
-};
+use crate::{stats::CallStats, traced::TracedCall};
 
 /// Formats nanoseconds for people: `812ns`, `14.2µs`, `5.03ms`, `1.20s`.
 pub fn fmt_ns(ns: f64) -> String {
@@ -36,22 +33,22 @@ pub fn fmt_bytes(b: u64) -> String {
 
 /// The stage table: one block per call label, one row per stage.
 pub fn stage_table(calls: &[TracedCall]) -> String {
-    let mut groups: BTreeMap<String, Vec<&TracedCall>> = BTreeMap::new();
-    for c in calls {
-        groups.entry(c.label()).or_default().push(c);
-    }
+    stage_table_of(&calls.iter().collect())
+}
+
+/// The stage table from streaming statistics (bounded memory, for runs of any length).
+pub fn stage_table_of(stats: &CallStats) -> String {
+    let groups = stats.by_label();
     let mut out = String::new();
     if groups.is_empty() {
         out.push_str("no traced calls\n");
         return out;
     }
-    for (label, group) in groups {
-        let sum = attribution::summarize(group.iter().map(|c| (&c.rec, c.stages)));
-        let part =
-            |f: fn(&TracedCall) -> u64| Distribution::of(group.iter().map(|c| f(c)).collect());
-        let wait_blocked = part(|c| c.stages.wait_blocked_ns);
-        let wait_runq = part(|c| c.stages.wait_runq_ns);
-        let wait_cpu = part(|c| c.stages.wait_oncpu_ns());
+    for (label, st) in groups {
+        let sum = st.summary();
+        let wait_blocked = st.wait_blocked.distribution();
+        let wait_runq = st.wait_runq.distribution();
+        let wait_cpu = st.wait_oncpu.distribution();
         let _ = writeln!(
             out,
             "{label}: {} calls, {} ({} moved data, {} split at a copy marker)",

@@ -1,5 +1,5 @@
 //! One profiling run: attach, start or find the target, read records until the run ends
-//! (target gone, duration over, Ctrl-C or SIGTERM), then hand back everything collected.
+//! (target gone, duration over, Ctrl-C or SIGTERM), handing each call to a sink as it arrives.
 use std::{
     os::fd::AsRawFd,
     path::Path,
@@ -17,6 +17,7 @@ use crate::{
     launch::{Exit, Gated, Running},
     loader::{Hook, LoadOptions, Probes},
     sampling::SampleSet,
+    sink::CallSink,
     traced::TracedCall,
 };
 
@@ -42,10 +43,10 @@ pub enum EndReason {
     Interrupted,
 }
 
-/// Everything a run collected.
+/// What a run saw; its calls went to the sink as they arrived.
 pub struct RunResult {
-    /// Every call seen, in arrival order.
-    pub calls: Vec<TracedCall>,
+    /// Calls seen (each handed to the sink).
+    pub calls: u64,
     /// Other events (signals, copies outside calls), in arrival order.
     pub events: Vec<Record>,
     /// Hooks tried.
@@ -126,6 +127,7 @@ pub struct RunOptions {
 /// the target starts, with the hooks in use.
 pub fn run(
     opts: &RunOptions,
+    sink: &mut dyn CallSink,
     on_attached: impl FnOnce(&[Hook], &[u32]),
 ) -> anyhow::Result<RunResult> {
     if let Target::Pids(pids) = &opts.target {
@@ -171,17 +173,30 @@ pub fn run(
 
     let started = Instant::now();
     let mut kinds = FdKinds::default();
-    let mut sink = Sink {
+    let mut reader = Reader {
         population: crate::target::Population::new(&pids),
-        ..Sink::default()
+        ..Reader::default()
     };
     let mut sampled = SampleSet::new(probes.copy_timing.clone());
     for &p in &pids {
         sampled.note_maps(p);
     }
+    let mut failed = None;
+    let mut busy = false;
     let end = loop {
-        wait_readable(&events, Duration::from_millis(100));
-        sink.drain(&mut events, &mut kinds, &mut sampled);
+        if busy {
+            // Records are pouring in: gather a batch rather than wake for each few.
+            std::thread::sleep(BATCH_PAUSE);
+        } else {
+            wait_readable(&events, Duration::from_millis(100));
+        }
+        match reader.drain(&mut events, &mut kinds, &mut sampled, sink, DRAIN_BUDGET) {
+            Ok(n) => busy = n >= BUSY_RECORDS,
+            Err(e) => {
+                failed = Some(e);
+                break EndReason::Interrupted;
+            }
+        }
         if STOP.load(Ordering::SeqCst) {
             break EndReason::Interrupted;
         }
@@ -190,7 +205,7 @@ pub fn run(
         {
             break EndReason::CommandExited(exit);
         }
-        if child.is_none() && sink.population.all_gone(alive) {
+        if child.is_none() && reader.population.all_gone(alive) {
             break EndReason::TargetsGone;
         }
         if opts.duration.is_some_and(|d| started.elapsed() >= d) {
@@ -198,20 +213,30 @@ pub fn run(
         }
     };
     let wall = started.elapsed();
-    // Records of calls that ended just before the end are in the buffer now.
-    sink.drain(&mut events, &mut kinds, &mut sampled);
+    // Records of calls that ended just before the end are in the buffer now: read as many as
+    // the buffer can hold, not more, so that a target that goes on calling cannot hold the
+    // run open.
+    if failed.is_none() {
+        let held = (opts.load.ringbuf_bytes as u64 / MIN_RECORD_BYTES).max(1);
+        failed = reader
+            .drain(&mut events, &mut kinds, &mut sampled, sink, held)
+            .err();
+    }
     if let Some(c) = child.as_mut() {
         finish_child(c, end);
     }
+    if let Some(e) = failed {
+        return Err(e);
+    }
     crate::cpu_probes::finish(&probes, &mut sampled)?;
     Ok(RunResult {
-        calls: sink.calls,
-        events: sink.events,
+        calls: reader.calls,
+        events: reader.events,
         hooks: probes.hooks.clone(),
         sent: probes.counter(Counter::Sent)?,
         lost: probes.counter(Counter::Lost)?,
         calls_lost: probes.counter_slot(probe_common::COUNTER_CALLS_LOST)?,
-        undecodable: sink.undecodable,
+        undecodable: reader.undecodable,
         end,
         wall,
         pids,
@@ -223,8 +248,8 @@ pub fn run(
         counters: (0..probe_common::COUNTER_SLOTS)
             .map(|i| probes.counter_slot(i))
             .collect::<anyhow::Result<_>>()?,
-        names: sink.names,
-        procs: sink.procs,
+        names: reader.names,
+        procs: reader.procs,
     })
 }
 
@@ -255,10 +280,27 @@ fn wait_readable(events: &RingBuf<MapData>, timeout: Duration) {
     unsafe { libc::poll(fds.as_mut_ptr(), 1, timeout.as_millis() as libc::c_int) };
 }
 
-/// Where decoded records go during a run.
+/// Records read at most between two looks at the run's end conditions: a target that calls
+/// faster than the profiler reads must not keep it from seeing Ctrl-C or its duration.
+const DRAIN_BUDGET: u64 = 1 << 16;
+
+/// Records read in one pass above which the reader pauses before the next instead of waiting
+/// to be woken: at rates where it falls behind, that saves a wake-up per few records. Kept
+/// high so that ordinary runs read records at once.
+const BUSY_RECORDS: u64 = 1024;
+
+/// The pause between two passes while records pour in (the default ring buffer holds some
+/// 25,000 call records: far more than arrive in this time).
+const BATCH_PAUSE: Duration = Duration::from_millis(1);
+
+/// The smallest space a record takes in the ring buffer (its 8-byte header, the smallest
+/// record), to bound the records the buffer can hold.
+const MIN_RECORD_BYTES: u64 = 8 + size_of::<probe_common::CopyRecord>() as u64;
+
+/// Reads the ring buffer: calls go to the sink, other records are kept.
 #[derive(Default)]
-struct Sink {
-    calls: Vec<TracedCall>,
+struct Reader {
+    calls: u64,
     events: Vec<Record>,
     undecodable: u64,
     names: std::collections::HashMap<u32, String>,
@@ -266,20 +308,32 @@ struct Sink {
     population: crate::target::Population,
 }
 
-impl Sink {
-    fn drain(&mut self, ring: &mut RingBuf<MapData>, kinds: &mut FdKinds, sampled: &mut SampleSet) {
+impl Reader {
+    fn drain(
+        &mut self,
+        ring: &mut RingBuf<MapData>,
+        kinds: &mut FdKinds,
+        sampled: &mut SampleSet,
+        sink: &mut dyn CallSink,
+        budget: u64,
+    ) -> anyhow::Result<u64> {
         let mut sampled_pids = std::collections::BTreeSet::new();
-        while let Some(item) = ring.next() {
+        let mut read = 0;
+        while read < budget {
+            let Some(item) = ring.next() else {
+                break;
+            };
+            read += 1;
             match decode::decode(&item) {
                 Ok(Record::Sample(s)) => {
                     sampled_pids.insert(s.pid);
                     sampled.records.push(s);
                 }
                 Ok(Record::Call(rec)) => {
+                    self.calls += 1;
                     crate::progress::count_call();
                     self.names.entry(rec.pid).or_insert_with(|| comm(rec.pid));
-                    self.calls
-                        .push(TracedCall::new(rec, |pid, fd| kinds.resolve(pid, fd)))
+                    sink.call(&TracedCall::new(rec, |pid, fd| kinds.resolve(pid, fd)))?;
                 }
                 Ok(Record::Proc(p)) => {
                     self.population.apply(&p);
@@ -298,6 +352,7 @@ impl Sink {
         for pid in sampled_pids {
             sampled.note_maps(pid);
         }
+        Ok(read)
     }
 }
 

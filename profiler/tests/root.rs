@@ -166,7 +166,7 @@ fn signals_sent_to_the_target_are_recorded() {
         },
         duration: Some(std::time::Duration::from_secs(20)),
     };
-    let r = session::run(&opts, |_, _| {}).expect("run");
+    let r = session::run(&opts, &mut Vec::new(), |_, _| {}).expect("run");
     let pid = r.pids[0];
     let count = |ev: SignalEvent| {
         r.events

@@ -50,7 +50,8 @@ fn run_model(model: &str) -> (Vec<Message>, Truth) {
         },
         duration: Some(Duration::from_secs(60)),
     };
-    let r = session::run(&opts, |_, _| {}).expect("profiling run");
+    let mut calls = Vec::new();
+    let r = session::run(&opts, &mut calls, |_, _| {}).expect("profiling run");
     assert!(
         matches!(
             r.end,
@@ -62,7 +63,7 @@ fn run_model(model: &str) -> (Vec<Message>, Truth) {
     assert_eq!(r.lost, 0, "{model}: records lost");
     let truth = Truth::read(&truth_path).expect("truth");
     let _ = std::fs::remove_dir_all(dir);
-    let msgs = models::messages(&r.calls, &r.events);
+    let msgs = models::messages(&calls, &r.events);
     (
         msgs.into_iter().filter(|m| m.pid == truth.pid).collect(),
         truth,

@@ -35,7 +35,13 @@ fn workloads_bin() -> PathBuf {
 }
 
 /// Runs `workloads ARGS --truth FILE` under the profiler with these load options.
-fn run(tag: &str, args: &[&str], load: LoadOptions) -> (RunResult, Truth) {
+/// A run with its calls.
+struct Ran {
+    r: RunResult,
+    calls: Vec<profiler::traced::TracedCall>,
+}
+
+fn run(tag: &str, args: &[&str], load: LoadOptions) -> (Ran, Truth) {
     assert_root();
     let dir = std::env::temp_dir().join(format!("ioprof-overhead-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("scratch folder");
@@ -49,7 +55,9 @@ fn run(tag: &str, args: &[&str], load: LoadOptions) -> (RunResult, Truth) {
         load,
         duration: Some(std::time::Duration::from_secs(60)),
     };
-    let r = session::run(&opts, |_, _| {}).expect("profiler run");
+    let mut calls = Vec::new();
+    let r = session::run(&opts, &mut calls, |_, _| {}).expect("profiler run");
+    let r = Ran { r, calls };
     let truth = Truth::read(&truth_path).expect("truth");
     let _ = std::fs::remove_dir_all(&dir);
     (r, truth)
@@ -63,7 +71,7 @@ fn calls(names: &[&str]) -> Vec<&'static syscalls::Call> {
 }
 
 /// The per-call records of a run, summed per process and call as the kernel sums them.
-fn sums_of_records(r: &RunResult) -> summary::Summaries {
+fn sums_of_records(r: &Ran) -> summary::Summaries {
     let mut out = summary::Summaries::new();
     for c in &r.calls {
         let key = SummaryKey {
@@ -79,7 +87,7 @@ fn sums_of_records(r: &RunResult) -> summary::Summaries {
     out
 }
 
-fn both_modes_agree(tag: &str, names: &[&str], args: &[&str]) -> (RunResult, Truth) {
+fn both_modes_agree(tag: &str, names: &[&str], args: &[&str]) -> (Ran, Truth) {
     let (r, truth) = run(
         tag,
         args,
@@ -89,16 +97,19 @@ fn both_modes_agree(tag: &str, names: &[&str], args: &[&str]) -> (RunResult, Tru
             ..LoadOptions::default()
         },
     );
-    assert_eq!(r.lost, 0, "records lost: the comparison needs every record");
-    assert_eq!(r.summary_full, 0);
+    assert_eq!(
+        r.r.lost, 0,
+        "records lost: the comparison needs every record"
+    );
+    assert_eq!(r.r.summary_full, 0);
     let from_records = sums_of_records(&r);
     assert!(!from_records.is_empty(), "no call traced");
     assert_eq!(
-        r.summaries.keys().collect::<Vec<_>>(),
+        r.r.summaries.keys().collect::<Vec<_>>(),
         from_records.keys().collect::<Vec<_>>(),
         "the same processes and calls"
     );
-    for (k, kernel) in &r.summaries {
+    for (k, kernel) in &r.r.summaries {
         let user = &from_records[k];
         assert_eq!(
             (
@@ -135,7 +146,7 @@ fn summary_and_per_call_agree_on_blocking_receives() {
         pid: truth.pid,
         nr: libc::SYS_recvfrom as u32,
     };
-    let s = &r.summaries[&key];
+    let s = &r.r.summaries[&key];
     assert_eq!(s.calls, truth.calls_named("recvfrom").count() as u64);
     assert_eq!(s.bytes, truth.bytes);
     assert_eq!(
@@ -166,7 +177,7 @@ fn summary_and_per_call_agree_on_file_reads() {
         pid: truth.pid,
         nr: libc::SYS_read as u32,
     };
-    let s = &r.summaries[&key];
+    let s = &r.r.summaries[&key];
     // The loop's reads, and a few reads of the program's own start-up.
     assert!(
         s.calls >= truth.loop_calls,
@@ -198,15 +209,15 @@ fn a_tiny_ring_buffer_reports_exactly_the_records_lost() {
         .filter(|c| c.rec.pid == truth.pid && c.rec.nr == libc::SYS_recvfrom as u32)
         .count() as u64;
     assert!(
-        r.calls_lost > 0,
+        r.r.calls_lost > 0,
         "a 4 KiB ring buffer kept up with {count} calls"
     );
-    assert!(r.lost >= r.calls_lost);
+    assert!(r.r.lost >= r.r.calls_lost);
     assert_eq!(
-        received + r.calls_lost,
+        received + r.r.calls_lost,
         count,
         "received {received} + lost {} must be every call",
-        r.calls_lost
+        r.r.calls_lost
     );
 }
 
@@ -224,12 +235,12 @@ fn summary_mode_loses_nothing_with_a_tiny_ring_buffer() {
         },
     );
     assert!(r.calls.is_empty(), "summary mode sent per-call records");
-    assert_eq!(r.calls_lost, 0);
+    assert_eq!(r.r.calls_lost, 0);
     let key = SummaryKey {
         pid: truth.pid,
         nr: libc::SYS_recvfrom as u32,
     };
-    let s = &r.summaries[&key];
+    let s = &r.r.summaries[&key];
     assert_eq!(s.calls, count);
     assert_eq!((s.data_calls, s.bytes), (0, 0));
     assert_eq!(s.wait_ns, s.total_ns, "a failed call is all wait");
@@ -248,7 +259,7 @@ fn self_stats_count_each_program_run() {
             ..LoadOptions::default()
         },
     );
-    let progs = r.programs.expect("statistics were asked for");
+    let progs = r.r.programs.expect("statistics were asked for");
     let runs = |name: &str| {
         progs
             .iter()

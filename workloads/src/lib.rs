@@ -5,6 +5,7 @@ pub mod aio;
 pub mod blocking;
 pub mod clock;
 pub mod files;
+pub mod flood;
 pub mod methods;
 pub mod models;
 pub mod net;
@@ -40,6 +41,8 @@ pub const NAMES: &[&str] = &[
     "io-uring-file",
     "copy-file-range",
     "mmap-truncate",
+    // issue 8: the soak's flood of receives.
+    "flood",
 ];
 
 /// What a workload shows: one of the five I/O models, or one way of moving a file's bytes.
@@ -158,6 +161,11 @@ pub const CATALOG: &[Entry] = &[
         name: "mmap-truncate",
         kind: Kind::Method,
         report_args: &["--size", "64MiB"],
+    },
+    Entry {
+        name: "flood",
+        kind: Kind::Loop,
+        report_args: &[],
     },
     Entry {
         name: "eagain",

@@ -3,7 +3,7 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
 use workloads::{
-    aio, blocking,
+    aio, blocking, flood,
     methods::{self, Method},
     models::{self, Readiness},
     overhead,
@@ -122,6 +122,8 @@ enum Workload {
     CopyFileRange(FileArgs),
     /// The file is truncated while mapped: survive SIGBUS, or stop in time with a lease.
     MmapTruncate(TruncateArgs),
+    /// Flood: small recvfrom calls as fast as the machine allows, for a set time (soak runs).
+    Flood(FloodArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -163,6 +165,19 @@ impl PacedArgs {
     }
 }
 
+#[derive(Debug, clap::Args)]
+struct FloodArgs {
+    /// How long to send.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Bytes asked for by each receive call (e.g. 256, 4KiB).
+    #[arg(long, default_value = "256", value_parser = parse_size)]
+    size: u64,
+    /// Write what the workload did as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    truth: Option<PathBuf>,
+}
+
 fn parse_size(s: &str) -> Result<u64, String> {
     s.parse::<bytesize::ByteSize>()
         .map(|b| b.as_u64())
@@ -202,6 +217,13 @@ fn main() -> ExitCode {
         Workload::IoUringFile(a) => method(Method::IoUring, a),
         Workload::CopyFileRange(a) => method(Method::CopyFileRange, a),
         Workload::MmapTruncate(a) => (truncate::run(a.variant, &a.file.transfer()), a.file.truth),
+        Workload::Flood(a) => (
+            flood::run(flood::Flood {
+                duration: a.duration,
+                size: a.size as usize,
+            }),
+            a.truth,
+        ),
     };
     let cpu1 = workloads::truth::cpu_ns();
     let result = result.map(|t| Truth {

@@ -4,6 +4,7 @@ mod bench;
 mod models;
 mod report;
 mod setup;
+mod soak;
 mod zero_copy;
 
 use std::{
@@ -24,7 +25,9 @@ EXAMPLES:
   cargo xtask profile -- curl -s localhost:8080            trace a command
   cargo xtask test                                         host and root tests
   cargo xtask report --out /tmp/r                          every workload, one HTML page with charts
-  cargo xtask bench                                        what tracing costs, written to BENCHMARKS.md";
+  cargo xtask bench                                        what tracing costs, written to BENCHMARKS.md
+
+  cargo xtask soak --minutes 10                            trace a flood for 10 minutes, report memory and records";
 
 /// Tasks of the I/O profiler project.
 #[derive(Debug, Parser)]
@@ -69,6 +72,9 @@ enum Task {
         #[arg(long, default_value_t = 4)]
         reps: usize,
     },
+    /// Build, then trace the flood workload for a long time: the profiler's memory at start and
+    /// end, records sent, seen and lost.
+    Soak(soak::Args),
 }
 
 fn main() -> ExitCode {
@@ -82,6 +88,7 @@ fn main() -> ExitCode {
         Task::Test => test(),
         Task::Report { out } => report::report(out),
         Task::Bench { reps } => bench(reps),
+        Task::Soak(args) => soak_task(&args),
     };
     match result {
         Ok(code) => code,
@@ -274,6 +281,21 @@ fn bench(reps: usize) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn soak_task(args: &soak::Args) -> anyhow::Result<ExitCode> {
+    // Checked before anything is built.
+    args.secs()?;
+    let bins = match args.bin_dir() {
+        Some(d) => d.to_path_buf(),
+        None => {
+            let env = setup::ensure()?;
+            build_release(&env)?;
+            workspace().join("target/release")
+        }
+    };
+    soak::run(args, &bins, &workspace().join("target/soak"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn test() -> anyhow::Result<ExitCode> {
     let env = setup::ensure()?;
     anyhow::ensure!(
@@ -290,9 +312,16 @@ fn test() -> anyhow::Result<ExitCode> {
     run(c)?;
     eprintln!("xtask: root tests (real probes, one at a time)");
     let mut c = cargo(&env);
-    c.args(["test", "-p", "profiler", "--features", "root-tests"]);
-    for t in root_test_files()? {
-        c.args(["--test", &t]);
+    c.args([
+        "test",
+        "-p",
+        "profiler",
+        "--features",
+        "root-tests",
+        "--no-fail-fast",
+    ]);
+    for name in root_test_files()? {
+        c.args(["--test", &name]);
     }
     c.args(["--", "--test-threads=1"]);
     run(c)?;
