@@ -194,7 +194,7 @@ fn is_receive(c: &TracedCall) -> bool {
 pub fn call_wait_kind(c: &TracedCall) -> &'static str {
     match call_kind(c) {
         Some(WaitKind::Call) if c.rec.ret < 0 => WaitKind::Polling.as_str(),
-        Some(WaitKind::Call) if c.stages.wait_blocked_ns * 2 > c.stages.wait_ns.max(1) => {
+        Some(WaitKind::Call) if c.stages.wait_blocked_ns > c.stages.wait_ns.max(1) / 2 => {
             WaitKind::Call.as_str()
         }
         Some(WaitKind::Call) | None => "none",
