@@ -53,6 +53,9 @@ pub struct LoadOptions {
     pub self_stats: bool,
     /// CPU sampling frequency in Hz; 0 turns sampling off.
     pub sample_hz: u64,
+    /// Attach the per-message hooks of the I/O-model analysis (socket arrivals and reads,
+    /// io_uring requests): one record per event, so off for `--bounded` runs.
+    pub message_events: bool,
 }
 
 impl Default for LoadOptions {
@@ -63,6 +66,7 @@ impl Default for LoadOptions {
             mode: mode::RECORDS,
             self_stats: false,
             sample_hz: 0,
+            message_events: true,
         }
     }
 }
@@ -307,6 +311,18 @@ impl Probes {
                 "bytes handed to sockets (io_uring, sendfile) are not counted",
             ),
         ] {
+            let message_hook = matches!(
+                prog,
+                "sk_data_ready" | "sock_recv_length" | "uring_submit" | "uring_complete"
+            );
+            if message_hook && !opts.message_events {
+                hooks.push(Hook {
+                    name: format!("{category}:{name}"),
+                    error: Some("not attached in a --bounded run".into()),
+                    without,
+                });
+                continue;
+            }
             let tp = tracepoint(&mut ebpf, prog)?;
             let error = match tp.attach(category, name) {
                 Ok(id) => {
@@ -368,10 +384,17 @@ impl Probes {
 }
 
 impl Drop for Probes {
-    /// Detaches every tracepoint at once: the kernel waits for a grace period when each one
-    /// is released (about 80 ms here), and releases made together share the wait, where one
-    /// after the other they add up to seconds.
     fn drop(&mut self) {
+        self.detach();
+    }
+}
+
+impl Probes {
+    /// Detaches every tracepoint at once, so that no record is made after this (the maps stay
+    /// readable). The kernel waits for a grace period when each one is released (about 80 ms
+    /// here); releases made together share the wait, where one after the other they add up
+    /// to seconds.
+    pub fn detach(&mut self) {
         let mut owned = Vec::new();
         for (prog, id) in self.links.drain(..) {
             let tp: Option<&mut TracePoint> =

@@ -290,7 +290,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         || cli.json.is_some()
         || cli.trace.is_some()
         || cli.model_json.is_some()
-        || cli.movement_json.is_some();
+        || cli.movement_json.is_some()
+        || cli.folded.is_some()
+        || cli.flamegraph.is_some();
     let kernel_mode = match (cli.mode, per_call_output) {
         (Mode::Auto, true) | (Mode::PerCall, _) => probe_common::mode::RECORDS,
         (Mode::Auto, false) | (Mode::Summary, _) => probe_common::mode::AGGREGATE,
@@ -299,7 +301,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     anyhow::ensure!(
         !per_call_output || kernel_mode & probe_common::mode::RECORDS != 0,
-        "--csv, --summary-csv, --json, --trace, --model-json and --movement-json need per-call records: use --mode auto, per-call or both"
+        "--csv, --summary-csv, --json, --trace, --model-json, --movement-json, --folded and --flamegraph need per-call records: use --mode auto, per-call or both"
     );
     let opts = RunOptions {
         target: target.clone(),
@@ -309,6 +311,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             mode: kernel_mode,
             self_stats: cli.self_stats,
             sample_hz: cli.freq,
+            message_events: !cli.bounded,
         },
         duration: cli.duration,
     };
@@ -395,21 +398,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             String::new()
         }
     );
-    if !result.events.is_empty() {
-        let signals = result
-            .events
-            .iter()
-            .filter(|e| matches!(e, profiler::decode::Record::Signal(_)))
-            .count();
-        let copies = result
-            .events
-            .iter()
-            .filter(|e| matches!(e, profiler::decode::Record::Copy(_)))
-            .count();
-        let _ = writeln!(
-            out,
-            "other events: {signals} signal events, {copies} copies outside traced calls"
-        );
+    {
+        use profiler::decode::Record;
+        let count = |f: fn(&Record) -> bool| result.events.iter().filter(|e| f(e)).count();
+        let signals = count(|e| matches!(e, Record::Signal(_)));
+        let copies = count(|e| matches!(e, Record::Copy(_)));
+        let sockets = count(|e| matches!(e, Record::Sock(_)));
+        let rings = count(|e| matches!(e, Record::Uring(_)));
+        let procs = result.procs.len() + result.events.len() - signals - copies - sockets - rings;
+        let samples = result.samples.records.len();
+        if procs + signals + copies + sockets + rings + samples > 0 {
+            // Every record that is not a call, so that calls + these = records read.
+            let _ = writeln!(
+                out,
+                "other events: {signals} signal events, {copies} copies outside traced calls, \
+                 {sockets} socket events, {rings} io_uring events, {procs} process events, \
+                 {samples} CPU samples"
+            );
+        }
     }
     let label = cli.label.clone().unwrap_or_else(|| match &target {
         Target::Command(argv) => run_label(argv),
@@ -425,7 +431,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             _ => None,
         },
     );
-    let _ = write!(out, "\n{}", movement::report(&moved));
+    // Per-call analyses need the calls: not in summary mode, not with --bounded.
+    let analyses = per_call && !cli.bounded;
+    if analyses {
+        let _ = write!(out, "\n{}", movement::report(&moved));
+    }
     let signals: Vec<_> = result
         .events
         .iter()
@@ -454,7 +464,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if result.lost > 0 {
         let _ = writeln!(
             out,
-            "warning: {} call records were lost (ring buffer full): raise --ringbuf-size",
+            "warning: {} records were lost (ring buffer full): raise --ringbuf-size, or use --bounded or summary mode",
             result.lost
         );
     }
@@ -470,7 +480,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         let _ = writeln!(out, "wrote {} rows to {}", s.rows(), p.display());
     }
     let msgs = models::messages(calls, &result.events);
-    if !msgs.is_empty() {
+    if analyses && !msgs.is_empty() {
         let _ = write!(out, "\n{}", models::report(&msgs));
     }
     if let Some(f) = model_file {

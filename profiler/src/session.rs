@@ -216,6 +216,8 @@ pub fn run(
     // Records of calls that ended just before the end are in the buffer now: read as many as
     // the buffer can hold, not more, so that a target that goes on calling cannot hold the
     // run open.
+    // Nothing is recorded from here on: the counters read below match what was read.
+    probes.detach();
     if failed.is_none() {
         let held = (opts.load.ringbuf_bytes as u64 / MIN_RECORD_BYTES).max(1);
         failed = reader
@@ -233,8 +235,9 @@ pub fn run(
         calls: reader.calls,
         events: reader.events,
         hooks: probes.hooks.clone(),
-        sent: probes.counter(Counter::Sent)?,
-        lost: probes.counter(Counter::Lost)?,
+        // CPU samples go through the same ring buffer, counted apart by the sampler.
+        sent: probes.counter(Counter::Sent)? + probes.counter(Counter::SamplesSent)?,
+        lost: probes.counter(Counter::Lost)? + probes.counter(Counter::SamplesLost)?,
         calls_lost: probes.counter_slot(probe_common::COUNTER_CALLS_LOST)?,
         undecodable: reader.undecodable,
         end,

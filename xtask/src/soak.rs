@@ -134,7 +134,8 @@ fn rss_kib(pid: u32) -> Option<u64> {
 
 /// The counts in the profiler's closing lines:
 /// `N calls in Xs; records sent S, lost L[, undecodable U]` and
-/// `other events: A signal events, B copies outside traced calls`.
+/// `other events: A signal events, B copies outside traced calls, …` (every record that is not
+/// a call, summed).
 pub fn parse_summary(stdout: &str) -> Option<(u64, u64, u64, u64, u64)> {
     let num = |s: &str| s.split_whitespace().next()?.parse::<u64>().ok();
     let line = stdout

@@ -1,12 +1,9 @@
 //! Where an export goes: a file, or standard output for `-`. On standard output a reader that
 //! closes the pipe early (`| head`) ends the output quietly: that is not an error.
 use std::{
-    fs::File,
     io::{self, BufWriter, Write},
     path::Path,
 };
-
-use anyhow::Context as _;
 
 /// The path that means standard output.
 pub const STDOUT: &str = "-";
@@ -32,7 +29,7 @@ impl Output {
         if is_stdout(path) {
             return Ok(Self::new(Box::new(io::stdout()), true));
         }
-        let f = File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+        let f = crate::sink::create_output(path)?;
         Ok(Self::new(Box::new(f), false))
     }
 
@@ -85,10 +82,10 @@ mod tests {
     use std::os::fd::OwnedFd;
 
     /// A pipe whose reader has already gone.
-    fn closed_pipe() -> File {
+    fn closed_pipe() -> std::fs::File {
         let (r, w): (OwnedFd, OwnedFd) = nix::unistd::pipe().expect("pipe");
         drop(r);
-        File::from(w)
+        std::fs::File::from(w)
     }
 
     #[test]
