@@ -54,7 +54,7 @@ pub struct LoadOptions {
     /// CPU sampling frequency in Hz; 0 turns sampling off.
     pub sample_hz: u64,
     /// Attach the per-message hooks of the I/O-model analysis (socket arrivals and reads,
-    /// io_uring requests): one record per event, so off for `--bounded` runs.
+    /// io_uring requests): one record per event, so off for `--bounded` runs and summary mode.
     pub message_events: bool,
 }
 

@@ -311,7 +311,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             mode: kernel_mode,
             self_stats: cli.self_stats,
             sample_hz: cli.freq,
-            message_events: !cli.bounded,
+            // One record per socket event: only for per-call runs, whose analyses read them.
+            message_events: !cli.bounded && kernel_mode & probe_common::mode::RECORDS != 0,
         },
         duration: cli.duration,
     };
