@@ -318,7 +318,9 @@ impl Probes {
             if message_hook && !opts.message_events {
                 hooks.push(Hook {
                     name: format!("{category}:{name}"),
-                    error: Some("not attached in a --bounded run".into()),
+                    error: Some(
+                        "not attached: only per-call runs without --bounded read them".into(),
+                    ),
                     without,
                 });
                 continue;
