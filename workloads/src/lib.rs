@@ -70,6 +70,39 @@ pub struct Entry {
     pub report_args: &'static [&'static str],
 }
 
+/// Options of a model's short report run.
+const MODEL_RUN: &[&str] = &["--interval", "2ms", "--size", "16KiB", "--count", "200"];
+
+/// Options of a file method's short report run.
+const METHOD_RUN: &[&str] = &["--size", "64MiB"];
+
+/// A catalog row for an I/O model with the usual short run.
+const fn model(name: &'static str) -> Entry {
+    Entry {
+        name,
+        kind: Kind::Model,
+        report_args: MODEL_RUN,
+    }
+}
+
+/// A catalog row for a file-moving method with the usual short run.
+const fn method(name: &'static str) -> Entry {
+    Entry {
+        name,
+        kind: Kind::Method,
+        report_args: METHOD_RUN,
+    }
+}
+
+/// A catalog row for a benchmark loop (the report skips it).
+const fn bench_loop(name: &'static str) -> Entry {
+    Entry {
+        name,
+        kind: Kind::Loop,
+        report_args: &[],
+    }
+}
+
 /// Every workload with its kind and report options. Add a row for each name in [`NAMES`].
 pub const CATALOG: &[Entry] = &[
     Entry {
@@ -77,111 +110,27 @@ pub const CATALOG: &[Entry] = &[
         kind: Kind::Model,
         report_args: &["--interval", "2ms", "--size", "65536", "--count", "200"],
     },
-    Entry {
-        name: "splice",
-        kind: Kind::Method,
-        report_args: &["--size", "64MiB"],
-    },
-    Entry {
-        name: "nonblocking",
-        kind: Kind::Model,
-        report_args: &["--interval", "2ms", "--size", "16KiB", "--count", "200"],
-    },
-    Entry {
-        name: "select",
-        kind: Kind::Model,
-        report_args: &["--interval", "2ms", "--size", "16KiB", "--count", "200"],
-    },
-    Entry {
-        name: "poll",
-        kind: Kind::Model,
-        report_args: &["--interval", "2ms", "--size", "16KiB", "--count", "200"],
-    },
-    Entry {
-        name: "epoll",
-        kind: Kind::Model,
-        report_args: &["--interval", "2ms", "--size", "16KiB", "--count", "200"],
-    },
-    Entry {
-        name: "sigio",
-        kind: Kind::Model,
-        report_args: &["--interval", "2ms", "--size", "16KiB", "--count", "200"],
-    },
-    Entry {
-        name: "aio",
-        kind: Kind::Model,
-        report_args: &["--interval", "2ms", "--size", "16KiB", "--count", "200"],
-    },
-    Entry {
-        name: "io-uring",
-        kind: Kind::Model,
-        report_args: &["--interval", "2ms", "--size", "16KiB", "--count", "200"],
-    },
-    Entry {
-        name: "io-uring-reap",
-        kind: Kind::Model,
-        report_args: &["--interval", "2ms", "--size", "16KiB", "--count", "200"],
-    },
-    Entry {
-        name: "read-write",
-        kind: Kind::Method,
-        report_args: &["--size", "64MiB"],
-    },
-    Entry {
-        name: "direct-io",
-        kind: Kind::Method,
-        report_args: &["--size", "64MiB"],
-    },
-    Entry {
-        name: "mmap-write",
-        kind: Kind::Method,
-        report_args: &["--size", "64MiB"],
-    },
-    Entry {
-        name: "sendfile",
-        kind: Kind::Method,
-        report_args: &["--size", "64MiB"],
-    },
-    Entry {
-        name: "msg-zerocopy",
-        kind: Kind::Method,
-        report_args: &["--size", "64MiB"],
-    },
-    Entry {
-        name: "io-uring-file",
-        kind: Kind::Method,
-        report_args: &["--size", "64MiB"],
-    },
-    Entry {
-        name: "copy-file-range",
-        kind: Kind::Method,
-        report_args: &["--size", "64MiB"],
-    },
-    Entry {
-        name: "mmap-truncate",
-        kind: Kind::Method,
-        report_args: &["--size", "64MiB"],
-    },
-    Entry {
-        name: "flood",
-        kind: Kind::Loop,
-        report_args: &[],
-    },
-    Entry {
-        name: "eagain",
-        kind: Kind::Loop,
-        report_args: &[],
-    },
-    Entry {
-        name: "getppid",
-        kind: Kind::Loop,
-        report_args: &[],
-    },
-    Entry {
-        name: "readloop",
-        kind: Kind::Loop,
-        report_args: &[],
-    },
+    method("splice"),
+    model("nonblocking"),
+    model("select"),
+    model("poll"),
+    model("epoll"),
+    model("sigio"),
+    model("aio"),
+    model("io-uring"),
+    model("io-uring-reap"),
+    method("read-write"),
+    method("direct-io"),
+    method("mmap-write"),
+    method("sendfile"),
+    method("msg-zerocopy"),
+    method("io-uring-file"),
+    method("copy-file-range"),
+    method("mmap-truncate"),
+    bench_loop("flood"),
+    bench_loop("eagain"),
+    bench_loop("getppid"),
+    bench_loop("readloop"),
 ];
 
 /// The I/O model workloads, in the order of the model table: the catalog's models.
