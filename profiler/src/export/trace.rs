@@ -173,11 +173,6 @@ fn call_slices(id: usize, r: &CallRow) -> Vec<TraceEvent> {
     out
 }
 
-fn signal_name(sig: i32) -> String {
-    nix::sys::signal::Signal::try_from(sig)
-        .map_or_else(|_| format!("signal {sig}"), |s| s.as_str().to_string())
-}
-
 /// The instant event of a record other than a call, if it has one.
 fn instant_of(e: &Record) -> Option<TraceEvent> {
     if let Record::Signal(s) = e {
@@ -187,7 +182,7 @@ fn instant_of(e: &Record) -> Option<TraceEvent> {
             "delivered"
         };
         return Some(instant(
-            format!("{} {what}", signal_name(s.sig)),
+            format!("{} {what}", crate::movement::signal_name(s.sig)),
             "signal",
             s.pid,
             s.tid,
