@@ -389,6 +389,10 @@ pub const DEFAULT_RINGBUF_BYTES: u32 = 4 << 20;
 /// Maximum number of threads with a call in flight at once.
 pub const MAX_IN_FLIGHT: u32 = 16384;
 
+/// Slots of the per-thread call table, indexed by thread id modulo this number (a power of
+/// two; the default `pid_max` is 32768, so that on such a machine no two threads share one).
+pub const THREAD_SLOTS: u32 = 32768;
+
 /// Maximum number of traced processes.
 pub const MAX_TRACED: u32 = 4096;
 
@@ -553,6 +557,13 @@ pub struct FdOffsets {
 /// How a call's descriptor arguments are found: `from | to << 8`, argument indexes, `0xff`
 /// for none. Set per call number by user space in the `CALL_FDS` map (issue 6).
 pub const NO_FD_ARG: u32 = 0xff;
+
+/// Slots of the `CALL_FDS` array, indexed by call number (every call number of x86_64 and
+/// aarch64 is below it).
+pub const CALL_FDS_SLOTS: u32 = 512;
+
+/// Bit of a `CALL_FDS` value that says the slot was set (an unset slot reads 0).
+pub const CALL_FDS_SET: u32 = 1 << 16;
 
 #[cfg(feature = "user")]
 mod pod {

@@ -5,9 +5,9 @@
 use aya_ebpf::{
     helpers::{bpf_get_current_task, bpf_probe_read_kernel},
     macros::map,
-    maps::HashMap,
+    maps::Array,
 };
-use probe_common::{FdOffsets, NO_FD_ARG, fd_class};
+use probe_common::{CALL_FDS_SET, CALL_FDS_SLOTS, FdOffsets, NO_FD_ARG, fd_class};
 
 /// Kernel structure offsets, set by user space before load (all zero: classification off).
 #[unsafe(no_mangle)]
@@ -26,9 +26,10 @@ static FD_OFFSETS: FdOffsets = FdOffsets {
     _pad: 0,
 };
 
-/// Which arguments of each traced call number are descriptors: `from | to << 8`.
+/// Which arguments of each traced call number are descriptors: `from | to << 8 |
+/// CALL_FDS_SET`, indexed by call number (an array: its lookup is inlined).
 #[map]
-pub static CALL_FDS: HashMap<u32, u32> = HashMap::with_max_entries(512, 0);
+pub static CALL_FDS: Array<u32> = Array::with_max_entries(CALL_FDS_SLOTS, 0);
 
 const S_IFMT: u16 = 0o170000;
 const S_IFREG: u16 = 0o100000;
@@ -95,10 +96,10 @@ pub fn classes(nr: u32, args: &[u64; 3]) -> (u32, u32) {
     if o.enabled == 0 {
         return (fd_class::UNKNOWN, fd_class::UNKNOWN);
     }
-    // SAFETY: the value is copied out at once.
-    let Some(&spec) = (unsafe { CALL_FDS.get(&nr) }) else {
+    let spec = CALL_FDS.get(nr).copied().unwrap_or(0);
+    if spec & CALL_FDS_SET == 0 {
         return (fd_class::UNKNOWN, fd_class::UNKNOWN);
-    };
+    }
     let one = |idx: u32| -> u32 {
         if idx == NO_FD_ARG || idx > 2 {
             return fd_class::NONE;

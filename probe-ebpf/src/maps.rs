@@ -1,11 +1,13 @@
 //! Maps shared by all hook families, and small helpers over them.
 use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use probe_common::{
     COUNTER_SLOTS, Counter, DEFAULT_RINGBUF_BYTES, InFlight, MAX_IN_FLIGHT, MAX_TRACED,
+    THREAD_SLOTS,
 };
 
 /// Processes (tgids) whose calls are traced. Filled by user space before the target runs;
@@ -13,9 +15,22 @@ use probe_common::{
 #[map]
 pub static TRACED: HashMap<u32, u8> = HashMap::with_max_entries(MAX_TRACED, 0);
 
-/// The call in flight of each traced thread, keyed by thread id.
+/// The call of each traced thread, in the slot `tid % THREAD_SLOTS`: an array lookup is
+/// inlined by the kernel and touches one cache line, where a hash lookup walks a bucket. This
+/// matters because the scheduler hooks look up both threads of every context switch on the
+/// machine. A slot stays with its thread between calls (a call costs no insert or delete); it
+/// is in flight while `rec.start_ns` is not 0 and belongs to the thread in `rec.tid`.
 #[map]
-pub static IN_FLIGHT: LruHashMap<u32, InFlight> = LruHashMap::with_max_entries(MAX_IN_FLIGHT, 0);
+static SLOTS: Array<InFlight> = Array::with_max_entries(THREAD_SLOTS, 0);
+
+/// Calls whose slot was held by another thread's call in flight (thread ids equal modulo
+/// [`THREAD_SLOTS`], possible where `pid_max` is larger), keyed by thread id.
+#[map]
+static SPILLED: LruHashMap<u32, InFlight> = LruHashMap::with_max_entries(MAX_IN_FLIGHT, 0);
+
+/// Slot 0 is 1 once a call went to [`SPILLED`]: until then no lookup needs to look there.
+#[map]
+static SPILL_USED: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Finished call records for user space.
 #[map]
@@ -55,23 +70,57 @@ pub fn is_traced(tgid: u32) -> bool {
     unsafe { TRACED.get(&tgid).is_some() }
 }
 
+#[inline(always)]
+fn slot(tid: u32) -> Option<&'static mut InFlight> {
+    // SAFETY: a slot is written by its own thread's programs (enter, exit, copy marker,
+    // switch-in, faults) or by a wake-up that stores one word; a torn read of that word is
+    // harmless.
+    SLOTS
+        .get_ptr_mut(tid & (THREAD_SLOTS - 1))
+        .map(|p| unsafe { &mut *p })
+}
+
+#[inline(always)]
+fn spill_used() -> bool {
+    SPILL_USED.get(0).is_some_and(|u| *u != 0)
+}
+
 /// The in-flight call of a thread, if it has one.
-///
-/// A thread's entry stays in [`IN_FLIGHT`] between calls (so that a call costs no map insert
-/// and delete); it is in flight while `rec.start_ns` is not 0.
 #[inline(always)]
 pub fn in_flight(tid: u32) -> Option<&'static mut InFlight> {
-    // SAFETY: an entry is written only by its own thread's programs (enter, exit, copy marker,
-    // switch-in) or by a wake-up that stores one word; a torn read of that word is harmless.
-    let s = IN_FLIGHT.get_ptr_mut(&tid).map(|p| unsafe { &mut *p })?;
+    if let Some(s) = slot(tid)
+        && s.rec.tid == tid
+    {
+        // The slot is this thread's: its call, if any, is here (a thread only spills when
+        // another thread holds the slot).
+        return if s.rec.start_ns == 0 { None } else { Some(s) };
+    }
+    if !spill_used() {
+        return None;
+    }
+    // SAFETY: as in [`slot`].
+    let s = SPILLED.get_ptr_mut(&tid).map(|p| unsafe { &mut *p })?;
     if s.rec.start_ns == 0 { None } else { Some(s) }
 }
 
-/// The entry of a thread, in flight or not (the call entry program reuses it).
+/// Where a thread's new call goes: its slot, unless another thread's call in flight holds it
+/// (then an entry of [`SPILLED`]). `None` when both are full.
 #[inline(always)]
-pub fn thread_slot(tid: u32) -> Option<&'static mut InFlight> {
-    // SAFETY: as in [`in_flight`].
-    IN_FLIGHT.get_ptr_mut(&tid).map(|p| unsafe { &mut *p })
+pub fn entry_slot(tid: u32) -> Option<&'static mut InFlight> {
+    let s = slot(tid)?;
+    if s.rec.start_ns == 0 || s.rec.tid == tid {
+        return Some(s);
+    }
+    if let Some(used) = SPILL_USED.get_ptr_mut(0) {
+        // SAFETY: one word, only ever set to 1.
+        unsafe { *used = 1 };
+    }
+    // SAFETY: as in [`slot`].
+    if let Some(p) = SPILLED.get_ptr_mut(&tid) {
+        return Some(unsafe { &mut *p });
+    }
+    SPILLED.insert(&tid, &InFlight::default(), 0).ok()?;
+    SPILLED.get_ptr_mut(&tid).map(|p| unsafe { &mut *p })
 }
 
 /// Reads a field of a tracepoint record at `offset` (from the tracepoint's format file).
@@ -84,4 +133,54 @@ pub unsafe fn field<T: Copy>(ctx: &aya_ebpf::programs::TracePointContext, offset
     // SAFETY: the caller guarantees the offset; tracepoint context loads are checked by the
     // verifier against the record's size.
     unsafe { core::ptr::read((ctx.as_ptr() as *const u8).add(offset) as *const T) }
+}
+
+/// Unread ring-buffer bytes above which a call record wakes the reader; below, the reader
+/// finds records on its next timed poll (one wake-up per record would cost more than the
+/// record). Set by user space at load time.
+#[unsafe(no_mangle)]
+static WAKE_BYTES: u64 = 0;
+
+/// When this CPU last woke the reader, ns.
+#[map]
+static LAST_WAKE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Least time between two wake-ups of the reader from one CPU below the byte threshold, ns:
+/// the first record after a quiet spell wakes the reader at once (it learns what new
+/// descriptors are while they are open), a stream of records wakes it at most this often.
+const WAKE_EVERY_NS: u64 = 1_000_000;
+
+/// The submit flag of a call record made at `now_ns`: wake the reader when enough is
+/// waiting, or when this CPU has not woken it for a while.
+#[inline(always)]
+pub fn wakeup_flag(now_ns: u64) -> u64 {
+    // SAFETY: a read-only global set before load; volatile so that the default is not folded.
+    let wake = unsafe { core::ptr::read_volatile(&WAKE_BYTES) };
+    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= wake {
+        return BPF_RB_FORCE_WAKEUP as u64;
+    }
+    if let Some(last) = LAST_WAKE.get_ptr_mut(0) {
+        // SAFETY: a per-CPU slot is only touched by programs on this CPU, which do not nest.
+        let last = unsafe { &mut *last };
+        if now_ns.wrapping_sub(*last) >= WAKE_EVERY_NS {
+            *last = now_ns;
+            return BPF_RB_FORCE_WAKEUP as u64;
+        }
+    }
+    BPF_RB_NO_WAKEUP as u64
+}
+
+/// Sends a record to user space at `now_ns`, counting it as sent or lost.
+#[inline(always)]
+pub fn emit<T: 'static>(rec: &T, now_ns: u64, sent: Counter, lost: Counter) {
+    match EVENTS.output::<T>(rec, wakeup_flag(now_ns)) {
+        Ok(()) => count(sent),
+        Err(_) => count(lost),
+    }
+}
+
+/// [`emit`] for the records counted as [`Counter::Sent`] / [`Counter::Lost`].
+#[inline(always)]
+pub fn send<T: 'static>(rec: &T, now_ns: u64) {
+    emit(rec, now_ns, Counter::Sent, Counter::Lost)
 }

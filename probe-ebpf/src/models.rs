@@ -2,9 +2,9 @@
 //! socket each read drained (`sock:sock_recv_length`), and the life of io_uring requests
 //! (`io_uring:io_uring_submit_req` / `io_uring_complete`).
 use aya_ebpf::{macros::map, macros::tracepoint, maps::LruHashMap, programs::TracePointContext};
-use probe_common::{Counter, RecordKind, SockRecord, UringRecord};
+use probe_common::{RecordKind, SockRecord, UringRecord};
 
-use crate::maps::{EVENTS, count, current_ids, field, is_traced, now};
+use crate::maps::{current_ids, field, is_traced, now, send};
 
 /// Sockets a traced process has read from, by kernel address, with the reader's tgid: data
 /// reaching them is reported whoever delivers it.
@@ -34,11 +34,25 @@ const COMPLETE_REQ: usize = 16;
 const COMPLETE_USER_DATA: usize = 24;
 const COMPLETE_RES: usize = 32;
 
-fn send<T: 'static>(rec: &T) {
-    match EVENTS.output::<T>(rec, 0) {
-        Ok(()) => count(Counter::Sent),
-        Err(_) => count(Counter::Lost),
-    }
+#[inline(always)]
+fn send_sock(kind: RecordKind, pid: u32, tid: u32, ret: i32, sk: u64) {
+    let t = now();
+    let rec = SockRecord {
+        kind: kind as u32,
+        pid,
+        tid,
+        ret,
+        sk,
+        time_ns: t,
+    };
+    send(&rec, t);
+}
+
+#[inline(always)]
+fn send_uring(mut rec: UringRecord) {
+    let t = now();
+    rec.time_ns = t;
+    send(&rec, t);
 }
 
 #[tracepoint]
@@ -54,14 +68,7 @@ pub fn sk_data_ready(ctx: TracePointContext) -> u32 {
         None if is_traced(tgid) => tgid,
         None => return 0,
     };
-    send(&SockRecord {
-        kind: RecordKind::DataReady as u32,
-        pid: owner,
-        tid,
-        ret: 0,
-        sk,
-        time_ns: now(),
-    });
+    send_sock(RecordKind::DataReady, owner, tid, 0, sk);
     0
 }
 
@@ -71,17 +78,18 @@ pub fn sock_recv_length(ctx: TracePointContext) -> u32 {
     if !is_traced(tgid) {
         return 0;
     }
-    // SAFETY: offsets from the sock_recv_length format above.
-    let (sk, ret) = unsafe { (field::<u64>(&ctx, RECV_SK), field::<i32>(&ctx, RECV_RET)) };
+    // SAFETY: offset from the sock_recv_length format above.
+    let sk = unsafe { field::<u64>(&ctx, RECV_SK) };
+    // User space learns which sockets a process reads once: a socket already known for this
+    // process costs one lookup and no record (reads run at every call, failed ones included).
+    // SAFETY: the value is a plain integer copied out at once.
+    if unsafe { WATCHED_SOCKS.get(&sk) } == Some(&tgid) {
+        return 0;
+    }
+    // SAFETY: offset from the sock_recv_length format above.
+    let ret = unsafe { field::<i32>(&ctx, RECV_RET) };
     let _ = WATCHED_SOCKS.insert(&sk, &tgid, 0);
-    send(&SockRecord {
-        kind: RecordKind::RecvLength as u32,
-        pid: tgid,
-        tid,
-        ret,
-        sk,
-        time_ns: now(),
-    });
+    send_sock(RecordKind::RecvLength, tgid, tid, ret, sk);
     0
 }
 
@@ -99,14 +107,13 @@ pub fn uring_submit(ctx: TracePointContext) -> u32 {
             field::<u8>(&ctx, SUBMIT_OPCODE),
         )
     };
-    send(&UringRecord {
+    send_uring(UringRecord {
         kind: RecordKind::UringSubmit as u32,
         pid: tgid,
         tid,
         opcode: opcode as u32,
         req,
         user_data,
-        time_ns: now(),
         ..UringRecord::default()
     });
     0
@@ -126,14 +133,13 @@ pub fn uring_complete(ctx: TracePointContext) -> u32 {
             field::<i32>(&ctx, COMPLETE_RES),
         )
     };
-    send(&UringRecord {
+    send_uring(UringRecord {
         kind: RecordKind::UringComplete as u32,
         pid: tgid,
         tid,
         res,
         req,
         user_data,
-        time_ns: now(),
         ..UringRecord::default()
     });
     0

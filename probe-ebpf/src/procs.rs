@@ -2,9 +2,9 @@
 //! thread of a traced process ends, its pid leaves the traced set (so that a later process
 //! given the same pid is not traced) and its final command name is reported.
 use aya_ebpf::{helpers::bpf_get_current_comm, macros::tracepoint, programs::TracePointContext};
-use probe_common::{Counter, ProcEvent, ProcRecord, RecordKind};
+use probe_common::{ProcEvent, ProcRecord, RecordKind};
 
-use crate::maps::{EVENTS, TRACED, count, current_ids, field, is_traced, now};
+use crate::maps::{TRACED, current_ids, field, in_flight, is_traced, now};
 
 // sched/sched_process_exit/format:
 //   field:pid_t pid;        offset:24; size:4;
@@ -12,18 +12,16 @@ use crate::maps::{EVENTS, TRACED, count, current_ids, field, is_traced, now};
 const EXIT_GROUP_DEAD: usize = 32;
 
 fn send(event: ProcEvent, pid: u32, parent: u32) {
+    let t = now();
     let rec = ProcRecord {
         kind: RecordKind::Proc as u32,
         event: event as u32,
         pid,
         parent,
-        time_ns: now(),
+        time_ns: t,
         comm: bpf_get_current_comm().unwrap_or_default(),
     };
-    match EVENTS.output::<ProcRecord>(&rec, 0) {
-        Ok(()) => count(Counter::Sent),
-        Err(_) => count(Counter::Lost),
-    }
+    crate::maps::send(&rec, t);
 }
 
 /// Reports a process forked by the traced process `parent` (called by `task_newtask`).
@@ -34,9 +32,13 @@ pub fn forked(pid: u32, parent: u32) {
 
 #[tracepoint]
 pub fn process_exit(ctx: TracePointContext) -> u32 {
-    let (tgid, _) = current_ids();
+    let (tgid, tid) = current_ids();
     if !is_traced(tgid) {
         return 0;
+    }
+    // A thread that ends inside a call (killed while blocked) frees its slot.
+    if let Some(s) = in_flight(tid) {
+        s.rec.start_ns = 0;
     }
     // SAFETY: offset from the sched_process_exit format above.
     let group_dead = unsafe { field::<u8>(&ctx, EXIT_GROUP_DEAD) };

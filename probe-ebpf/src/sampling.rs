@@ -17,7 +17,7 @@ use probe_common::{
     NO_STACK, RecordKind, SampleRecord, SampleStage,
 };
 
-use crate::maps::{EVENTS, count, current_ids, in_flight, is_traced, now};
+use crate::maps::{count, current_ids, emit, in_flight, is_traced, now};
 
 /// Kernel and user stacks of the samples, by stack id.
 #[map]
@@ -72,6 +72,7 @@ fn try_cpu_sample(ctx: &PerfEventContext) -> Result<u32, u32> {
             NO_STACK
         }
     };
+    let t = now();
     let rec = SampleRecord {
         kind: RecordKind::Sample as u32,
         pid: tgid,
@@ -83,12 +84,9 @@ fn try_cpu_sample(ctx: &PerfEventContext) -> Result<u32, u32> {
         // SAFETY: the helper has no preconditions.
         cpu: unsafe { bpf_get_smp_processor_id() },
         call_start_ns,
-        time_ns: now(),
+        time_ns: t,
     };
-    match EVENTS.output::<SampleRecord>(&rec, 0) {
-        Ok(()) => count(Counter::SamplesSent),
-        Err(_) => count(Counter::SamplesLost),
-    }
+    emit(&rec, t, Counter::SamplesSent, Counter::SamplesLost);
     Ok(0)
 }
 

@@ -31,9 +31,9 @@ pub fn sched_switch(ctx: TracePointContext) -> u32 {
             field::<i32>(&ctx, SWITCH_NEXT_PID) as u32,
         )
     };
-    let t = now();
+    // The clock is read only for a traced thread: most switches on a machine are not.
     if let Some(s) = in_flight(prev) {
-        s.off_ns = t;
+        s.off_ns = now();
         s.wake_ns = 0;
         s.off_blocked = (prev_state & SLEEP_STATE_MASK != 0) as u32;
         s.rec.switches += 1;
@@ -41,6 +41,7 @@ pub fn sched_switch(ctx: TracePointContext) -> u32 {
     if let Some(s) = in_flight(next)
         && s.off_ns != 0
     {
+        let t = now();
         if s.off_blocked != 0 {
             let woke = if s.wake_ns >= s.off_ns && s.wake_ns <= t {
                 s.wake_ns

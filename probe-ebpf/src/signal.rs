@@ -1,9 +1,9 @@
 //! Signal hooks: signals sent to and delivered to traced processes (SIGIO of signal-driven
 //! I/O, SIGBUS of a truncated mapping, lease-break signals).
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use probe_common::{Counter, RecordKind, SignalEvent, SignalRecord};
+use probe_common::{RecordKind, SignalEvent, SignalRecord};
 
-use crate::maps::{EVENTS, count, current_ids, field, is_traced, now};
+use crate::maps::{current_ids, field, is_traced, now};
 
 // signal/signal_generate/format:
 //   field:int sig;     offset:8;  size:4;
@@ -21,10 +21,7 @@ const DELIVER_SIG: usize = 8;
 const DELIVER_CODE: usize = 16;
 
 fn send(rec: &SignalRecord) {
-    match EVENTS.output::<SignalRecord>(rec, 0) {
-        Ok(()) => count(Counter::Sent),
-        Err(_) => count(Counter::Lost),
-    }
+    crate::maps::send(rec, rec.time_ns);
 }
 
 #[tracepoint]

@@ -1,9 +1,9 @@
 //! Socket copy markers: the start and size of each copy of socket data to user memory.
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 
-use probe_common::{CopyRecord, Counter, RecordKind};
+use probe_common::{CopyRecord, RecordKind};
 
-use crate::maps::{EVENTS, count, current_ids, field, in_flight, is_traced, now};
+use crate::maps::{current_ids, field, in_flight, is_traced, now, send};
 
 // skb/skb_copy_datagram_iovec/format:
 //   field:const void * skbaddr; offset:8;  size:8;
@@ -18,17 +18,15 @@ pub fn skb_copy(ctx: TracePointContext) -> u32 {
     let Some(s) = in_flight(tid) else {
         // A copy outside any traced call (an io_uring worker, task work): report it alone.
         if is_traced(tgid) {
+            let t = now();
             let rec = CopyRecord {
                 kind: RecordKind::Copy as u32,
                 pid: tgid,
                 tid,
                 bytes: len.max(0) as u32,
-                time_ns: now(),
+                time_ns: t,
             };
-            match EVENTS.output::<CopyRecord>(&rec, 0) {
-                Ok(()) => count(Counter::Sent),
-                Err(_) => count(Counter::Lost),
-            }
+            send(&rec, t);
         }
         return 0;
     };

@@ -4,7 +4,7 @@
 //! The stage rules here are those of the profiler's `attribution::stages`, line for line; a
 //! root test checks that both give the same sums for the same calls.
 use aya_ebpf::{
-    bindings::{BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    bindings::BPF_NOEXIST,
     macros::map,
     maps::{PerCpuArray, PerCpuHashMap},
 };
@@ -13,17 +13,11 @@ use probe_common::{
     hist_bucket, mode,
 };
 
-use crate::maps::{COUNTERS, EVENTS};
+use crate::maps::COUNTERS;
 
 /// What the call programs do ([`probe_common::mode`] bits); set by user space at load time.
 #[unsafe(no_mangle)]
 static MODE: u32 = mode::RECORDS;
-
-/// Unread ring-buffer bytes above which a call record wakes the reader; below, the reader
-/// finds records on its next timed poll (one wake-up per record would cost more than the
-/// record). Set by user space at load time.
-#[unsafe(no_mangle)]
-static WAKE_BYTES: u64 = 0;
 
 /// Sums per process and call, per CPU.
 #[map]
@@ -49,35 +43,6 @@ pub fn count_slot(slot: u32) {
         // SAFETY: a per-CPU slot is only touched by programs on this CPU, which do not nest.
         unsafe { *c += 1 };
     }
-}
-
-/// When this CPU last woke the reader, ns.
-#[map]
-static LAST_WAKE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
-
-/// Least time between two wake-ups of the reader from one CPU below the byte threshold, ns:
-/// the first record after a quiet spell wakes the reader at once (it learns what new
-/// descriptors are while they are open), a stream of records wakes it at most this often.
-const WAKE_EVERY_NS: u64 = 1_000_000;
-
-/// The submit flag of a call record made at `now_ns`: wake the reader when enough is
-/// waiting, or when this CPU has not woken it for a while.
-#[inline(always)]
-pub fn wakeup_flag(now_ns: u64) -> u64 {
-    // SAFETY: as in [`run_mode`].
-    let wake = unsafe { core::ptr::read_volatile(&WAKE_BYTES) };
-    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= wake {
-        return BPF_RB_FORCE_WAKEUP as u64;
-    }
-    if let Some(last) = LAST_WAKE.get_ptr_mut(0) {
-        // SAFETY: a per-CPU slot is only touched by programs on this CPU, which do not nest.
-        let last = unsafe { &mut *last };
-        if now_ns.wrapping_sub(*last) >= WAKE_EVERY_NS {
-            *last = now_ns;
-            return BPF_RB_FORCE_WAKEUP as u64;
-        }
-    }
-    BPF_RB_NO_WAKEUP as u64
 }
 
 /// Stages of one call, as `attribution::stages` computes them.

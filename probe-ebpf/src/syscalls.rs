@@ -1,10 +1,10 @@
 //! System call entry and exit: one program pair, attached by user space to the
 //! `syscalls:sys_enter_*` / `sys_exit_*` tracepoints of every traced call.
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use probe_common::{COUNTER_CALLS_LOST, CallRecord, Counter, InFlight, RecordKind, fd_class, mode};
+use probe_common::{COUNTER_CALLS_LOST, CallRecord, Counter, RecordKind, mode};
 
 use crate::{
-    maps::{EVENTS, IN_FLIGHT, count, current_ids, field, in_flight, is_traced, now, thread_slot},
+    maps::{EVENTS, count, current_ids, entry_slot, field, in_flight, is_traced, now, wakeup_flag},
     summary,
 };
 
@@ -47,10 +47,15 @@ fn try_call_enter<const ARGS: usize>(ctx: &TracePointContext) -> Result<u32, u32
     if !is_traced(tgid) {
         return Ok(0);
     }
-    // SAFETY: offsets from the sys_enter format above.
-    let (nr, args) = unsafe {
-        (
-            field::<i32>(ctx, ENTER_NR) as u32,
+    // SAFETY: offset from the sys_enter format above.
+    let nr = unsafe { field::<i32>(ctx, ENTER_NR) } as u32;
+    let Some(s) = entry_slot(tid) else {
+        count(Counter::InFlightFull);
+        return Ok(0);
+    };
+    if summary::run_mode() & mode::RECORDS != 0 {
+        // SAFETY: offsets from the sys_enter format above.
+        let args = unsafe {
             [
                 field::<u64>(ctx, ENTER_ARGS),
                 field::<u64>(ctx, ENTER_ARGS + 8),
@@ -59,41 +64,37 @@ fn try_call_enter<const ARGS: usize>(ctx: &TracePointContext) -> Result<u32, u32
                 } else {
                     0
                 },
-            ],
-        )
-    };
-    // Descriptor classes go into per-call records; summary mode groups by call alone.
-    let (fd_class, fd_out_class) = if summary::run_mode() & mode::RECORDS != 0 {
-        crate::fdclass::classes(nr, &args)
+            ]
+        };
+        let (fd_class, fd_out_class) = crate::fdclass::classes(nr, &args);
+        s.rec = CallRecord {
+            kind: RecordKind::Call as u32,
+            pid: tgid,
+            tid,
+            nr,
+            args,
+            start_ns: now(),
+            fd_class,
+            fd_out_class,
+            ..CallRecord::default()
+        };
     } else {
-        (fd_class::UNKNOWN, fd_class::UNKNOWN)
-    };
-    let rec = CallRecord {
-        kind: RecordKind::Call as u32,
-        pid: tgid,
-        tid,
-        nr,
-        args,
-        start_ns: now(),
-        fd_class,
-        fd_out_class,
-        ..CallRecord::default()
-    };
-    if let Some(s) = thread_slot(tid) {
-        // The thread's entry from an earlier call: reuse it in place, no insert.
-        s.rec = rec;
-        s.off_ns = 0;
-        s.wake_ns = 0;
-        s.off_blocked = 0;
-        return Ok(0);
+        // Summary mode: only what `summary::add` reads (the counts that only records carry
+        // are left to wrap), which halves the stores of a call's entry.
+        let r = &mut s.rec;
+        r.pid = tgid;
+        r.tid = tid;
+        r.nr = nr;
+        r.first_copy_ns = 0;
+        r.blocked_ns = 0;
+        r.runq_ns = 0;
+        r.wait_blocked_ns = 0;
+        r.wait_runq_ns = 0;
+        r.start_ns = now();
     }
-    let state = InFlight {
-        rec,
-        ..InFlight::default()
-    };
-    if IN_FLIGHT.insert(&tid, &state, 0).is_err() {
-        count(Counter::InFlightFull);
-    }
+    s.off_ns = 0;
+    s.wake_ns = 0;
+    s.off_blocked = 0;
     Ok(0)
 }
 
@@ -123,7 +124,7 @@ fn try_call_exit(ctx: &TracePointContext) -> Result<u32, u32> {
         match EVENTS.reserve::<CallRecord>(0) {
             Some(mut slot) => {
                 slot.write(state.rec);
-                slot.submit(summary::wakeup_flag(state.rec.end_ns));
+                slot.submit(wakeup_flag(state.rec.end_ns));
                 count(Counter::Sent);
             }
             None => {

@@ -489,11 +489,22 @@ fn attach_copy_timing(
 
 /// Tells the probes which arguments of each traced call are descriptors (issue 6).
 fn fill_call_fds(ebpf: &mut Ebpf, calls: &[&'static Call]) -> anyhow::Result<()> {
-    let mut map: HashMap<_, u32, u32> =
-        HashMap::try_from(ebpf.map_mut("CALL_FDS").context("no CALL_FDS map")?)?;
+    let mut map: aya::maps::Array<_, u32> =
+        aya::maps::Array::try_from(ebpf.map_mut("CALL_FDS").context("no CALL_FDS map")?)?;
     for c in calls {
-        map.insert(c.nr, crate::fdkind::fd_arg_spec(c), 0)
-            .with_context(|| format!("failed to set the descriptor arguments of {}", c.name))?;
+        anyhow::ensure!(
+            c.nr < probe_common::CALL_FDS_SLOTS,
+            "call {} has number {}, beyond the probes' table of {}",
+            c.name,
+            c.nr,
+            probe_common::CALL_FDS_SLOTS
+        );
+        map.set(
+            c.nr,
+            crate::fdkind::fd_arg_spec(c) | probe_common::CALL_FDS_SET,
+            0,
+        )
+        .with_context(|| format!("failed to set the descriptor arguments of {}", c.name))?;
     }
     Ok(())
 }

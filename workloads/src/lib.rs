@@ -146,6 +146,28 @@ pub fn entry(name: &str) -> Option<&'static Entry> {
     CATALOG.iter().find(|e| e.name == name)
 }
 
+/// Pins the calling process (and the threads it starts afterwards) to one CPU.
+pub fn pin_to_cpu(cpu: usize) -> anyhow::Result<()> {
+    // SAFETY: an all-zero cpu_set_t is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    anyhow::ensure!(
+        cpu < libc::CPU_SETSIZE as usize,
+        "CPU {cpu} is out of range"
+    );
+    // SAFETY: `cpu` is within the set's size, checked above.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: pid 0 is the calling thread; the set is valid for the size given.
+    let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
+    if r != 0 {
+        anyhow::bail!(
+            "cannot run on CPU {cpu}: {} (CPUs online: {})",
+            std::io::Error::last_os_error(),
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,5 +184,26 @@ mod tests {
                 e.name
             );
         }
+    }
+
+    #[test]
+    fn pinning_leaves_one_cpu_and_rejects_a_bad_one() {
+        // In a thread of its own, so that the other tests keep every CPU.
+        std::thread::spawn(|| {
+            pin_to_cpu(0).expect("CPU 0 is always there");
+            // SAFETY: an all-zero cpu_set_t is the empty set; the kernel fills it.
+            let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+            // SAFETY: valid set of the size given.
+            let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
+            assert_eq!(r, 0);
+            // SAFETY: reads a filled set.
+            assert_eq!(unsafe { libc::CPU_COUNT(&set) }, 1);
+            // SAFETY: as above.
+            assert!(unsafe { libc::CPU_ISSET(0, &set) });
+            let e = pin_to_cpu(libc::CPU_SETSIZE as usize).expect_err("beyond the set");
+            assert!(e.to_string().contains("out of range"), "{e}");
+        })
+        .join()
+        .expect("the pinned thread panicked");
     }
 }

@@ -22,6 +22,9 @@ use workloads::{
 struct Cli {
     #[command(subcommand)]
     workload: Workload,
+    /// Run every thread of the workload on this CPU (benchmarks pin it so that runs compare)
+    #[arg(long, global = true, value_name = "N")]
+    cpu: Option<usize>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -186,6 +189,12 @@ fn parse_size(s: &str) -> Result<u64, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(cpu) = cli.cpu
+        && let Err(e) = workloads::pin_to_cpu(cpu)
+    {
+        eprintln!("workloads: {e:#}");
+        return ExitCode::from(2);
+    }
     let cpu0 = workloads::truth::cpu_ns();
     let (result, truth_path) = match cli.workload {
         Workload::Blocking(a) => (blocking::run(a.paced()), a.truth),

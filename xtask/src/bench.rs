@@ -103,6 +103,8 @@ struct Bench {
     bin: PathBuf,
     scratch: PathBuf,
     missing: BTreeMap<Variant, String>,
+    /// The CPU every traced workload runs on (the last one; none on a one-CPU machine).
+    pin: Option<usize>,
 }
 
 /// Runs the benchmark and writes `BENCHMARKS.md`.
@@ -112,11 +114,13 @@ pub fn run(reps: usize) -> anyhow::Result<()> {
     let bin = root.join("target/release");
     let scratch = std::env::temp_dir().join(format!("ioprof-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut b = Bench {
         missing: ensure_tools(),
         root,
         bin,
         scratch,
+        pin: (cpus > 1).then(|| cpus - 1),
     };
     let loads = loads(&b);
     let load_before = loadavg();
@@ -230,7 +234,7 @@ fn loads(b: &Bench) -> Vec<Load> {
         },
         Load {
             name: "blocking 64 KiB messages, unpaced",
-            args: blocking("64KiB", "2000"),
+            args: blocking("64KiB", "20000"),
             slow_args: Vec::new(),
             calls: "recvfrom",
             heavy: false,
@@ -359,6 +363,10 @@ impl Bench {
         target.extend(args.iter().cloned());
         target.push("--truth".into());
         target.push(truth_path.to_string_lossy().into());
+        if let Some(cpu) = self.pin {
+            target.push("--cpu".into());
+            target.push(cpu.to_string());
+        }
         let cmd = self.command(v, load.calls, &target, stats);
         let (out, cpu_ns, max_rss_kib) = spawn_measured(cmd, &self.scratch, TIMEOUT)?;
         let truth = Truth::read(&truth_path)
@@ -631,6 +639,15 @@ fn render(
          average well above the core count means the absolute numbers are noisy; compare \
          ratios within one table.\n"
     );
+    if let Some(cpu) = b.pin {
+        let _ = writeln!(
+            md,
+            "Every traced workload runs pinned to CPU {cpu} (`workloads --cpu {cpu}`: its \
+             sender and receiver threads share it), under every variant alike; the tools run \
+             unpinned. Unpinned, a two-thread workload's time depends on whether its threads \
+             happen to share a CPU, which varied runs of the same variant by 4× here.\n"
+        );
+    }
     if !b.missing.is_empty() {
         let _ = writeln!(md, "Not measured:\n");
         for (v, why) in &b.missing {
