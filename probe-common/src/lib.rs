@@ -255,6 +255,10 @@ pub enum Counter {
     Lost = 1,
     /// Calls whose entry found no room in the in-flight map.
     InFlightFull = 2,
+    /// Calls kept in the clash table: their thread's slot was held by another thread's call.
+    CallsSpilled = 3,
+    /// Traced processes kept in the clash table: their slot was held by another process.
+    ProcsSpilled = 4,
     // issue 5: CPU sampling and exact copy timing (30-39).
     /// CPU samples of traced threads sent to the ring buffer.
     SamplesSent = 30,
@@ -389,9 +393,15 @@ pub const DEFAULT_RINGBUF_BYTES: u32 = 4 << 20;
 /// Maximum number of threads with a call in flight at once.
 pub const MAX_IN_FLIGHT: u32 = 16384;
 
-/// Slots of the per-thread call table, indexed by thread id modulo this number (a power of
-/// two; the default `pid_max` is 32768, so that on such a machine no two threads share one).
+/// Slots of the per-thread call table and of the traced-process table, indexed by id modulo
+/// this number (a power of two; the default `pid_max` is 32768, so that on such a machine no
+/// two threads share one). Ids that clash go to hash tables.
 pub const THREAD_SLOTS: u32 = 32768;
+
+/// Index in the `SPILL_USED` array of the flag "a call went to the clash table".
+pub const SPILL_CALLS: u32 = 0;
+/// Index in the `SPILL_USED` array of the flag "a traced process went to the clash table".
+pub const SPILL_PROCS: u32 = 1;
 
 /// Maximum number of traced processes.
 pub const MAX_TRACED: u32 = 4096;

@@ -10,12 +10,29 @@ use probe_common::{
     THREAD_SLOTS,
 };
 
-/// Processes (tgids) whose calls are traced. Filled by user space before the target runs;
-/// children are added on fork.
+/// Traced processes (tgids), each in the slot `tgid & SLOT_MASK` of this array (an inlined
+/// lookup on every hook), or in [`TRACED`] when another traced process holds that slot.
+/// Filled by user space before the target runs; children are added on fork.
 #[map]
-pub static TRACED: HashMap<u32, u8> = HashMap::with_max_entries(MAX_TRACED, 0);
+static TRACED_SLOTS: Array<u32> = Array::with_max_entries(THREAD_SLOTS, 0);
 
-/// The call of each traced thread, in the slot `tid % THREAD_SLOTS`: an array lookup is
+/// Traced processes whose slot in [`TRACED_SLOTS`] was taken.
+#[map]
+static TRACED: HashMap<u32, u8> = HashMap::with_max_entries(MAX_TRACED, 0);
+
+/// Index mask of the slot arrays: `THREAD_SLOTS - 1`, or smaller when user space asks for
+/// fewer slots (tests force clashes that way).
+#[unsafe(no_mangle)]
+static SLOT_MASK: u32 = THREAD_SLOTS - 1;
+
+/// Whether each clash table ([`SPILL_CALLS`]: [`SPILLED`], [`SPILL_PROCS`]: [`TRACED`]) is in
+/// use: 1 from its first clash on. Until then no lookup looks there.
+#[map]
+static SPILL_USED: Array<u32> = Array::with_max_entries(2, 0);
+const SPILL_CALLS: u32 = probe_common::SPILL_CALLS;
+const SPILL_PROCS: u32 = probe_common::SPILL_PROCS;
+
+/// The call of each traced thread, in the slot `tid & SLOT_MASK`: an array lookup is
 /// inlined by the kernel and touches one cache line, where a hash lookup walks a bucket. This
 /// matters because the scheduler hooks look up both threads of every context switch on the
 /// machine. A slot stays with its thread between calls (a call costs no insert or delete); it
@@ -27,10 +44,6 @@ static SLOTS: Array<InFlight> = Array::with_max_entries(THREAD_SLOTS, 0);
 /// [`THREAD_SLOTS`], possible where `pid_max` is larger), keyed by thread id.
 #[map]
 static SPILLED: LruHashMap<u32, InFlight> = LruHashMap::with_max_entries(MAX_IN_FLIGHT, 0);
-
-/// Slot 0 is 1 once a call went to [`SPILLED`]: until then no lookup needs to look there.
-#[map]
-static SPILL_USED: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Finished call records for user space.
 #[map]
@@ -63,11 +76,63 @@ pub fn current_ids() -> (u32, u32) {
     ((id >> 32) as u32, id as u32)
 }
 
+#[inline(always)]
+fn slot_index(id: u32) -> u32 {
+    // SAFETY: a read-only global set before load; volatile so that the default is not folded.
+    id & unsafe { core::ptr::read_volatile(&SLOT_MASK) }
+}
+
+#[inline(always)]
+fn spill_used(table: u32) -> bool {
+    SPILL_USED.get(table).is_some_and(|u| *u != 0)
+}
+
+#[inline(always)]
+fn set_spill_used(table: u32) {
+    if let Some(used) = SPILL_USED.get_ptr_mut(table) {
+        // SAFETY: one word, only ever set to 1.
+        unsafe { *used = 1 };
+    }
+}
+
 /// Whether a process is traced.
 #[inline(always)]
 pub fn is_traced(tgid: u32) -> bool {
+    if TRACED_SLOTS.get(slot_index(tgid)) == Some(&tgid) {
+        return true;
+    }
     // SAFETY: the value is only read for presence.
-    unsafe { TRACED.get(&tgid).is_some() }
+    spill_used(SPILL_PROCS) && unsafe { TRACED.get(&tgid).is_some() }
+}
+
+/// Traces process `tgid` (a child of a traced one).
+#[inline(always)]
+pub fn trace(tgid: u32) {
+    if let Some(p) = TRACED_SLOTS.get_ptr_mut(slot_index(tgid)) {
+        // SAFETY: a slot holds one word.
+        let held = unsafe { &mut *p };
+        if *held == 0 || *held == tgid {
+            *held = tgid;
+            return;
+        }
+    }
+    set_spill_used(SPILL_PROCS);
+    count(Counter::ProcsSpilled);
+    let _ = TRACED.insert(&tgid, &1, 0);
+}
+
+/// Stops tracing process `tgid` (it ended), so that a later process given its pid is not.
+#[inline(always)]
+pub fn untrace(tgid: u32) {
+    if let Some(p) = TRACED_SLOTS.get_ptr_mut(slot_index(tgid)) {
+        // SAFETY: a slot holds one word.
+        let held = unsafe { &mut *p };
+        if *held == tgid {
+            *held = 0;
+            return;
+        }
+    }
+    let _ = TRACED.remove(&tgid);
 }
 
 #[inline(always)]
@@ -76,13 +141,8 @@ fn slot(tid: u32) -> Option<&'static mut InFlight> {
     // switch-in, faults) or by a wake-up that stores one word; a torn read of that word is
     // harmless.
     SLOTS
-        .get_ptr_mut(tid & (THREAD_SLOTS - 1))
+        .get_ptr_mut(slot_index(tid))
         .map(|p| unsafe { &mut *p })
-}
-
-#[inline(always)]
-fn spill_used() -> bool {
-    SPILL_USED.get(0).is_some_and(|u| *u != 0)
 }
 
 /// The in-flight call of a thread, if it has one.
@@ -95,7 +155,7 @@ pub fn in_flight(tid: u32) -> Option<&'static mut InFlight> {
         // another thread holds the slot).
         return if s.rec.start_ns == 0 { None } else { Some(s) };
     }
-    if !spill_used() {
+    if !spill_used(SPILL_CALLS) {
         return None;
     }
     // SAFETY: as in [`slot`].
@@ -111,10 +171,8 @@ pub fn entry_slot(tid: u32) -> Option<&'static mut InFlight> {
     if s.rec.start_ns == 0 || s.rec.tid == tid {
         return Some(s);
     }
-    if let Some(used) = SPILL_USED.get_ptr_mut(0) {
-        // SAFETY: one word, only ever set to 1.
-        unsafe { *used = 1 };
-    }
+    set_spill_used(SPILL_CALLS);
+    count(Counter::CallsSpilled);
     // SAFETY: as in [`slot`].
     if let Some(p) = SPILLED.get_ptr_mut(&tid) {
         return Some(unsafe { &mut *p });

@@ -4,7 +4,7 @@
 use aya_ebpf::{helpers::bpf_get_current_comm, macros::tracepoint, programs::TracePointContext};
 use probe_common::{ProcEvent, ProcRecord, RecordKind};
 
-use crate::maps::{TRACED, current_ids, field, in_flight, is_traced, now};
+use crate::maps::{current_ids, field, in_flight, is_traced, now, untrace};
 
 // sched/sched_process_exit/format:
 //   field:pid_t pid;        offset:24; size:4;
@@ -43,7 +43,7 @@ pub fn process_exit(ctx: TracePointContext) -> u32 {
     // SAFETY: offset from the sched_process_exit format above.
     let group_dead = unsafe { field::<u8>(&ctx, EXIT_GROUP_DEAD) };
     if group_dead != 0 {
-        let _ = TRACED.remove(&tgid);
+        untrace(tgid);
         send(ProcEvent::Exit, tgid, 0);
     }
     0

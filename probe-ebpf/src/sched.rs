@@ -3,7 +3,7 @@
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use probe_common::{CLONE_THREAD, SLEEP_STATE_MASK};
 
-use crate::maps::{TRACED, current_ids, field, in_flight, is_traced, now};
+use crate::maps::{current_ids, field, in_flight, is_traced, now, trace};
 
 // sched/sched_switch/format:
 //   field:pid_t prev_pid;   offset:24; size:4;
@@ -82,7 +82,7 @@ pub fn task_newtask(ctx: TracePointContext) -> u32 {
         )
     };
     if flags & CLONE_THREAD == 0 && is_traced(tgid) {
-        let _ = TRACED.insert(&pid, &1, 0);
+        trace(pid);
         crate::procs::forked(pid, tgid);
     }
     0

@@ -56,6 +56,9 @@ pub struct LoadOptions {
     /// Attach the per-message hooks of the I/O-model analysis (socket arrivals and reads,
     /// io_uring requests): one record per event, so off for `--bounded` runs and summary mode.
     pub message_events: bool,
+    /// Slots of the kernel's thread and process tables (a power of two, at most
+    /// [`probe_common::THREAD_SLOTS`]); fewer force the clash tables into use (tests).
+    pub thread_slots: u32,
 }
 
 impl Default for LoadOptions {
@@ -67,6 +70,7 @@ impl Default for LoadOptions {
             self_stats: false,
             sample_hz: 0,
             message_events: true,
+            thread_slots: probe_common::THREAD_SLOTS,
         }
     }
 }
@@ -82,6 +86,8 @@ pub struct Probes {
     pub copy_timing: CopyTiming,
     /// Every attachment, by program: detached in parallel when the probes are dropped.
     links: Vec<(&'static str, TracePointLinkId)>,
+    /// Slots of the kernel's thread and process tables.
+    thread_slots: u32,
 }
 
 /// Unread bytes of the call ring buffer that wake the reader: a quarter of the buffer. Fewer
@@ -148,6 +154,12 @@ impl Probes {
                  build it with `cargo xtask build`"
             );
         }
+        anyhow::ensure!(
+            opts.thread_slots.is_power_of_two() && opts.thread_slots <= probe_common::THREAD_SLOTS,
+            "thread slots must be a power of two from 1 to {}, not {}",
+            probe_common::THREAD_SLOTS,
+            opts.thread_slots
+        );
         crate::privilege::check()?;
         ensure_tracefs()?;
         let stats = opts
@@ -157,11 +169,13 @@ impl Probes {
         // issue 6: descriptor classes at entry need this kernel's structure layout.
         let fd_offsets = crate::btf::Btf::from_kernel().and_then(|b| b.fd_offsets());
         let wake = wake_bytes(opts.ringbuf_bytes);
+        let slot_mask = opts.thread_slots - 1;
         let mut loader = EbpfLoader::new();
         loader
             .map_max_entries("EVENTS", opts.ringbuf_bytes)
             .override_global("MODE", &opts.mode, true)
-            .override_global("WAKE_BYTES", &wake, true);
+            .override_global("WAKE_BYTES", &wake, true)
+            .override_global("SLOT_MASK", &slot_mask, true);
         if let Ok(o) = &fd_offsets {
             loader.override_global("FD_OFFSETS", o, true);
         }
@@ -214,6 +228,7 @@ impl Probes {
                     why: "benchmark floor: no copy is measured".into(),
                 },
                 links,
+                thread_slots: opts.thread_slots,
             });
         }
 
@@ -315,12 +330,23 @@ impl Probes {
                 prog,
                 "sk_data_ready" | "sock_recv_length" | "uring_submit" | "uring_complete"
             );
-            if message_hook && !opts.message_events {
+            // Fault counts and bytes sent go into call records only: a summary-mode run
+            // would pay for them on every fault and send and report nothing of them.
+            let record_hook = matches!(
+                prog,
+                "page_fault_user" | "page_fault_kernel" | "filemap_fault" | "sock_send_length"
+            );
+            let off = if message_hook && !opts.message_events {
+                Some("not attached: only per-call runs without --bounded read them")
+            } else if record_hook && opts.mode & mode::RECORDS == 0 {
+                Some("not attached: only per-call records carry them")
+            } else {
+                None
+            };
+            if let Some(why) = off {
                 hooks.push(Hook {
                     name: format!("{category}:{name}"),
-                    error: Some(
-                        "not attached: only per-call runs without --bounded read them".into(),
-                    ),
+                    error: Some(why.into()),
                     without,
                 });
                 continue;
@@ -346,6 +372,7 @@ impl Probes {
             hooks,
             copy_timing,
             links,
+            thread_slots: opts.thread_slots,
         })
     }
 
@@ -354,13 +381,31 @@ impl Probes {
         &self.ebpf
     }
 
-    /// Traces the process `pid` (a tgid) and, from now on, the children it forks.
+    /// Traces the process `pid` (a tgid) and, from now on, the children it forks: in its
+    /// slot of the process table, or in the clash table when another process holds the slot
+    /// (the kernel side does the same for children).
     pub fn trace_pid(&mut self, pid: u32) -> anyhow::Result<()> {
+        let fail = || format!("failed to trace pid {pid}");
+        let index = pid & (self.thread_slots - 1);
+        let mut slots: aya::maps::Array<_, u32> = aya::maps::Array::try_from(
+            self.ebpf
+                .map_mut("TRACED_SLOTS")
+                .context("no TRACED_SLOTS map")?,
+        )?;
+        let held = slots.get(&index, 0).with_context(fail)?;
+        if held == 0 || held == pid {
+            return slots.set(index, pid, 0).with_context(fail);
+        }
+        let mut used: aya::maps::Array<_, u32> = aya::maps::Array::try_from(
+            self.ebpf
+                .map_mut("SPILL_USED")
+                .context("no SPILL_USED map")?,
+        )?;
+        used.set(probe_common::SPILL_PROCS, 1, 0)
+            .with_context(fail)?;
         let mut traced: HashMap<_, u32, u8> =
             HashMap::try_from(self.ebpf.map_mut("TRACED").context("no TRACED map")?)?;
-        traced
-            .insert(pid, 1, 0)
-            .with_context(|| format!("failed to trace pid {pid}"))
+        traced.insert(pid, 1, 0).with_context(fail)
     }
 
     /// The ring buffer of finished calls. Can be taken once.

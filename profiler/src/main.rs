@@ -100,6 +100,10 @@ struct Cli {
     /// run-time statistics on for this run only).
     #[arg(long)]
     self_stats: bool,
+    /// Slots of the kernel's per-thread and per-process tables (a power of two; ids that
+    /// share a slot go to hash tables). For tests of that path.
+    #[arg(long, hide = true, default_value_t = probe_common::THREAD_SLOTS)]
+    thread_slots: u32,
     /// CPU sampling frequency in Hz for kernel and user stacks inside traced calls (0: off).
     #[arg(long, value_name = "HZ", default_value_t = DEFAULT_FREQ)]
     freq: u64,
@@ -313,6 +317,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             sample_hz: cli.freq,
             // One record per socket event: only for per-call runs, whose analyses read them.
             message_events: !cli.bounded && kernel_mode & probe_common::mode::RECORDS != 0,
+            thread_slots: cli.thread_slots,
         },
         duration: cli.duration,
     };
@@ -399,6 +404,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             String::new()
         }
     );
+    let counter = |c: probe_common::Counter| result.counters.get(c as usize).copied().unwrap_or(0);
+    let untraced = counter(probe_common::Counter::InFlightFull);
+    if untraced > 0 {
+        let _ = writeln!(
+            out,
+            "{untraced} calls not traced: no room left in the kernel's table of calls in flight"
+        );
+    }
     {
         use profiler::decode::Record;
         let count = |f: fn(&Record) -> bool| result.events.iter().filter(|e| f(e)).count();
@@ -489,12 +502,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .context("failed to write the model summary")?;
     }
     profiler::sampling::report(calls, &result.samples, sample_outputs, &mut out)?;
+    exports.write(&models::rows(calls, &msgs), &result.events, &mut out)?;
+    // Last, so that the cost covers the analyses and exports as well as the run.
     let _ = write!(
         out,
         "{}",
-        selfcost::report(result.lost, &result.usage, result.programs.as_deref())
+        selfcost::report(
+            result.lost,
+            &selfcost::own_usage(),
+            result.programs.as_deref()
+        )
     );
-    exports.write(&models::rows(calls, &msgs), &result.events, &mut out)?;
     Ok(match result.end {
         EndReason::CommandExited(Exit::Code(0)) => ExitCode::SUCCESS,
         EndReason::CommandExited(Exit::Code(c)) => {

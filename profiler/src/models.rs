@@ -298,12 +298,13 @@ fn deliveries(calls: &[&TracedCall], ev: &Events) -> Vec<Delivery> {
         } else if name == "io_uring_enter" && c.rec.first_copy_ns != 0 && c.rec.copy_bytes > 0 {
             // Task work ran the receive inside the wait for completions.
             let start = c.rec.first_copy_ns;
-            let done: Vec<usize> = ev
-                .completions
+            let first = ev.completions.partition_point(|e| e.0 < start);
+            let done: Vec<usize> = ev.completions[first..]
                 .iter()
+                .take_while(|(t, _)| *t <= c.rec.end_ns)
                 .enumerate()
-                .filter(|(_, (t, res))| *t >= start && *t <= c.rec.end_ns && *res > 0)
-                .map(|(j, _)| j)
+                .filter(|(_, (_, res))| *res > 0)
+                .map(|(j, _)| first + j)
                 .collect();
             let bytes = done
                 .iter()
@@ -332,8 +333,8 @@ fn deliveries(calls: &[&TracedCall], ev: &Events) -> Vec<Delivery> {
         }
         let copy = ev
             .copies
-            .iter()
-            .find(|(ct, _, _)| *ct > prev_end && *ct <= t);
+            .get(ev.copies.partition_point(|c| c.0 <= prev_end))
+            .filter(|(ct, _, _)| *ct <= t);
         let (start, tid) = copy.map_or((t, 0), |&(ct, tid, _)| (ct, tid));
         out.push(Delivery {
             copier_tid: tid,
@@ -346,6 +347,21 @@ fn deliveries(calls: &[&TracedCall], ev: &Events) -> Vec<Delivery> {
     }
     out.sort_by_key(|d| d.copy_start);
     out
+}
+
+/// Index of the first of `calls` (sorted by start) that starts at or after `t`.
+fn starting_from(calls: &[&TracedCall], t: u64) -> usize {
+    calls.partition_point(|c| c.rec.start_ns < t)
+}
+
+/// Index of the first of `calls` (sorted by start) that starts after `t`.
+fn starting_after(calls: &[&TracedCall], t: u64) -> usize {
+    calls.partition_point(|c| c.rec.start_ns <= t)
+}
+
+/// The events of `list` (sorted by time) at or after `t`, in time order.
+fn events_from<T>(list: &[(u64, T)], t: u64) -> &[(u64, T)] {
+    &list[list.partition_point(|e| e.0 < t)..]
 }
 
 /// Adds the part of `[a, b)` that overlaps `[lo, hi)` to `acc`, scaled from `part` of a span.
@@ -371,14 +387,16 @@ fn continues(
     if !is_receive(c) || c.stages.wait_blocked_ns > 0 || prev.waiter != waiter {
         return false;
     }
-    let between = |t: u64| t > prev.copy_end_ns && t < c.rec.start_ns;
+    let between = starting_after(calls, prev.copy_end_ns)..starting_from(calls, c.rec.start_ns);
     !calls
+        .get(between)
+        .unwrap_or_default()
         .iter()
-        .any(|o| o.rec.tid == waiter && between(o.rec.start_ns))
-        && !ev
-            .signals
+        .any(|o| o.rec.tid == waiter)
+        && !events_from(&ev.signals, prev.copy_end_ns)
             .iter()
-            .any(|&(t, tid)| tid == waiter && t >= prev.copy_end_ns && t <= d.copy_start)
+            .take_while(|&&(t, _)| t <= d.copy_start)
+            .any(|&(_, tid)| tid == waiter)
 }
 
 /// Cuts every traced process's run into messages. `calls` and `events` are everything a run
@@ -418,6 +436,17 @@ fn process_messages(pid: u32, calls: &[&TracedCall], ev: &Events) -> Vec<Message
         .filter(|(_, sk)| ev.socks.is_empty() || ev.socks.contains(sk))
         .map(|a| a.0)
         .collect();
+    // The longest call: the calls overlapping a stretch of time are found by a binary search
+    // on start times back to the stretch's start minus this.
+    let longest = calls
+        .iter()
+        .map(|c| c.rec.end_ns.saturating_sub(c.rec.start_ns))
+        .max()
+        .unwrap_or(0);
+    // Calls that start in [a, b].
+    let starting_in = |a: u64, b: u64| {
+        starting_from(calls, a)..starting_after(calls, b).max(starting_from(calls, a))
+    };
     let mut out = Vec::new();
     let mut prev_end: Option<u64> = None;
     for (n, d) in dels.iter().enumerate() {
@@ -429,16 +458,15 @@ fn process_messages(pid: u32, calls: &[&TracedCall], ev: &Events) -> Vec<Message
         let next_start = dels.get(n + 1).map_or(u64::MAX, |x| x.copy_start);
         // A signal to another thread after a copy in a call means that thread was waiting
         // and a helper copied for it.
-        let told_after = ev
-            .signals
+        let told_after = events_from(&ev.signals, d.copy_end)
             .iter()
-            .find(|(t, tid)| *t >= d.copy_end && *t < next_start && *tid != d.copier_tid);
+            .take_while(|(t, _)| *t < next_start)
+            .find(|(_, tid)| *tid != d.copier_tid);
         let submitter = if d.call.is_none() {
             ev.submits
-                .iter()
-                .rev()
-                .find(|(t, _)| *t <= c0)
-                .map(|s| s.1)
+                .partition_point(|s| s.0 <= c0)
+                .checked_sub(1)
+                .map(|i| ev.submits[i].1)
                 .or_else(|| ev.submitters.values().next().copied())
         } else {
             None
@@ -456,10 +484,9 @@ fn process_messages(pid: u32, calls: &[&TracedCall], ev: &Events) -> Vec<Message
         if let Some(prev) = out.last_mut()
             && continues(prev, d, calls, ev, waiter)
         {
-            prev.calls += calls
-                .iter()
-                .filter(|c| c.rec.start_ns > prev.copy_end_ns && c.rec.start_ns <= d.copy_end)
-                .count() as u64;
+            prev.calls += starting_after(calls, d.copy_end)
+                .saturating_sub(starting_after(calls, prev.copy_end_ns))
+                as u64;
             prev.bytes += d.bytes;
             prev.copy_end_ns = prev.copy_end_ns.max(d.copy_end);
             prev_end = Some(prev.copy_end_ns);
@@ -482,10 +509,7 @@ fn process_messages(pid: u32, calls: &[&TracedCall], ev: &Events) -> Vec<Message
             bytes: d.bytes,
             wait_by: [0; 6],
             failed_attempts: 0,
-            calls: calls
-                .iter()
-                .filter(|c| c.rec.start_ns >= w0 && c.rec.start_ns <= d.copy_end)
-                .count() as u64,
+            calls: starting_in(w0, d.copy_end).len() as u64,
             arrival_ns: None,
             notified_ns: None,
             blocker: None,
@@ -493,16 +517,26 @@ fn process_messages(pid: u32, calls: &[&TracedCall], ev: &Events) -> Vec<Message
 
         // A signal told the waiter something between two of its calls: it was not polling.
         let signalled = |a: u64, b: u64| {
-            ev.signals
+            events_from(&ev.signals, a)
                 .iter()
-                .any(|&(t, tid)| tid == waiter && t >= a && t <= b)
+                .take_while(|&&(t, _)| t <= b)
+                .any(|&(_, tid)| tid == waiter)
         };
         // How the waiter spent [w0, c0].
         let mut covered = 0u64;
         let mut after_failure = false;
         let mut cursor = w0;
         let mut blocked_by: BTreeMap<(u32, String), u64> = BTreeMap::new();
-        for (i, c) in calls.iter().enumerate() {
+        // Calls that start before c0 and may end after w0 (none that starts before
+        // w0 - longest does), in start order.
+        let overlapping =
+            starting_from(calls, w0.saturating_sub(longest))..starting_from(calls, c0);
+        for (i, c) in calls
+            .iter()
+            .enumerate()
+            .take(overlapping.end)
+            .skip(overlapping.start)
+        {
             let r = &c.rec;
             if r.end_ns <= w0 || r.start_ns >= c0 {
                 continue;
@@ -568,14 +602,23 @@ fn process_messages(pid: u32, calls: &[&TracedCall], ev: &Events) -> Vec<Message
                 });
 
         // Notification: data arrival → the process learned of it.
-        m.arrival_ns = arrivals.iter().copied().find(|&t| t > w0 && t <= c0);
+        m.arrival_ns = arrivals
+            .get(arrivals.partition_point(|&t| t <= w0))
+            .copied()
+            .filter(|&t| t <= c0);
         if let Some(a) = m.arrival_ns {
-            let signal = ev
-                .signals
+            let signal = events_from(&ev.signals, a)
                 .iter()
-                .find(|(t, tid)| *t >= a && *t < next_start && *tid == waiter)
+                .take_while(|(t, _)| *t < next_start)
+                .find(|(_, tid)| *tid == waiter)
                 .map(|s| s.0);
+            // Calls that may end in [a, copy end]: started no later than its end, and no
+            // earlier than a - longest.
+            let ending = starting_from(calls, a.saturating_sub(longest))
+                ..starting_after(calls, m.copy_end_ns.max(c0));
             let mux_return = calls
+                .get(ending)
+                .unwrap_or_default()
                 .iter()
                 .filter(|c| {
                     c.rec.tid == waiter
@@ -610,13 +653,64 @@ pub fn message_of(msgs: &[Message], pid: u32, start_ns: u64) -> Option<&Message>
         .find(|m| m.pid == pid && start_ns >= m.wait_start_ns && start_ns <= m.copy_end_ns)
 }
 
+/// A process's messages in [`MessageIndex`]: wait starts, running maximum of copy ends, the
+/// messages themselves.
+type ProcessMessages<'a> = (Vec<u64>, Vec<u64>, Vec<&'a Message>);
+
+/// [`message_of`] by binary search: a process's messages start in time order (each wait
+/// starts where the previous message's copy ended, or later), so the first message whose copy
+/// ends at or after a time is found on the running maximum of copy ends. A process whose
+/// messages are not in that order is searched one by one.
+struct MessageIndex<'a> {
+    /// Per process: wait starts, running maximum of copy ends, the messages.
+    by_pid: BTreeMap<u32, ProcessMessages<'a>>,
+    /// Processes whose wait starts are out of order.
+    unsorted: BTreeSet<u32>,
+    msgs: &'a [Message],
+}
+
+impl<'a> MessageIndex<'a> {
+    fn new(msgs: &'a [Message]) -> Self {
+        let mut by_pid: BTreeMap<u32, ProcessMessages<'a>> = BTreeMap::new();
+        for m in msgs {
+            let (starts, ends, ms) = by_pid.entry(m.pid).or_default();
+            starts.push(m.wait_start_ns);
+            ends.push(
+                ends.last()
+                    .map_or(m.copy_end_ns, |&e: &u64| e.max(m.copy_end_ns)),
+            );
+            ms.push(m);
+        }
+        let unsorted = by_pid
+            .iter()
+            .filter(|(_, (starts, _, _))| !starts.is_sorted())
+            .map(|(&pid, _)| pid)
+            .collect();
+        Self {
+            by_pid,
+            unsorted,
+            msgs,
+        }
+    }
+
+    fn find(&self, pid: u32, start_ns: u64) -> Option<&'a Message> {
+        let (starts, ends, ms) = self.by_pid.get(&pid)?;
+        if self.unsorted.contains(&pid) {
+            return message_of(self.msgs, pid, start_ns);
+        }
+        let j = ends.partition_point(|&e| e < start_ns);
+        (j < starts.len() && starts[j] <= start_ns).then(|| ms[j])
+    }
+}
+
 /// The per-call CSV rows of `calls`, with the model and message each call belongs to.
 pub fn rows(calls: &[TracedCall], msgs: &[Message]) -> Vec<crate::export::CallRow> {
+    let index = MessageIndex::new(msgs);
     calls
         .iter()
         .map(|c| {
             let mut row = crate::export::CallRow::from(c);
-            if let Some(m) = message_of(msgs, c.rec.pid, c.rec.start_ns) {
+            if let Some(m) = index.find(c.rec.pid, c.rec.start_ns) {
                 row.model = m.model().into();
                 row.message = m.index as i64;
             }
@@ -1012,5 +1106,49 @@ mod tests {
         let row = model_row(&msgs);
         assert_eq!((row.messages, row.bytes), (1, 16384));
         assert!(row.wait_pct[WaitKind::Completion as usize] > 99.0);
+    }
+
+    #[test]
+    fn message_index_finds_what_the_linear_search_finds() {
+        let msg = |pid: u32, index: u64, wait: u64, end: u64| Message {
+            pid,
+            index,
+            waiter: 1,
+            copier_tid: 1,
+            copier: Copier::Caller,
+            wait_start_ns: wait,
+            copy_start_ns: wait,
+            copy_end_ns: end,
+            bytes: 1,
+            wait_by: [0; 6],
+            failed_attempts: 0,
+            calls: 1,
+            arrival_ns: None,
+            notified_ns: None,
+            blocker: None,
+        };
+        let msgs = vec![
+            // pid 1: in order, a long copy that ends after the next message's (overlap).
+            msg(1, 0, 10, 20),
+            msg(1, 1, 20, 60),
+            msg(1, 2, 30, 40),
+            msg(1, 3, 70, 80),
+            // pid 2: out of order (searched one by one).
+            msg(2, 0, 50, 55),
+            msg(2, 1, 5, 9),
+            // pid 3: a gap between messages.
+            msg(3, 0, 100, 110),
+            msg(3, 1, 200, 210),
+        ];
+        let index = MessageIndex::new(&msgs);
+        for pid in [1, 2, 3, 4] {
+            for t in 0..=220 {
+                assert_eq!(
+                    index.find(pid, t).map(|m| (m.pid, m.index)),
+                    message_of(&msgs, pid, t).map(|m| (m.pid, m.index)),
+                    "pid {pid} at {t}"
+                );
+            }
+        }
     }
 }

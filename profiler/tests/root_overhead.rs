@@ -42,11 +42,22 @@ struct Ran {
 }
 
 fn run(tag: &str, args: &[&str], load: LoadOptions) -> (Ran, Truth) {
+    run_with(tag, args, load, false)
+}
+
+/// [`run`], with the workload started by a shell when `under_shell` (so that two processes are
+/// traced: the shell and its child).
+fn run_with(tag: &str, args: &[&str], load: LoadOptions, under_shell: bool) -> (Ran, Truth) {
     assert_root();
     let dir = std::env::temp_dir().join(format!("ioprof-overhead-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("scratch folder");
     let truth_path = dir.join("truth.json");
-    let mut argv = vec![workloads_bin().to_string_lossy().into_owned()];
+    let mut argv = Vec::new();
+    if under_shell {
+        // `; true` keeps the shell from replacing itself with the workload.
+        argv.extend(["sh", "-c", "\"$0\" \"$@\"; true"].map(String::from));
+    }
+    argv.push(workloads_bin().to_string_lossy().into_owned());
     argv.extend(args.iter().map(|a| a.to_string()));
     argv.push("--truth".into());
     argv.push(truth_path.to_string_lossy().into_owned());
@@ -101,8 +112,14 @@ fn both_modes_agree(tag: &str, names: &[&str], args: &[&str]) -> (Ran, Truth) {
         r.r.lost, 0,
         "records lost: the comparison needs every record"
     );
+    sums_agree(&r);
+    (r, truth)
+}
+
+/// The kernel's sums of a run in both modes equal the sums of its records.
+fn sums_agree(r: &Ran) {
     assert_eq!(r.r.summary_full, 0);
-    let from_records = sums_of_records(&r);
+    let from_records = sums_of_records(r);
     assert!(!from_records.is_empty(), "no call traced");
     assert_eq!(
         r.r.summaries.keys().collect::<Vec<_>>(),
@@ -124,7 +141,64 @@ fn both_modes_agree(tag: &str, names: &[&str], args: &[&str]) -> (Ran, Truth) {
         // The kernel follows the attribution rules exactly: every stage sum is equal.
         assert_eq!(kernel, user, "{k:?}: stage sums and histograms");
     }
-    (r, truth)
+}
+
+#[test]
+fn clashing_table_slots_lose_no_call_and_keep_the_sums() {
+    // One slot for every thread and process: the shell holds the process slot, so the workload
+    // it starts goes to the process clash table; the receiver blocked in its call holds the
+    // thread slot, so the sender's calls go to the call clash table.
+    let args: Vec<&str> = "blocking --interval 1ms --size 4096 --count 100"
+        .split(' ')
+        .collect();
+    let (r, truth) = run_with(
+        "clash",
+        &args,
+        LoadOptions {
+            calls: calls(&["recvfrom", "sendto"]),
+            mode: mode::RECORDS | mode::AGGREGATE,
+            thread_slots: 1,
+            ..LoadOptions::default()
+        },
+        true,
+    );
+    assert_eq!(r.r.lost, 0);
+    let counter = |c: probe_common::Counter| r.r.counters[c as usize];
+    assert!(
+        counter(probe_common::Counter::ProcsSpilled) > 0,
+        "the workload never went to the process clash table"
+    );
+    assert!(
+        counter(probe_common::Counter::CallsSpilled) > 0,
+        "no call went to the call clash table"
+    );
+    assert_eq!(counter(probe_common::Counter::InFlightFull), 0);
+    let of = |nr: i64| {
+        r.calls
+            .iter()
+            .filter(move |c| c.rec.pid == truth.pid && c.rec.nr == nr as u32)
+    };
+    let receives: Vec<_> = of(libc::SYS_recvfrom).collect();
+    assert_eq!(receives.len(), truth.calls_named("recvfrom").count());
+    let received: i64 = receives.iter().map(|c| c.rec.ret.max(0)).sum();
+    assert_eq!(received as u64, truth.bytes);
+    for c in receives.iter().filter(|c| c.rec.ret > 0) {
+        assert!(
+            c.rec.first_copy_ns >= c.rec.start_ns && c.rec.first_copy_ns <= c.rec.end_ns,
+            "a receive without its copy marker: {:?}",
+            c.rec
+        );
+    }
+    assert!(
+        receives.iter().map(|c| c.rec.blocked_ns).sum::<u64>() > 0,
+        "the scheduler hooks never found the receiver asleep"
+    );
+    let sent: i64 = of(libc::SYS_sendto)
+        .filter(|c| c.rec.fd_class == probe_common::fd_class::TCP)
+        .map(|c| c.rec.ret.max(0))
+        .sum();
+    assert_eq!(sent as u64, truth.bytes, "the sender's sends");
+    sums_agree(&r);
 }
 
 #[test]
