@@ -203,18 +203,25 @@ static WAKE_BYTES: u64 = 0;
 #[map]
 static LAST_WAKE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
+/// Bytes of the ring buffer's header before each record.
+pub const RECORD_HEADER: u64 = 8;
+
 /// Least time between two wake-ups of the reader from one CPU below the byte threshold, ns:
 /// the first record after a quiet spell wakes the reader at once (it learns what new
 /// descriptors are while they are open), a stream of records wakes it at most this often.
 const WAKE_EVERY_NS: u64 = 1_000_000;
 
-/// The submit flag of a call record made at `now_ns`: wake the reader when enough is
-/// waiting, or when this CPU has not woken it for a while.
+/// The submit flag of a record of `size` bytes made at `now_ns` (asked before the record is
+/// reserved): wake the reader when this record takes the unread bytes over the threshold, or
+/// when this CPU has not woken it for a while. Only the record that crosses the threshold
+/// wakes: while the reader is behind, every record forcing a wake-up would cost each one an
+/// interrupt (measured: 2.4 µs a socket-arrival record instead of under 1 µs).
 #[inline(always)]
-pub fn wakeup_flag(now_ns: u64) -> u64 {
+pub fn wakeup_flag(now_ns: u64, size: u64) -> u64 {
     // SAFETY: a read-only global set before load; volatile so that the default is not folded.
     let wake = unsafe { core::ptr::read_volatile(&WAKE_BYTES) };
-    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= wake {
+    let unread = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+    if unread < wake && unread + size >= wake {
         return BPF_RB_FORCE_WAKEUP as u64;
     }
     if let Some(last) = LAST_WAKE.get_ptr_mut(0) {
@@ -231,7 +238,8 @@ pub fn wakeup_flag(now_ns: u64) -> u64 {
 /// Sends a record to user space at `now_ns`, counting it as sent or lost.
 #[inline(always)]
 pub fn emit<T: 'static>(rec: &T, now_ns: u64, sent: Counter, lost: Counter) {
-    match EVENTS.output::<T>(rec, wakeup_flag(now_ns)) {
+    let flag = wakeup_flag(now_ns, core::mem::size_of::<T>() as u64 + RECORD_HEADER);
+    match EVENTS.output::<T>(rec, flag) {
         Ok(()) => count(sent),
         Err(_) => count(lost),
     }
