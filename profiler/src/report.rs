@@ -3,18 +3,7 @@ use std::fmt::Write as _;
 
 use crate::{stats::CallStats, traced::TracedCall};
 
-/// Formats nanoseconds for people: `812ns`, `14.2µs`, `5.03ms`, `1.20s`.
-pub fn fmt_ns(ns: f64) -> String {
-    if ns < 1e3 {
-        format!("{ns:.0}ns")
-    } else if ns < 1e6 {
-        format!("{:.1}µs", ns / 1e3)
-    } else if ns < 1e9 {
-        format!("{:.2}ms", ns / 1e6)
-    } else {
-        format!("{:.2}s", ns / 1e9)
-    }
-}
+pub use workloads::clock::fmt_ns;
 
 /// Formats a byte count for people: `812 B`, `64.0 KiB`, `256.0 MiB`.
 pub fn fmt_bytes(b: u64) -> String {

@@ -16,7 +16,7 @@ use crate::{
     clock::now_ns,
     models::work_until,
     net::tcp_pair,
-    truth::{CallTruth, Truth, gettid},
+    truth::{Truth, gettid},
 };
 
 /// The signal the C library sends when a request completes.
@@ -77,14 +77,7 @@ pub fn run(p: Paced) -> anyhow::Result<Truth> {
             });
             // SAFETY: the request has completed; `aio_return` is called once for it.
             let ret = unsafe { libc::aio_return(&mut cb) };
-            truth.calls.push(CallTruth {
-                call: "aio_read".into(),
-                tid,
-                fd,
-                before_ns,
-                after_ns: now_ns(),
-                ret: ret as i64,
-            });
+            truth.record("aio_read", tid, fd, before_ns, now_ns(), ret as i64);
             anyhow::ensure!(ret > 0, "aio_read returned {ret} before the stream ended");
             got += ret as usize;
         }

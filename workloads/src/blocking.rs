@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use crate::{
     clock::{now_ns, sleep_until},
     net::{recvfrom, tcp_pair},
-    truth::{CallTruth, Truth, gettid},
+    truth::{Truth, gettid},
 };
 
 /// Knobs of a paced message stream.
@@ -116,14 +116,7 @@ pub fn run(p: Paced) -> anyhow::Result<Truth> {
             let before_ns = now_ns();
             let ret = recvfrom(fd, &mut buf[got..], libc::MSG_WAITALL);
             let after_ns = now_ns();
-            truth.calls.push(CallTruth {
-                call: "recvfrom".into(),
-                tid,
-                fd,
-                before_ns,
-                after_ns,
-                ret: ret as i64,
-            });
+            truth.record("recvfrom", tid, fd, before_ns, after_ns, ret as i64);
             if ret < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
             {
                 continue;

@@ -18,6 +18,19 @@ pub fn sleep_until(deadline_ns: u64) {
     }
 }
 
+/// Formats nanoseconds for people: `812ns`, `14.2µs`, `5.03ms`, `1.20s`.
+pub fn fmt_ns(ns: f64) -> String {
+    if ns < 1e3 {
+        format!("{ns:.0}ns")
+    } else if ns < 1e6 {
+        format!("{:.1}µs", ns / 1e3)
+    } else if ns < 1e9 {
+        format!("{:.2}ms", ns / 1e6)
+    } else {
+        format!("{:.2}s", ns / 1e9)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@ use crate::{
     blocking::{Paced, finish, paced_truth, raise_nice, raise_priority, spawn_sender},
     clock::now_ns,
     net::{recvfrom, tcp_pair},
-    truth::{CallTruth, Truth, gettid},
+    truth::{Truth, gettid},
 };
 
 /// How the receiver learns that data is there.
@@ -257,14 +257,7 @@ pub fn run(model: Readiness, p: Paced) -> anyhow::Result<Truth> {
                 }
             }
             anyhow::ensure!(ret > 0, "receiver: the stream ended early");
-            truth.calls.push(CallTruth {
-                call: "recvfrom".into(),
-                tid,
-                fd,
-                before_ns,
-                after_ns,
-                ret: ret as i64,
-            });
+            truth.record("recvfrom", tid, fd, before_ns, after_ns, ret as i64);
             truth.bytes += ret as u64;
         }
     }

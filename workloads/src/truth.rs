@@ -72,6 +72,26 @@ pub struct Truth {
 }
 
 impl Truth {
+    /// Notes one timed call.
+    pub fn record(
+        &mut self,
+        call: &str,
+        tid: u32,
+        fd: i32,
+        before_ns: u64,
+        after_ns: u64,
+        ret: i64,
+    ) {
+        self.calls.push(CallTruth {
+            call: call.into(),
+            tid,
+            fd,
+            before_ns,
+            after_ns,
+            ret,
+        });
+    }
+
     /// The timed calls with this name.
     pub fn calls_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a CallTruth> + 'a {
         self.calls.iter().filter(move |c| c.call == name)

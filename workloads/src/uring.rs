@@ -11,7 +11,7 @@ use crate::{
     clock::now_ns,
     models::work_until,
     net::tcp_pair,
-    truth::{CallTruth, Truth, gettid},
+    truth::{Truth, gettid},
 };
 
 /// How the receiver learns of completions.
@@ -77,14 +77,7 @@ pub fn run(reap: Reap, p: Paced) -> anyhow::Result<Truth> {
             }
             .context("no completion after waiting for one")?;
             let ret = cqe.result();
-            truth.calls.push(CallTruth {
-                call: "io_uring_recv".into(),
-                tid,
-                fd,
-                before_ns,
-                after_ns: now_ns(),
-                ret: ret as i64,
-            });
+            truth.record("io_uring_recv", tid, fd, before_ns, now_ns(), ret as i64);
             anyhow::ensure!(
                 ret > 0,
                 "receive request failed: {}",

@@ -5,6 +5,7 @@ use std::{fmt::Write as _, process::Command, process::ExitCode, process::Stdio};
 
 use anyhow::Context as _;
 use serde_json::Value;
+use workloads::clock::fmt_ns;
 
 use crate::{build_release, setup, workspace};
 
@@ -57,19 +58,6 @@ pub fn profile_all(prof: &[String], target: &[String]) -> anyhow::Result<ExitCod
     print!("{}", table(&rows));
     Ok(ExitCode::SUCCESS)
 }
-
-fn fmt_ns(ns: f64) -> String {
-    if ns < 1e3 {
-        format!("{ns:.0}ns")
-    } else if ns < 1e6 {
-        format!("{:.1}µs", ns / 1e3)
-    } else if ns < 1e9 {
-        format!("{:.2}ms", ns / 1e6)
-    } else {
-        format!("{:.2}s", ns / 1e9)
-    }
-}
-
 /// The model table: one row per workload.
 fn table(rows: &[(String, Value)]) -> String {
     let mut out = String::new();
