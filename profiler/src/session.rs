@@ -183,15 +183,22 @@ pub fn run(
     }
     let mut failed = None;
     let mut busy = false;
+    let mut flowing = false;
     let end = loop {
         if busy {
             // Records are pouring in: gather a batch rather than wake for each few.
             std::thread::sleep(BATCH_PAUSE);
         } else {
-            wait_readable(&events, Duration::from_millis(100));
+            // While records arrive, look again soon on our own: the kernel wakes the reader
+            // at most every few ms per CPU (a wake-up costs the traced CPU an interrupt).
+            let idle = if flowing { FLOW_POLL } else { IDLE_POLL };
+            wait_readable(&events, idle);
         }
         match reader.drain(&mut events, &mut kinds, &mut sampled, sink, DRAIN_BUDGET) {
-            Ok(n) => busy = n >= BUSY_RECORDS,
+            Ok(n) => {
+                busy = n >= BUSY_RECORDS;
+                flowing = n > 0;
+            }
             Err(e) => {
                 failed = Some(e);
                 break EndReason::Interrupted;
@@ -291,6 +298,10 @@ const DRAIN_BUDGET: u64 = 1 << 16;
 /// to be woken: at rates where it falls behind, that saves a wake-up per few records. Kept
 /// high so that ordinary runs read records at once.
 const BUSY_RECORDS: u64 = 1024;
+
+/// How long the reader waits for a wake-up while records arrive, and when none did.
+const FLOW_POLL: Duration = Duration::from_millis(2);
+const IDLE_POLL: Duration = Duration::from_millis(100);
 
 /// The pause between two passes while records pour in (the default ring buffer holds some
 /// 25,000 call records: far more than arrive in this time).
