@@ -105,12 +105,19 @@ pub fn is_traced(tgid: u32) -> bool {
     spill_used(SPILL_PROCS) && unsafe { TRACED.get(&tgid).is_some() }
 }
 
+/// The slot of [`TRACED_SLOTS`] that process `tgid` would hold.
+#[inline(always)]
+fn process_slot(tgid: u32) -> Option<&'static mut u32> {
+    // SAFETY: a slot holds one word.
+    TRACED_SLOTS
+        .get_ptr_mut(slot_index(tgid))
+        .map(|p| unsafe { &mut *p })
+}
+
 /// Traces process `tgid` (a child of a traced one).
 #[inline(always)]
 pub fn trace(tgid: u32) {
-    if let Some(p) = TRACED_SLOTS.get_ptr_mut(slot_index(tgid)) {
-        // SAFETY: a slot holds one word.
-        let held = unsafe { &mut *p };
+    if let Some(held) = process_slot(tgid) {
         if *held == 0 || *held == tgid {
             *held = tgid;
             return;
@@ -124,9 +131,7 @@ pub fn trace(tgid: u32) {
 /// Stops tracing process `tgid` (it ended), so that a later process given its pid is not.
 #[inline(always)]
 pub fn untrace(tgid: u32) {
-    if let Some(p) = TRACED_SLOTS.get_ptr_mut(slot_index(tgid)) {
-        // SAFETY: a slot holds one word.
-        let held = unsafe { &mut *p };
+    if let Some(held) = process_slot(tgid) {
         if *held == tgid {
             *held = 0;
             return;
@@ -193,9 +198,9 @@ pub unsafe fn field<T: Copy>(ctx: &aya_ebpf::programs::TracePointContext, offset
     unsafe { core::ptr::read((ctx.as_ptr() as *const u8).add(offset) as *const T) }
 }
 
-/// Unread ring-buffer bytes above which a call record wakes the reader; below, the reader
-/// finds records on its next timed poll (one wake-up per record would cost more than the
-/// record). Set by user space at load time.
+/// Unread ring-buffer bytes at which a record wakes the reader (the record that crosses them);
+/// below, the reader finds records on its own polls (one wake-up per record would cost more
+/// than the record). Set by user space at load time.
 #[unsafe(no_mangle)]
 static WAKE_BYTES: u64 = 0;
 
@@ -204,7 +209,7 @@ static WAKE_BYTES: u64 = 0;
 static LAST_WAKE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 /// Bytes of the ring buffer's header before each record.
-pub const RECORD_HEADER: u64 = 8;
+const RECORD_HEADER: u64 = 8;
 
 /// Least time between two wake-ups of the reader from one CPU below the byte threshold, ns:
 /// the first record after a quiet spell wakes the reader at once (it learns what new
@@ -213,13 +218,14 @@ pub const RECORD_HEADER: u64 = 8;
 /// of a per-call run's cost on streams of large messages.
 const WAKE_EVERY_NS: u64 = 10_000_000;
 
-/// The submit flag of a record of `size` bytes made at `now_ns` (asked before the record is
+/// The submit flag of a record of type `T` made at `now_ns` (asked before the record is
 /// reserved): wake the reader when this record takes the unread bytes over the threshold, or
 /// when this CPU has not woken it for a while. Only the record that crosses the threshold
 /// wakes: while the reader is behind, every record forcing a wake-up would cost each one an
 /// interrupt (measured: 2.4 µs a socket-arrival record instead of under 1 µs).
 #[inline(always)]
-pub fn wakeup_flag(now_ns: u64, size: u64) -> u64 {
+pub fn wakeup_flag<T>(now_ns: u64) -> u64 {
+    let size = core::mem::size_of::<T>() as u64 + RECORD_HEADER;
     // SAFETY: a read-only global set before load; volatile so that the default is not folded.
     let wake = unsafe { core::ptr::read_volatile(&WAKE_BYTES) };
     let unread = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
@@ -240,8 +246,7 @@ pub fn wakeup_flag(now_ns: u64, size: u64) -> u64 {
 /// Sends a record to user space at `now_ns`, counting it as sent or lost.
 #[inline(always)]
 pub fn emit<T: 'static>(rec: &T, now_ns: u64, sent: Counter, lost: Counter) {
-    let flag = wakeup_flag(now_ns, core::mem::size_of::<T>() as u64 + RECORD_HEADER);
-    match EVENTS.output::<T>(rec, flag) {
+    match EVENTS.output::<T>(rec, wakeup_flag::<T>(now_ns)) {
         Ok(()) => count(sent),
         Err(_) => count(lost),
     }

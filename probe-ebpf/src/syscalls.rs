@@ -4,10 +4,7 @@ use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use probe_common::{COUNTER_CALLS_LOST, CallRecord, Counter, RecordKind, mode};
 
 use crate::{
-    maps::{
-        EVENTS, RECORD_HEADER, count, current_ids, entry_slot, field, in_flight, is_traced, now,
-        wakeup_flag,
-    },
+    maps::{EVENTS, count, current_ids, entry_slot, field, in_flight, is_traced, now, wakeup_flag},
     summary,
 };
 
@@ -124,10 +121,7 @@ fn try_call_exit(ctx: &TracePointContext) -> Result<u32, u32> {
         summary::add(&state.rec);
     }
     if run_mode & mode::RECORDS != 0 {
-        let flag = wakeup_flag(
-            state.rec.end_ns,
-            core::mem::size_of::<CallRecord>() as u64 + RECORD_HEADER,
-        );
+        let flag = wakeup_flag::<CallRecord>(state.rec.end_ns);
         match EVENTS.reserve::<CallRecord>(0) {
             Some(mut slot) => {
                 slot.write(state.rec);

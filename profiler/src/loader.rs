@@ -387,24 +387,15 @@ impl Probes {
     pub fn trace_pid(&mut self, pid: u32) -> anyhow::Result<()> {
         let fail = || format!("failed to trace pid {pid}");
         let index = pid & (self.thread_slots - 1);
-        let mut slots: aya::maps::Array<_, u32> = aya::maps::Array::try_from(
-            self.ebpf
-                .map_mut("TRACED_SLOTS")
-                .context("no TRACED_SLOTS map")?,
-        )?;
+        let mut slots: aya::maps::Array<_, u32> = map_mut(&mut self.ebpf, "TRACED_SLOTS")?;
         let held = slots.get(&index, 0).with_context(fail)?;
         if held == 0 || held == pid {
             return slots.set(index, pid, 0).with_context(fail);
         }
-        let mut used: aya::maps::Array<_, u32> = aya::maps::Array::try_from(
-            self.ebpf
-                .map_mut("SPILL_USED")
-                .context("no SPILL_USED map")?,
-        )?;
+        let mut used: aya::maps::Array<_, u32> = map_mut(&mut self.ebpf, "SPILL_USED")?;
         used.set(probe_common::SPILL_PROCS, 1, 0)
             .with_context(fail)?;
-        let mut traced: HashMap<_, u32, u8> =
-            HashMap::try_from(self.ebpf.map_mut("TRACED").context("no TRACED map")?)?;
+        let mut traced: HashMap<_, u32, u8> = map_mut(&mut self.ebpf, "TRACED")?;
         traced.insert(pid, 1, 0).with_context(fail)
     }
 
@@ -532,10 +523,20 @@ fn attach_copy_timing(
     Ok(timing)
 }
 
+/// The probe object's map `name`, writable, as the map type `M`.
+fn map_mut<'a, M>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<M>
+where
+    M: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf
+        .map_mut(name)
+        .with_context(|| format!("no {name} map"))?;
+    Ok(M::try_from(map)?)
+}
+
 /// Tells the probes which arguments of each traced call are descriptors (issue 6).
 fn fill_call_fds(ebpf: &mut Ebpf, calls: &[&'static Call]) -> anyhow::Result<()> {
-    let mut map: aya::maps::Array<_, u32> =
-        aya::maps::Array::try_from(ebpf.map_mut("CALL_FDS").context("no CALL_FDS map")?)?;
+    let mut map: aya::maps::Array<_, u32> = map_mut(ebpf, "CALL_FDS")?;
     for c in calls {
         anyhow::ensure!(
             c.nr < probe_common::CALL_FDS_SLOTS,

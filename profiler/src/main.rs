@@ -404,8 +404,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             String::new()
         }
     );
-    let counter = |c: probe_common::Counter| result.counters.get(c as usize).copied().unwrap_or(0);
-    let untraced = counter(probe_common::Counter::InFlightFull);
+    let untraced = result.counter(probe_common::Counter::InFlightFull);
     if untraced > 0 {
         let _ = writeln!(
             out,

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     fdkind::FdKind,
     report::{fmt_bytes, fmt_ns},
+    session::counter,
     syscalls::Role,
     traced::TracedCall,
 };
@@ -86,11 +87,6 @@ pub struct Movement {
     pub user_receives: u64,
     /// Per call label.
     pub by_call: Vec<CallCost>,
-}
-
-/// Sum over the CPUs of counter `c` (0 when the run has no such slot).
-fn counter(counters: &[u64], c: Counter) -> u64 {
-    counters.get(c as usize).copied().unwrap_or(0)
 }
 
 fn moved(c: &TracedCall) -> bool {

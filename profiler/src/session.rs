@@ -71,8 +71,6 @@ pub struct RunResult {
     pub summary_full: u64,
     /// With `self_stats`: each kernel program's runs and run time.
     pub programs: Option<Vec<crate::selfcost::ProgramStats>>,
-    /// The profiler's own CPU time and peak memory at the end of the run.
-    pub usage: crate::selfcost::OwnUsage,
     /// CPU samples and how copy time was measured.
     pub samples: SampleSet,
     /// Every per-CPU counter summed over the CPUs, indexed by slot (`probe_common::Counter`).
@@ -81,6 +79,18 @@ pub struct RunResult {
     pub names: std::collections::HashMap<u32, String>,
     /// Forks and exits of traced processes, in arrival order.
     pub procs: Vec<probe_common::ProcRecord>,
+}
+
+impl RunResult {
+    /// Counter `c` summed over the CPUs (0 when the run has no such slot).
+    pub fn counter(&self, c: Counter) -> u64 {
+        counter(&self.counters, c)
+    }
+}
+
+/// Counter `c` of per-CPU sums indexed by slot (0 when there is no such slot).
+pub fn counter(counters: &[u64], c: Counter) -> u64 {
+    counters.get(c as usize).copied().unwrap_or(0)
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -253,7 +263,6 @@ pub fn run(
         summaries: probes.summaries()?,
         summary_full: probes.counter_slot(probe_common::COUNTER_SUMMARY_FULL)?,
         programs: probes.program_stats()?,
-        usage: crate::selfcost::own_usage(),
         samples: sampled,
         counters: (0..probe_common::COUNTER_SLOTS)
             .map(|i| probes.counter_slot(i))

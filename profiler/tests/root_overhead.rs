@@ -163,7 +163,7 @@ fn clashing_table_slots_lose_no_call_and_keep_the_sums() {
         true,
     );
     assert_eq!(r.r.lost, 0);
-    let counter = |c: probe_common::Counter| r.r.counters[c as usize];
+    let counter = |c| r.r.counter(c);
     assert!(
         counter(probe_common::Counter::ProcsSpilled) > 0,
         "the workload never went to the process clash table"

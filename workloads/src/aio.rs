@@ -12,7 +12,7 @@ use nix::sys::signal::{
 };
 
 use crate::{
-    blocking::{Paced, finish, paced_truth, spawn_sender},
+    blocking::{Paced, finish, paced_truth, receive_messages, spawn_sender},
     clock::now_ns,
     models::work_until,
     net::tcp_pair,
@@ -50,39 +50,34 @@ pub fn run(p: Paced) -> anyhow::Result<Truth> {
     let mut buf = vec![0u8; p.size];
     let mut truth = paced_truth("aio", &p);
     let t0 = now_ns();
-    for _ in 0..p.count {
-        let mut got = 0;
-        while got < p.size {
-            let rest = &mut buf[got..];
-            // SAFETY: an `aiocb` is plain data; all-zero is its documented initial state.
-            let mut cb: libc::aiocb = unsafe { std::mem::zeroed() };
-            cb.aio_fildes = fd;
-            cb.aio_buf = rest.as_mut_ptr().cast();
-            cb.aio_nbytes = rest.len();
-            cb.aio_sigevent.sigev_notify = libc::SIGEV_SIGNAL;
-            cb.aio_sigevent.sigev_signo = COMPLETION_SIGNAL as i32;
-            DONE.store(false, Ordering::SeqCst);
-            let before_ns = now_ns();
-            // SAFETY: `cb` and the buffer it points to live until the request has completed:
-            // the loop below waits for its completion signal and `aio_error` before both go.
-            let r = unsafe { libc::aio_read(&mut cb) };
-            anyhow::ensure!(
-                r == 0,
-                "aio_read failed: {}",
-                std::io::Error::last_os_error()
-            );
-            truth.work += work_until(|| {
-                // SAFETY: `cb` is the live request started above.
-                DONE.load(Ordering::SeqCst) && unsafe { libc::aio_error(&cb) } != libc::EINPROGRESS
-            });
-            // SAFETY: the request has completed; `aio_return` is called once for it.
-            let ret = unsafe { libc::aio_return(&mut cb) };
-            truth.record("aio_read", tid, fd, before_ns, now_ns(), ret as i64);
-            anyhow::ensure!(ret > 0, "aio_read returned {ret} before the stream ended");
-            got += ret as usize;
-        }
-        truth.messages += 1;
-        truth.bytes += got as u64;
-    }
+    receive_messages(&p, &mut truth, |truth, _, got| {
+        let rest = &mut buf[got..];
+        // SAFETY: an `aiocb` is plain data; all-zero is its documented initial state.
+        let mut cb: libc::aiocb = unsafe { std::mem::zeroed() };
+        cb.aio_fildes = fd;
+        cb.aio_buf = rest.as_mut_ptr().cast();
+        cb.aio_nbytes = rest.len();
+        cb.aio_sigevent.sigev_notify = libc::SIGEV_SIGNAL;
+        cb.aio_sigevent.sigev_signo = COMPLETION_SIGNAL as i32;
+        DONE.store(false, Ordering::SeqCst);
+        let before_ns = now_ns();
+        // SAFETY: `cb` and the buffer it points to live until the request has completed:
+        // the loop below waits for its completion signal and `aio_error` before both go.
+        let r = unsafe { libc::aio_read(&mut cb) };
+        anyhow::ensure!(
+            r == 0,
+            "aio_read failed: {}",
+            std::io::Error::last_os_error()
+        );
+        truth.work += work_until(|| {
+            // SAFETY: `cb` is the live request started above.
+            DONE.load(Ordering::SeqCst) && unsafe { libc::aio_error(&cb) } != libc::EINPROGRESS
+        });
+        // SAFETY: the request has completed; `aio_return` is called once for it.
+        let ret = unsafe { libc::aio_return(&mut cb) };
+        truth.record("aio_read", tid, fd, before_ns, now_ns(), ret as i64);
+        anyhow::ensure!(ret > 0, "aio_read returned {ret} before the stream ended");
+        Ok(ret as usize)
+    })?;
     finish(truth, t0, sender)
 }

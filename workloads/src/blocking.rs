@@ -86,6 +86,25 @@ pub fn paced_truth(workload: &str, p: &Paced) -> Truth {
     }
 }
 
+/// Receives `p.count` messages of `p.size` bytes, each in as many receives as it takes:
+/// `receive(truth, message, got)` makes one into the message's buffer from offset `got`
+/// (noting it in the truth) and returns the bytes it got, 0 to try again (an interrupted call).
+pub fn receive_messages(
+    p: &Paced,
+    truth: &mut Truth,
+    mut receive: impl FnMut(&mut Truth, u64, usize) -> anyhow::Result<usize>,
+) -> anyhow::Result<()> {
+    for msg in 0..p.count {
+        let mut got = 0;
+        while got < p.size {
+            got += receive(truth, msg, got)?;
+        }
+        truth.messages += 1;
+        truth.bytes += got as u64;
+    }
+    Ok(())
+}
+
 /// Ends a paced workload: the wall time since `t0`, and the sender's own result.
 pub fn finish(
     mut truth: Truth,
@@ -110,26 +129,20 @@ pub fn run(p: Paced) -> anyhow::Result<Truth> {
     let mut buf = vec![0u8; p.size];
     let mut truth = paced_truth("blocking", &p);
     let t0 = now_ns();
-    for _ in 0..p.count {
-        let mut got = 0;
-        while got < p.size {
-            let before_ns = now_ns();
-            let ret = recvfrom(fd, &mut buf[got..], libc::MSG_WAITALL);
-            let after_ns = now_ns();
-            truth.record("recvfrom", tid, fd, before_ns, after_ns, ret as i64);
-            if ret < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
-            {
-                continue;
-            }
-            anyhow::ensure!(
-                ret > 0,
-                "receiver: recvfrom returned {ret} before the stream ended"
-            );
-            got += ret as usize;
+    receive_messages(&p, &mut truth, |truth, _, got| {
+        let before_ns = now_ns();
+        let ret = recvfrom(fd, &mut buf[got..], libc::MSG_WAITALL);
+        let after_ns = now_ns();
+        truth.record("recvfrom", tid, fd, before_ns, after_ns, ret as i64);
+        if ret < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            return Ok(0);
         }
-        truth.messages += 1;
-        truth.bytes += got as u64;
-    }
+        anyhow::ensure!(
+            ret > 0,
+            "receiver: recvfrom returned {ret} before the stream ended"
+        );
+        Ok(ret as usize)
+    })?;
     finish(truth, t0, sender)
 }
 

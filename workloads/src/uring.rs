@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use io_uring::{IoUring, opcode, types};
 
 use crate::{
-    blocking::{Paced, finish, paced_truth, raise_priority, spawn_sender},
+    blocking::{Paced, finish, paced_truth, raise_priority, receive_messages, spawn_sender},
     clock::now_ns,
     models::work_until,
     net::tcp_pair,
@@ -48,46 +48,41 @@ pub fn run(reap: Reap, p: Paced) -> anyhow::Result<Truth> {
     let mut buf = vec![0u8; p.size];
     let mut truth = paced_truth(reap.name(), &p);
     let t0 = now_ns();
-    for msg in 0..p.count {
-        let mut got = 0;
-        while got < p.size {
-            let rest = &mut buf[got..];
-            let sqe = opcode::Recv::new(types::Fd(fd), rest.as_mut_ptr(), rest.len() as u32)
-                .flags(libc::MSG_WAITALL)
-                .build()
-                .user_data(msg);
-            let before_ns = now_ns();
-            // SAFETY: the buffer outlives the request: the loop waits for its completion
-            // before touching `buf` again.
-            unsafe { ring.submission().push(&sqe) }.context("submission queue full")?;
-            let cqe = match reap {
-                Reap::Wait => {
-                    ring.submit_and_wait(1).context("io_uring_enter failed")?;
-                    ring.completion().next()
-                }
-                Reap::Work => {
-                    ring.submit().context("io_uring_enter failed")?;
-                    let mut cqe = None;
-                    truth.work += work_until(|| {
-                        cqe = ring.completion().next();
-                        cqe.is_some()
-                    });
-                    cqe
-                }
+    receive_messages(&p, &mut truth, |truth, msg, got| {
+        let rest = &mut buf[got..];
+        let sqe = opcode::Recv::new(types::Fd(fd), rest.as_mut_ptr(), rest.len() as u32)
+            .flags(libc::MSG_WAITALL)
+            .build()
+            .user_data(msg);
+        let before_ns = now_ns();
+        // SAFETY: the buffer outlives the request: the loop waits for its completion
+        // before touching `buf` again.
+        unsafe { ring.submission().push(&sqe) }.context("submission queue full")?;
+        let cqe = match reap {
+            Reap::Wait => {
+                ring.submit_and_wait(1).context("io_uring_enter failed")?;
+                ring.completion().next()
             }
-            .context("no completion after waiting for one")?;
-            let ret = cqe.result();
-            truth.record("io_uring_recv", tid, fd, before_ns, now_ns(), ret as i64);
-            anyhow::ensure!(
-                ret > 0,
-                "receive request failed: {}",
-                std::io::Error::from_raw_os_error(-ret)
-            );
-            got += ret as usize;
+            Reap::Work => {
+                ring.submit().context("io_uring_enter failed")?;
+                let mut cqe = None;
+                truth.work += work_until(|| {
+                    cqe = ring.completion().next();
+                    cqe.is_some()
+                });
+                cqe
+            }
         }
-        truth.messages += 1;
-        truth.bytes += got as u64;
-    }
+        .context("no completion after waiting for one")?;
+        let ret = cqe.result();
+        truth.record("io_uring_recv", tid, fd, before_ns, now_ns(), ret as i64);
+        anyhow::ensure!(
+            ret > 0,
+            "receive request failed: {}",
+            std::io::Error::from_raw_os_error(-ret)
+        );
+        Ok(ret as usize)
+    })?;
     finish(truth, t0, sender)
 }
 
