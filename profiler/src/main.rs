@@ -4,18 +4,21 @@ use std::{io::Write as _, path::PathBuf, process::ExitCode, time::Duration};
 use anyhow::Context as _;
 use clap::Parser;
 use profiler::{
-    export::exports::{Exports, Format},
-    inputs,
-    launch::Exit,
-    loader::LoadOptions,
-    models, movement,
-    progress::Progress,
-    report, selfcost,
-    session::{self, EndReason, RunOptions, Target},
-    sink::{CallSink as _, CsvStream},
-    stats::CallStats,
-    summary, syscalls,
-    traced::TracedCall,
+    analyze::models,
+    analyze::movement,
+    analyze::stats::CallStats,
+    analyze::summary,
+    capture::launch::Exit,
+    capture::loader::LoadOptions,
+    capture::progress::Progress,
+    capture::selfcost,
+    capture::session::{self, EndReason, RunOptions, Target},
+    capture::sink::{CallSink as _, CsvStream},
+    capture::traced::TracedCall,
+    plan::inputs,
+    render::export::exports::{Exports, Format},
+    render::report,
+    syscalls,
 };
 
 const EXAMPLES: &str = "\
@@ -232,7 +235,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         _ => anyhow::bail!("say what to trace: -p PID, or -- COMMAND ARGS… (see --help)"),
     };
     if let Target::Pids(p) = &target {
-        for note in profiler::target::notes(p) {
+        for note in profiler::plan::target::notes(p) {
             eprintln!("profiler: note: {note}");
         }
     }
@@ -264,7 +267,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .map(|p| session::check_output(p).map(|f| (p.clone(), f)))
             .transpose()
     };
-    let sample_outputs = profiler::sampling::Outputs {
+    let sample_outputs = profiler::analyze::sampling::Outputs {
         folded: check(&cli.folded)?,
         flamegraph: check(&cli.flamegraph)?,
     };
@@ -371,11 +374,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if per_call {
         let _ = writeln!(out, "\n{}", report::stage_table_of(&stats));
         if !cli.bounded {
-            let verdicts = profiler::infer::infer_run(calls, &result.events);
+            let verdicts = profiler::analyze::infer::infer_run(calls, &result.events);
             let _ = write!(
                 out,
                 "{}",
-                profiler::groups::table(calls, &verdicts, &result.names)
+                profiler::analyze::groups::table(calls, &verdicts, &result.names)
             );
         }
     }
@@ -412,7 +415,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         );
     }
     {
-        use profiler::decode::Record;
+        use profiler::capture::decode::Record;
         let count = |f: fn(&Record) -> bool| result.events.iter().filter(|e| f(e)).count();
         let signals = count(|e| matches!(e, Record::Signal(_)));
         let copies = count(|e| matches!(e, Record::Copy(_)));
@@ -453,7 +456,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .events
         .iter()
         .filter_map(|e| match e {
-            profiler::decode::Record::Signal(s) => Some(*s),
+            profiler::capture::decode::Record::Signal(s) => Some(*s),
             _ => None,
         })
         .collect();
@@ -500,7 +503,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         serde_json::to_writer_pretty(f, &models::model_row(&msgs))
             .context("failed to write the model summary")?;
     }
-    profiler::sampling::report(calls, &result.samples, sample_outputs, &mut out)?;
+    profiler::analyze::sampling::report(calls, &result.samples, sample_outputs, &mut out)?;
     exports.write(&models::rows(calls, &msgs), &result.events, &mut out)?;
     // Last, so that the cost covers the analyses and exports as well as the run.
     let _ = write!(

@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use profiler::export::CallRow;
+use profiler::render::export::CallRow;
 
 mod common;
 
@@ -152,7 +152,7 @@ fn unprivileged_run_names_what_is_missing() {
 #[test]
 fn signals_sent_to_the_target_are_recorded() {
     use probe_common::SignalEvent;
-    use profiler::{decode::Record, loader::LoadOptions, session};
+    use profiler::{capture::decode::Record, capture::loader::LoadOptions, capture::session};
     assert_root();
     let opts = session::RunOptions {
         target: session::Target::Command(vec![

@@ -11,11 +11,11 @@ use std::{
     process::{Child, ChildStderr, Command, Stdio},
 };
 
-use profiler::export::CallRow;
+use profiler::render::export::CallRow;
 
 fn assert_root() {
     assert!(
-        profiler::privilege::missing().is_empty(),
+        profiler::plan::privilege::missing().is_empty(),
         "root tests need root (or CAP_BPF + CAP_PERFMON): run `sudo cargo xtask test`"
     );
 }
@@ -323,7 +323,7 @@ fn bad_pids_fail_with_the_reason() {
     assert!(run("2").contains("kernel thread"));
     let mut zombie = Command::new("true").spawn().expect("spawn");
     let zpid = zombie.id();
-    while profiler::target::alive(zpid) {
+    while profiler::plan::target::alive(zpid) {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     assert!(run(&zpid.to_string()).contains("is a zombie"));

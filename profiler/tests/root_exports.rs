@@ -9,7 +9,7 @@ use std::{
     process::{Command, Stdio},
 };
 
-use profiler::export::{
+use profiler::render::export::{
     CallRow,
     summary::{STAGES, SummaryRow},
     trace::{self, Trace},
@@ -18,7 +18,7 @@ use workloads::truth::Truth;
 
 fn assert_root() {
     assert!(
-        profiler::privilege::missing().is_empty(),
+        profiler::plan::privilege::missing().is_empty(),
         "root tests need root (or CAP_BPF + CAP_PERFMON): run `sudo cargo xtask test`"
     );
 }
@@ -174,7 +174,7 @@ fn every_export_of_a_run_reads_back_with_its_units() {
     );
 
     // The HTML report reads the run back and charts it.
-    let page = profiler::html_report::write_report(&top).expect("report");
+    let page = profiler::render::html_report::write_report(&top).expect("report");
     let html = std::fs::read_to_string(page).expect("page");
     assert_eq!(
         html.matches("<svg").count(),

@@ -13,7 +13,7 @@ use std::{
 
 use common::*;
 use nix::sys::signal::Signal;
-use profiler::export::CallRow;
+use profiler::render::export::CallRow;
 use workloads::truth::Truth;
 
 /// Long enough that only a signal ends the flood within the test.

@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use common::{assert_root, scratch, workloads_bin};
 use profiler::{
-    loader::LoadOptions,
-    models::{self, Copier, Message, WaitKind},
-    session, syscalls,
+    analyze::models::{self, Copier, Message, WaitKind},
+    capture::loader::LoadOptions,
+    capture::session,
+    syscalls,
 };
 use workloads::truth::Truth;
 
@@ -55,7 +56,7 @@ fn run_model(model: &str) -> (Vec<Message>, Truth) {
     assert!(
         matches!(
             r.end,
-            session::EndReason::CommandExited(profiler::launch::Exit::Code(0))
+            session::EndReason::CommandExited(profiler::capture::launch::Exit::Code(0))
         ),
         "{model}: the workload failed: {:?}",
         r.end

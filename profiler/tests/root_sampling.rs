@@ -8,13 +8,13 @@ use std::{
     process::Command,
 };
 
-use profiler::{classify, flame};
+use profiler::{analyze::classify, render::flame};
 
 const FREQ: &str = "1999";
 
 fn assert_root() {
     assert!(
-        profiler::privilege::missing().is_empty(),
+        profiler::plan::privilege::missing().is_empty(),
         "root tests need root (or CAP_BPF + CAP_PERFMON): run `sudo cargo xtask test`"
     );
 }

@@ -9,7 +9,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::{Run, profile_run, scratch};
-use profiler::export::CallRow;
+use profiler::render::export::CallRow;
 use workloads::{methods::Method, transfer::digest_file};
 
 /// A test file of `size` bytes in a scratch folder (removed by the caller).

@@ -9,13 +9,13 @@ use std::{
 use probe_common::{ExactCopy, NO_CALL, SampleRecord, SampleStage};
 
 use crate::{
-    attribution::StageSource,
-    classify::{self, FrameClass},
-    cpu_probes::CopyTiming,
-    kallsyms::Kallsyms,
-    report::fmt_ns,
-    traced::TracedCall,
-    usyms::{self, Mapping, UserSymbols},
+    analyze::attribution::StageSource,
+    analyze::classify::{self, FrameClass},
+    capture::cpu_probes::CopyTiming,
+    capture::kallsyms::Kallsyms,
+    capture::traced::TracedCall,
+    capture::usyms::{self, Mapping, UserSymbols},
+    render::report::fmt_ns,
 };
 
 /// Call label of samples taken with no traced call in flight.
@@ -386,9 +386,9 @@ pub fn report(
         let rows = group(&samples, &oncpu_by_stage(calls));
         write!(out, "\n{}", table(&rows, hz))?;
     }
-    let lines = crate::flame::folded(&samples);
+    let lines = crate::render::flame::folded(&samples);
     if let Some((path, f)) = outputs.folded {
-        crate::flame::write_folded(&lines, std::io::BufWriter::new(f))
+        crate::render::flame::write_folded(&lines, std::io::BufWriter::new(f))
             .with_context(|| format!("failed to write {}", path.display()))?;
         writeln!(
             out,
@@ -399,7 +399,7 @@ pub fn report(
     }
     if let Some((path, f)) = outputs.flamegraph {
         let title = format!("CPU samples at {hz} Hz by call and stage");
-        crate::flame::write_flamegraph(&lines, &title, std::io::BufWriter::new(f))
+        crate::render::flame::write_flamegraph(&lines, &title, std::io::BufWriter::new(f))
             .with_context(|| format!("failed to write {}", path.display()))?;
         writeln!(out, "wrote the flame graph to {}", path.display())?;
     }
@@ -409,7 +409,7 @@ pub fn report(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fdkind::FdKind;
+    use crate::capture::fdkind::FdKind;
     use probe_common::CallRecord;
 
     fn sample(call: &str, stage: &'static str, class: Option<FrameClass>) -> Sample {

@@ -1,7 +1,7 @@
 //! The terminal report: the stage table per call kind.
 use std::fmt::Write as _;
 
-use crate::{stats::CallStats, traced::TracedCall};
+use crate::{analyze::stats::CallStats, capture::traced::TracedCall};
 
 pub use workloads::clock::fmt_ns;
 
@@ -97,7 +97,7 @@ pub fn stage_table_of(stats: &CallStats) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fdkind::FdKind;
+    use crate::capture::fdkind::FdKind;
     use probe_common::CallRecord;
 
     #[test]

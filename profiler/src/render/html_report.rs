@@ -14,8 +14,8 @@ use anyhow::Context as _;
 use workloads::{Kind, truth::Truth};
 
 use crate::{
-    export::{CallRow, summary},
-    report::{fmt_bytes, fmt_ns},
+    render::export::{CallRow, summary},
+    render::report::{fmt_bytes, fmt_ns},
 };
 
 /// Files a run leaves in its folder `DIR/WORKLOAD/`.
@@ -347,7 +347,7 @@ pub fn write_report(dir: &Path) -> anyhow::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::tests::sample_rows;
+    use crate::render::export::tests::sample_rows;
 
     fn run(name: &str, kind: Kind) -> Run {
         Run {

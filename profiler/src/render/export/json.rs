@@ -17,7 +17,7 @@ pub fn write_json<W: Write>(mut out: W, rows: &[CallRow]) -> anyhow::Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::tests::sample_rows;
+    use crate::render::export::tests::sample_rows;
 
     #[test]
     fn every_line_reads_back_as_a_call_row() {

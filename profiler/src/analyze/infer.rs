@@ -3,7 +3,7 @@
 //! followed by a read, io_uring. Pure: events in, verdicts out.
 use std::{collections::BTreeMap, fmt};
 
-use crate::{decode::Record, syscalls::Role, traced::TracedCall};
+use crate::{capture::decode::Record, capture::traced::TracedCall, syscalls::Role};
 
 /// `EAGAIN` / `EWOULDBLOCK` as a negative return value.
 const EAGAIN: i64 = -11;

@@ -11,7 +11,7 @@ use std::{fs::File, io::Write, path::Path};
 
 use serde::{Deserialize, Serialize};
 
-use crate::traced::TracedCall;
+use crate::capture::traced::TracedCall;
 
 /// One CSV row. Times are nanoseconds; `start_ns` is CLOCK_MONOTONIC.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,7 +120,7 @@ impl From<&TracedCall> for CallRow {
             switches: c.rec.switches,
             model: "none".into(),
             message: -1,
-            wait_kind: crate::models::call_wait_kind(c).into(),
+            wait_kind: crate::analyze::models::call_wait_kind(c).into(),
             faults_user: c.rec.faults_user,
             faults_kernel: c.rec.faults_kernel,
             file_faults: c.rec.file_faults,
@@ -143,13 +143,13 @@ pub fn rows(calls: &[TracedCall]) -> Vec<CallRow> {
 
 /// Opens an output file for writing, so that an unwritable path fails before probes attach.
 pub fn create(path: &Path) -> anyhow::Result<File> {
-    crate::sink::create_output(path)
+    crate::capture::sink::create_output(path)
 }
 
 /// Writes the calls as CSV, one row each, with a header.
 pub fn write_csv<W: Write>(out: W, calls: &[TracedCall]) -> anyhow::Result<()> {
-    use crate::sink::CallSink as _;
-    let mut w = crate::sink::CsvStream::new(out)?;
+    use crate::capture::sink::CallSink as _;
+    let mut w = crate::capture::sink::CsvStream::new(out)?;
     for c in calls {
         w.call(c)?;
     }
@@ -169,7 +169,7 @@ pub fn write_rows_csv<W: Write>(out: W, rows: &[CallRow]) -> anyhow::Result<()> 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::fdkind::FdKind;
+    use crate::capture::fdkind::FdKind;
     use probe_common::CallRecord;
 
     /// Rows of hand-made calls: two receives split at a copy marker (pid 10, tid 11), a

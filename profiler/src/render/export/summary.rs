@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, io::Write};
 use serde::{Deserialize, Serialize};
 
 use super::CallRow;
-use crate::attribution::Distribution;
+use crate::analyze::attribution::Distribution;
 
 /// How a stage's time is read from a call row.
 pub type StageOf = fn(&CallRow) -> u64;
@@ -115,7 +115,7 @@ pub fn write_summary_csv<W: Write>(out: W, rows: &[CallRow]) -> anyhow::Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::tests::sample_rows;
+    use crate::render::export::tests::sample_rows;
 
     #[test]
     fn summary_reads_back_with_every_cell_filled() {

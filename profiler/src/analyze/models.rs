@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use probe_common::{RecordKind, SignalEvent};
 
-use crate::{decode::Record, fdkind::FdKind, syscalls::Role, traced::TracedCall};
+use crate::{
+    capture::decode::Record, capture::fdkind::FdKind, capture::traced::TracedCall, syscalls::Role,
+};
 
 /// How a stretch of a message's wait was spent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -704,12 +706,12 @@ impl<'a> MessageIndex<'a> {
 }
 
 /// The per-call CSV rows of `calls`, with the model and message each call belongs to.
-pub fn rows(calls: &[TracedCall], msgs: &[Message]) -> Vec<crate::export::CallRow> {
+pub fn rows(calls: &[TracedCall], msgs: &[Message]) -> Vec<crate::render::export::CallRow> {
     let index = MessageIndex::new(msgs);
     calls
         .iter()
         .map(|c| {
-            let mut row = crate::export::CallRow::from(c);
+            let mut row = crate::render::export::CallRow::from(c);
             if let Some(m) = index.find(c.rec.pid, c.rec.start_ns) {
                 row.model = m.model().into();
                 row.message = m.index as i64;
@@ -721,7 +723,7 @@ pub fn rows(calls: &[TracedCall], msgs: &[Message]) -> Vec<crate::export::CallRo
 
 /// The message block of the terminal report: one per process with messages.
 pub fn report(msgs: &[Message]) -> String {
-    use crate::report::{fmt_bytes, fmt_ns};
+    use crate::render::report::{fmt_bytes, fmt_ns};
     use std::fmt::Write as _;
     let mut by: BTreeMap<u32, Vec<Message>> = BTreeMap::new();
     for m in msgs {

@@ -27,7 +27,7 @@ pub fn check_pids(pids: &[u32]) -> anyhow::Result<()> {
             pid != std::process::id(),
             "pid {pid} is this profiler itself: give the pid of another program"
         );
-        crate::session::check_pid(pid)?;
+        crate::capture::session::check_pid(pid)?;
     }
     Ok(())
 }

@@ -7,11 +7,11 @@ use probe_common::{Counter, SignalEvent, SignalRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    fdkind::FdKind,
-    report::{fmt_bytes, fmt_ns},
-    session::counter,
+    capture::fdkind::FdKind,
+    capture::session::counter,
+    capture::traced::TracedCall,
+    render::report::{fmt_bytes, fmt_ns},
     syscalls::Role,
-    traced::TracedCall,
 };
 
 /// What the calls of one label (`read file`, `sendfile64 file→socket` …) did.

@@ -6,7 +6,7 @@ use super::{
     CallRow, json::write_json, output::Output, summary::write_summary_csv, trace::write_trace,
     write_rows_csv,
 };
-use crate::decode::Record;
+use crate::capture::decode::Record;
 
 /// The export formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,7 +100,7 @@ impl Exports {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::tests::sample_rows;
+    use crate::render::export::tests::sample_rows;
 
     #[test]
     fn writes_each_export_and_refuses_two_on_stdout() {

@@ -6,8 +6,8 @@ use std::{collections::BTreeMap, fmt::Write as _};
 use probe_common::{CallSummary, HIST_BUCKETS, SummaryKey};
 
 use crate::{
-    attribution::Stages,
-    report::{fmt_bytes, fmt_ns},
+    analyze::attribution::Stages,
+    render::report::{fmt_bytes, fmt_ns},
     syscalls,
 };
 
@@ -149,7 +149,7 @@ pub fn table(sums: &Summaries) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::attribution;
+    use crate::analyze::attribution;
     use probe_common::CallRecord;
 
     fn rec(start: u64, end: u64, first_copy: u64, ret: i64) -> CallRecord {

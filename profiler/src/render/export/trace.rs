@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::CallRow;
-use crate::decode::Record;
+use crate::capture::decode::Record;
 
 /// A trace file: the JSON object form of the Chrome trace event format.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -182,7 +182,7 @@ fn instant_of(e: &Record) -> Option<TraceEvent> {
             "delivered"
         };
         return Some(instant(
-            format!("{} {what}", crate::movement::signal_name(s.sig)),
+            format!("{} {what}", crate::analyze::movement::signal_name(s.sig)),
             "signal",
             s.pid,
             s.tid,
@@ -280,7 +280,7 @@ pub fn check_nesting(t: &Trace) -> Result<usize, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::tests::sample_rows;
+    use crate::render::export::tests::sample_rows;
     use probe_common::{CopyRecord, RecordKind, SignalRecord};
 
     #[test]

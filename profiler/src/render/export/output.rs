@@ -29,7 +29,7 @@ impl Output {
         if is_stdout(path) {
             return Ok(Self::new(Box::new(io::stdout()), true));
         }
-        let f = crate::sink::create_output(path)?;
+        let f = crate::capture::sink::create_output(path)?;
         Ok(Self::new(Box::new(f), false))
     }
 

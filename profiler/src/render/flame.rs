@@ -2,7 +2,7 @@
 //! and the SVG flame graph drawn from them with `inferno`.
 use std::{collections::BTreeMap, io::Write};
 
-use crate::sampling::Sample;
+use crate::analyze::sampling::Sample;
 
 /// A frame name made safe for the folded format (no `;`, no line breaks).
 fn clean(name: &str) -> String {
@@ -52,7 +52,7 @@ pub fn write_flamegraph(lines: &[String], title: &str, w: impl Write) -> std::io
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::FrameClass;
+    use crate::analyze::classify::FrameClass;
 
     fn samples() -> Vec<Sample> {
         let s = Sample {

@@ -241,8 +241,8 @@ pub fn read_exact(ebpf: &Ebpf) -> anyhow::Result<HashMap<(u32, u64), ExactCopy>>
 /// Reads back, at the end of a run, the stacks the samples refer to, the exact copy times
 /// and the sampler's counters.
 pub fn finish(
-    probes: &crate::loader::Probes,
-    set: &mut crate::sampling::SampleSet,
+    probes: &crate::capture::loader::Probes,
+    set: &mut crate::analyze::sampling::SampleSet,
 ) -> anyhow::Result<()> {
     use probe_common::Counter;
     if !set.records.is_empty() {

@@ -3,8 +3,8 @@
 use probe_common::CallRecord;
 
 use crate::{
-    attribution::{self, StageSource, Stages},
-    fdkind::{FdClass, FdKind},
+    analyze::attribution::{self, StageSource, Stages},
+    capture::fdkind::{FdClass, FdKind},
     syscalls::{self, Call},
 };
 

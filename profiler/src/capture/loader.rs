@@ -11,7 +11,7 @@ use aya::{
 use probe_common::{CallSummary, Counter, DEFAULT_RINGBUF_BYTES, SummaryKey, mode};
 
 use crate::{
-    cpu_probes::{self, CopyTiming},
+    capture::cpu_probes::{self, CopyTiming},
     syscalls::Call,
 };
 
@@ -79,7 +79,7 @@ impl Default for LoadOptions {
 pub struct Probes {
     ebpf: Ebpf,
     /// Keeps BPF run-time statistics on for this run (`--self-stats`).
-    stats: Option<crate::selfcost::StatsGuard>,
+    stats: Option<crate::capture::selfcost::StatsGuard>,
     /// Every hook tried, attached or not.
     pub hooks: Vec<Hook>,
     /// How copy time is measured in this run.
@@ -160,14 +160,14 @@ impl Probes {
             probe_common::THREAD_SLOTS,
             opts.thread_slots
         );
-        crate::privilege::check()?;
+        crate::plan::privilege::check()?;
         ensure_tracefs()?;
         let stats = opts
             .self_stats
-            .then(crate::selfcost::enable_stats)
+            .then(crate::capture::selfcost::enable_stats)
             .transpose()?;
         // issue 6: descriptor classes at entry need this kernel's structure layout.
-        let fd_offsets = crate::btf::Btf::from_kernel().and_then(|b| b.fd_offsets());
+        let fd_offsets = crate::capture::btf::Btf::from_kernel().and_then(|b| b.fd_offsets());
         let wake = wake_bytes(opts.ringbuf_bytes);
         let slot_mask = opts.thread_slots - 1;
         let mut loader = EbpfLoader::new();
@@ -451,7 +451,7 @@ impl Probes {
 
 impl Probes {
     /// The summary-mode sums per process and call, added up over CPUs.
-    pub fn summaries(&self) -> anyhow::Result<crate::summary::Summaries> {
+    pub fn summaries(&self) -> anyhow::Result<crate::analyze::summary::Summaries> {
         let map: PerCpuHashMap<_, SummaryKey, CallSummary> =
             PerCpuHashMap::try_from(self.ebpf.map("SUMMARY").context("no SUMMARY map")?)?;
         let mut per_cpu = Vec::new();
@@ -459,11 +459,13 @@ impl Probes {
             let (k, v) = item.context("failed to read the SUMMARY map")?;
             per_cpu.push((k, v.iter().copied().collect::<Vec<_>>()));
         }
-        Ok(crate::summary::fold(per_cpu))
+        Ok(crate::analyze::summary::fold(per_cpu))
     }
 
     /// Run counts and times of every program, when `--self-stats` switched statistics on.
-    pub fn program_stats(&self) -> anyhow::Result<Option<Vec<crate::selfcost::ProgramStats>>> {
+    pub fn program_stats(
+        &self,
+    ) -> anyhow::Result<Option<Vec<crate::capture::selfcost::ProgramStats>>> {
         if self.stats.is_none() {
             return Ok(None);
         }
@@ -471,7 +473,7 @@ impl Probes {
         for (name, prog) in self.ebpf.programs() {
             // A program of a hook this kernel lacks may not be loaded: it has no statistics.
             let Ok(info) = prog.info() else { continue };
-            out.push(crate::selfcost::ProgramStats {
+            out.push(crate::capture::selfcost::ProgramStats {
                 name: name.to_string(),
                 runs: info.run_count(),
                 run_ns: info.run_time().as_nanos() as u64,
@@ -547,7 +549,7 @@ fn fill_call_fds(ebpf: &mut Ebpf, calls: &[&'static Call]) -> anyhow::Result<()>
         );
         map.set(
             c.nr,
-            crate::fdkind::fd_arg_spec(c) | probe_common::CALL_FDS_SET,
+            crate::capture::fdkind::fd_arg_spec(c) | probe_common::CALL_FDS_SET,
             0,
         )
         .with_context(|| format!("failed to set the descriptor arguments of {}", c.name))?;

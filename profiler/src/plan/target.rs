@@ -68,7 +68,7 @@ impl Asker {
         Self {
             pid: std::process::id(),
             uid: nix::unistd::getuid().as_raw(),
-            may_trace_others: crate::privilege::may_trace_other_users(),
+            may_trace_others: crate::plan::privilege::may_trace_other_users(),
         }
     }
 }

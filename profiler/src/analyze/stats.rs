@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 use hdrhistogram::Histogram;
 
 use crate::{
-    attribution::{Distribution, StageSource, Summary},
-    fdkind::FdKind,
-    traced::TracedCall,
+    analyze::attribution::{Distribution, StageSource, Summary},
+    capture::fdkind::FdKind,
+    capture::traced::TracedCall,
 };
 
 /// Significant figures the histograms keep: percentiles are within 1% of the exact value.

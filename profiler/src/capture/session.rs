@@ -12,13 +12,13 @@ use aya::maps::{MapData, RingBuf};
 use probe_common::Counter;
 
 use crate::{
-    decode::{self, Record},
-    fdkind::FdKinds,
-    launch::{Exit, Gated, Running},
-    loader::{Hook, LoadOptions, Probes},
-    sampling::SampleSet,
-    sink::CallSink,
-    traced::TracedCall,
+    analyze::sampling::SampleSet,
+    capture::decode::{self, Record},
+    capture::fdkind::FdKinds,
+    capture::launch::{Exit, Gated, Running},
+    capture::loader::{Hook, LoadOptions, Probes},
+    capture::sink::CallSink,
+    capture::traced::TracedCall,
 };
 
 /// What to trace.
@@ -66,11 +66,11 @@ pub struct RunResult {
     /// The processes traced at the start.
     pub pids: Vec<u32>,
     /// Summary mode: the kernel's sums per process and call (empty in per-call mode).
-    pub summaries: crate::summary::Summaries,
+    pub summaries: crate::analyze::summary::Summaries,
     /// Summary mode: calls not summed because the summary map was full.
     pub summary_full: u64,
     /// With `self_stats`: each kernel program's runs and run time.
-    pub programs: Option<Vec<crate::selfcost::ProgramStats>>,
+    pub programs: Option<Vec<crate::capture::selfcost::ProgramStats>>,
     /// CPU samples and how copy time was measured.
     pub samples: SampleSet,
     /// Every per-CPU counter summed over the CPUs, indexed by slot (`probe_common::Counter`).
@@ -115,11 +115,11 @@ fn install_signal_handlers() -> anyhow::Result<()> {
 
 /// Checks that a pid names a live process this profiler may trace.
 pub fn check_pid(pid: u32) -> anyhow::Result<()> {
-    Ok(crate::target::check(pid)?)
+    Ok(crate::plan::target::check(pid)?)
 }
 
 fn alive(pid: u32) -> bool {
-    crate::target::alive(pid)
+    crate::plan::target::alive(pid)
 }
 
 /// Options of a run.
@@ -168,12 +168,12 @@ pub fn run(
             // A process that ended while the probes were loading has nothing left to trace.
             let gone: Vec<u32> = pids.iter().copied().filter(|&p| !alive(p)).collect();
             if gone.len() == pids.len() {
-                return Err(crate::target::PidError::ExitedDuringStartup(gone[0]).into());
+                return Err(crate::plan::target::PidError::ExitedDuringStartup(gone[0]).into());
             }
             for p in gone {
                 eprintln!(
                     "profiler: warning: {}",
-                    crate::target::PidError::ExitedDuringStartup(p)
+                    crate::plan::target::PidError::ExitedDuringStartup(p)
                 );
             }
             on_attached(&probes.hooks, pids);
@@ -184,7 +184,7 @@ pub fn run(
     let started = Instant::now();
     let mut kinds = FdKinds::default();
     let mut reader = Reader {
-        population: crate::target::Population::new(&pids),
+        population: crate::plan::target::Population::new(&pids),
         ..Reader::default()
     };
     let mut sampled = SampleSet::new(probes.copy_timing.clone());
@@ -247,7 +247,7 @@ pub fn run(
     if let Some(e) = failed {
         return Err(e);
     }
-    crate::cpu_probes::finish(&probes, &mut sampled)?;
+    crate::capture::cpu_probes::finish(&probes, &mut sampled)?;
     Ok(RunResult {
         calls: reader.calls,
         events: reader.events,
@@ -328,7 +328,7 @@ struct Reader {
     undecodable: u64,
     names: std::collections::HashMap<u32, String>,
     procs: Vec<probe_common::ProcRecord>,
-    population: crate::target::Population,
+    population: crate::plan::target::Population,
 }
 
 impl Reader {
@@ -354,7 +354,7 @@ impl Reader {
                 }
                 Ok(Record::Call(rec)) => {
                     self.calls += 1;
-                    crate::progress::count_call();
+                    crate::capture::progress::count_call();
                     self.names.entry(rec.pid).or_insert_with(|| comm(rec.pid));
                     sink.call(&TracedCall::new(rec, |pid, fd| kinds.resolve(pid, fd)))?;
                 }
@@ -362,7 +362,8 @@ impl Reader {
                     self.population.apply(&p);
                     if p.event == probe_common::ProcEvent::Exit as u32 {
                         // The name at exit is the final one (after any exec).
-                        self.names.insert(p.pid, crate::target::comm_str(&p.comm));
+                        self.names
+                            .insert(p.pid, crate::plan::target::comm_str(&p.comm));
                     }
                     self.procs.push(p);
                 }
@@ -388,5 +389,5 @@ fn comm(pid: u32) -> String {
 
 /// Checks, before anything is attached, that an output file can be written.
 pub fn check_output(path: &Path) -> anyhow::Result<std::fs::File> {
-    crate::export::create(path)
+    crate::render::export::create(path)
 }

@@ -7,10 +7,10 @@ use std::{
 };
 
 use crate::{
-    fdkind::FdClass,
-    infer::Verdict,
-    report::{fmt_bytes, fmt_ns},
-    traced::TracedCall,
+    analyze::infer::Verdict,
+    capture::fdkind::FdClass,
+    capture::traced::TracedCall,
+    render::report::{fmt_bytes, fmt_ns},
 };
 
 /// The key of one group.
@@ -163,7 +163,7 @@ pub fn table(calls: &[TracedCall], verdicts: &[Verdict], names: &HashMap<u32, St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{fdkind::FdKind, infer};
+    use crate::{analyze::infer, capture::fdkind::FdKind};
     use probe_common::{CallRecord, fd_class};
 
     fn rec(pid: u32, tid: u32, nr: i64, fd: u64, ret: i64, class: u32) -> TracedCall {

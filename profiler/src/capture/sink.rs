@@ -5,7 +5,7 @@ use std::{fs::File, io::Write, path::Path};
 
 use anyhow::Context as _;
 
-use crate::{export::CallRow, stats::CallStats, traced::TracedCall};
+use crate::{analyze::stats::CallStats, capture::traced::TracedCall, render::export::CallRow};
 
 /// Receives every call of a run, in arrival order.
 pub trait CallSink {
@@ -171,7 +171,9 @@ fn row_writer(chunk: usize) -> csv::Writer<Vec<u8>> {
 
 /// The CSV header line, as the csv writer makes it for [`CallRow`].
 fn header() -> anyhow::Result<Vec<u8>> {
-    let blank = TracedCall::new(Default::default(), |_, _| crate::fdkind::FdKind::Unknown);
+    let blank = TracedCall::new(Default::default(), |_, _| {
+        crate::capture::fdkind::FdKind::Unknown
+    });
     let mut w = csv::Writer::from_writer(Vec::new());
     w.serialize(CallRow::from(&blank))
         .context("failed to format the CSV header")?;
@@ -221,7 +223,7 @@ pub fn create_output(path: &Path) -> anyhow::Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fdkind::FdKind;
+    use crate::capture::fdkind::FdKind;
     use probe_common::CallRecord;
 
     fn calls(n: u64) -> Vec<TracedCall> {
