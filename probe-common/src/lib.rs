@@ -575,6 +575,36 @@ pub const CALL_FDS_SLOTS: u32 = 512;
 /// Bit of a `CALL_FDS` value that says the slot was set (an unset slot reads 0).
 pub const CALL_FDS_SET: u32 = 1 << 16;
 
+/// Bit of a `CALL_FDS` value: the call's positive return value counts the bytes it moved
+/// (`read`, `writev`, `splice` …; not `mmap`'s address nor `poll`'s ready count).
+pub const CALL_BYTES_RET: u32 = 1 << 17;
+
+/// Bit of a `CALL_FDS` value: the call returns a count of messages (`recvmmsg`); its bytes are
+/// those the socket copy markers reported.
+pub const CALL_BYTES_COPIED: u32 = 1 << 18;
+
+/// Bit of a `CALL_FDS` value: the call returns a count of messages (`sendmmsg`); its bytes are
+/// those handed to sockets (`sock:sock_send_length`).
+pub const CALL_BYTES_SENT: u32 = 1 << 19;
+
+/// The bytes a finished call moved, by its `CALL_FDS` value: its return value, the bytes its
+/// copy markers reported, or the bytes it handed to sockets; 0 for a failed call and for a
+/// call that moves no data.
+#[inline(always)]
+pub fn call_bytes(spec: u32, rec: &CallRecord) -> u64 {
+    if rec.ret <= 0 {
+        0
+    } else if spec & CALL_BYTES_RET != 0 {
+        rec.ret as u64
+    } else if spec & CALL_BYTES_COPIED != 0 {
+        rec.copy_bytes
+    } else if spec & CALL_BYTES_SENT != 0 {
+        rec.sent_bytes
+    } else {
+        0
+    }
+}
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: a `#[repr(C)]` record of `u32`s with explicit padding.
@@ -650,6 +680,28 @@ mod tests {
             assert_eq!(RecordKind::from_u32(k as u32), Some(k));
         }
         assert_eq!(RecordKind::from_u32(0), None);
+    }
+
+    #[test]
+    fn only_data_calls_count_bytes_and_messages_are_no_bytes() {
+        let rec = CallRecord {
+            ret: 0x7f00_0000_0000,
+            copy_bytes: 300,
+            sent_bytes: 400,
+            ..CallRecord::default()
+        };
+        // An mmap address, a poll count: no bytes.
+        assert_eq!(call_bytes(CALL_FDS_SET, &rec), 0);
+        assert_eq!(
+            call_bytes(CALL_FDS_SET | CALL_BYTES_RET, &rec),
+            rec.ret as u64
+        );
+        // recvmmsg / sendmmsg return 3 messages: the bytes come from the markers.
+        let mmsg = CallRecord { ret: 3, ..rec };
+        assert_eq!(call_bytes(CALL_FDS_SET | CALL_BYTES_COPIED, &mmsg), 300);
+        assert_eq!(call_bytes(CALL_FDS_SET | CALL_BYTES_SENT, &mmsg), 400);
+        let failed = CallRecord { ret: -11, ..rec };
+        assert_eq!(call_bytes(CALL_FDS_SET | CALL_BYTES_RET, &failed), 0);
     }
 
     #[test]

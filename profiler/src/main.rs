@@ -440,6 +440,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let moved = movement::summarize(
         &label,
         calls,
+        &result.events,
         &result.counters,
         result.wall.as_nanos() as u64,
         match result.end {

@@ -131,7 +131,7 @@ fn blocking_waits_in_the_read_call() {
 
 #[test]
 fn nonblocking_polls_with_failed_attempts() {
-    let (msgs, row) = check("nonblocking", &[WaitKind::Polling], "nonblocking");
+    let (msgs, row) = check("nonblocking", &[WaitKind::Polling], "non-blocking");
     assert!(row.failed > 1.0, "{row:?}");
     let polled = msgs.iter().filter(|m| m.failed_attempts > 0).count();
     assert!(polled * 10 >= msgs.len() * 9, "{polled} of {}", msgs.len());

@@ -536,7 +536,8 @@ where
     Ok(M::try_from(map)?)
 }
 
-/// Tells the probes which arguments of each traced call are descriptors (issue 6).
+/// Tells the probes which arguments of each traced call are descriptors (issue 6), and where
+/// its bytes are read.
 fn fill_call_fds(ebpf: &mut Ebpf, calls: &[&'static Call]) -> anyhow::Result<()> {
     let mut map: aya::maps::Array<_, u32> = map_mut(ebpf, "CALL_FDS")?;
     for c in calls {
@@ -549,7 +550,7 @@ fn fill_call_fds(ebpf: &mut Ebpf, calls: &[&'static Call]) -> anyhow::Result<()>
         );
         map.set(
             c.nr,
-            crate::capture::fdkind::fd_arg_spec(c) | probe_common::CALL_FDS_SET,
+            crate::capture::fdkind::fd_arg_spec(c) | c.bytes_spec() | probe_common::CALL_FDS_SET,
             0,
         )
         .with_context(|| format!("failed to set the descriptor arguments of {}", c.name))?;

@@ -1,0 +1,193 @@
+//! Root tests of the findings on programs this project did not write: `cat` and `dd
+//! iflag=direct` move the file's size once, `cp` copies it inside the kernel (no sending, no
+//! copy from user), and no run without a readiness signal calls anything signal-driven. Built
+//! only with the `root-tests` feature.
+#![cfg(feature = "root-tests")]
+
+mod common;
+
+use std::{
+    io::Write as _,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use common::{assert_root, read_complete_csv, scratch};
+use profiler::{export::CallRow, movement::Movement};
+
+const SIZE: u64 = 32 << 20;
+/// What the dynamic loader reads of the libraries (headers), and what a shell reads: counted
+/// as data moved from files, well under this.
+const LOADER_SLACK: u64 = 64 << 10;
+
+/// What one profiled command left behind.
+struct Found {
+    /// Report and messages (stdout and stderr together).
+    text: String,
+    rows: Vec<CallRow>,
+    movement: Movement,
+}
+
+/// A file of `SIZE` bytes that are not all the same.
+fn test_file(dir: &Path) -> PathBuf {
+    let path = dir.join("data.bin");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
+    let block: Vec<u8> = (0..1u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    for _ in 0..SIZE >> 20 {
+        f.write_all(&block).expect("write");
+    }
+    f.flush().expect("flush");
+    drop(f);
+    path
+}
+
+/// Runs `argv` under the profiler with the per-call CSV, the movement summary and CPU samples.
+fn profile(dir: &Path, name: &str, argv: &[&str]) -> Found {
+    assert_root();
+    let csv = dir.join(format!("{name}.csv"));
+    let movement = dir.join(format!("{name}.json"));
+    let out = Command::new(env!("CARGO_BIN_EXE_profiler"))
+        .args(["--freq", "999", "--csv"])
+        .arg(&csv)
+        .arg("--movement-json")
+        .arg(&movement)
+        .arg("--")
+        .args(argv)
+        .output()
+        .expect("run profiler");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{name}: profiler failed:\n{text}");
+    let movement = serde_json::from_str(&std::fs::read_to_string(&movement).expect("movement"))
+        .expect("movement json");
+    Found {
+        text,
+        rows: read_complete_csv(&csv),
+        movement,
+    }
+}
+
+/// The checks every run shares: no readiness signal was sent, so nothing is signal-driven;
+/// the bytes moved are the largest stream, the file's size and what the loader read.
+fn check_common(name: &str, f: &Found) {
+    assert!(
+        !f.text.contains("signal-driven"),
+        "{name}: signal-driven without a signal:\n{}",
+        f.text
+    );
+    assert!(
+        f.rows.iter().all(|r| r.model != "signal-driven"),
+        "{name}: a signal-driven row"
+    );
+    assert!(
+        (SIZE..SIZE + LOADER_SLACK).contains(&f.movement.bytes),
+        "{name}: data moved {} for a file of {SIZE}:\n{}",
+        f.movement.bytes,
+        f.text
+    );
+    assert!(
+        f.text.contains("data moved: 32.0 MiB"),
+        "{name}:\n{}",
+        f.text
+    );
+}
+
+/// Bytes of the calls named `call` on descriptors of kind `kind`.
+fn bytes_of(f: &Found, call: &str, kind: &str) -> u64 {
+    f.rows
+        .iter()
+        .filter(|r| r.call == call && r.fd_kind == kind)
+        .map(|r| r.bytes)
+        .sum()
+}
+
+#[test]
+fn cat_moves_the_file_once() {
+    let dir = scratch("findings-cat");
+    let file = test_file(&dir);
+    let cmd = format!("cat {} > /dev/null", file.display());
+    let f = profile(&dir, "cat", &["sh", "-c", &cmd]);
+    check_common("cat", &f);
+    // Every byte of the file reached /dev/null; the reads of files hold the file too.
+    assert_eq!(f.movement.to.other, SIZE, "{}", f.text);
+    assert_eq!(bytes_of(&f, "write", "other"), SIZE);
+    let read = bytes_of(&f, "read", "file");
+    assert!((SIZE..SIZE + LOADER_SLACK).contains(&read), "{read}");
+    assert_eq!(f.movement.send_oncpu_ns, 0, "nothing went to a socket");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn dd_direct_reads_the_file_and_mostly_sleeps() {
+    let dir = scratch("findings-dd");
+    let file = test_file(&dir);
+    let input = format!("if={}", file.display());
+    let f = profile(
+        &dir,
+        "dd",
+        &["dd", &input, "of=/dev/null", "iflag=direct", "bs=1M"],
+    );
+    check_common("dd", &f);
+    assert_eq!(f.movement.to.other, SIZE, "{}", f.text);
+    let reads: Vec<&CallRow> = f
+        .rows
+        .iter()
+        .filter(|r| r.call == "read" && r.fd_kind == "file" && r.bytes == 1 << 20)
+        .collect();
+    assert_eq!(reads.len() as u64, SIZE >> 20, "one read a MiB");
+    let slept = reads.iter().filter(|r| r.blocked_ns > 0).count();
+    assert!(
+        slept * 2 > reads.len(),
+        "direct reads wait for the disk: {slept} of {} slept",
+        reads.len()
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn cp_is_a_kernel_copy() {
+    let dir = scratch("findings-cp");
+    let file = test_file(&dir);
+    let copy = dir.join("copy.bin");
+    let f = profile(
+        &dir,
+        "cp",
+        &[
+            "cp",
+            file.to_str().expect("path"),
+            copy.to_str().expect("path"),
+        ],
+    );
+    check_common("cp", &f);
+    assert_eq!(std::fs::metadata(&copy).expect("copy").len(), SIZE);
+    let copied: u64 = f
+        .rows
+        .iter()
+        .filter(|r| r.call == "copy_file_range" && r.fd_kind == "file" && r.fd_out_kind == "file")
+        .map(|r| r.bytes)
+        .sum();
+    assert_eq!(copied, SIZE, "cp copies with copy_file_range");
+    assert_eq!(f.movement.to.files, SIZE);
+    assert!(f.movement.user_reads < LOADER_SLACK, "{:?}", f.movement);
+    // No socket: no sending side.
+    assert_eq!(f.movement.send_oncpu_ns, 0);
+    assert!(!f.text.contains("sending"), "{}", f.text);
+    // Its copy samples are kernel copies: none to or from user memory.
+    // The sampling table's row: stage, samples, copy%, to-user, from-user, kernel memcpy …
+    let cols: Vec<&str> = f
+        .text
+        .lines()
+        .filter_map(|l| l.strip_prefix("copy_file_range file→file"))
+        .map(|row| row.split_whitespace().collect::<Vec<_>>())
+        .find(|cols| cols.len() > 5 && cols[0] == "copy")
+        .unwrap_or_else(|| panic!("no copy_file_range samples:\n{}", f.text));
+    let row = cols.join(" ");
+    assert_eq!((cols[3], cols[4]), ("0", "0"), "{row}");
+    assert!(cols[5].parse::<u64>().expect("memcpy column") > 0, "{row}");
+    let _ = std::fs::remove_dir_all(dir);
+}
