@@ -13,7 +13,7 @@ use std::{
 };
 
 use common::{assert_root, read_complete_csv, scratch};
-use profiler::{export::CallRow, movement::Movement};
+use profiler::{analyze::movement::Movement, render::export::CallRow};
 
 const SIZE: u64 = 32 << 20;
 /// What the dynamic loader reads of the libraries (headers), and what a shell reads: counted
