@@ -2,6 +2,7 @@
 
 pub mod attribution;
 pub mod classify;
+pub mod findings;
 pub mod groups;
 pub mod infer;
 pub mod models;

@@ -155,6 +155,7 @@ struct Attached {
 
 fn attach(pids: &str, csv: &Path, calls: &str) -> Attached {
     let mut child = Command::new(env!("CARGO_BIN_EXE_profiler"))
+        .arg("-v")
         .args(["-p", pids, "--calls", calls, "-d", "60s", "--csv"])
         .arg(csv)
         .stdout(Stdio::piped())
@@ -186,7 +187,7 @@ impl Attached {
             "profiler failed:\n{}{rest}",
             self.banner
         );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        String::from_utf8_lossy(&out.stderr).into_owned()
     }
 }
 
@@ -312,6 +313,7 @@ fn bad_pids_fail_with_the_reason() {
     assert_root();
     let run = |pid: &str| {
         let out = Command::new(env!("CARGO_BIN_EXE_profiler"))
+            .arg("-v")
             .args(["-p", pid, "-d", "1s"])
             .output()
             .expect("run profiler");
@@ -556,6 +558,7 @@ fn descriptor_classes_survive_exit_and_reuse() {
     let (dir, script, file) = setup("classes", CLASSES, 4096);
     let csv = dir.join("calls.csv");
     let out = Command::new(env!("CARGO_BIN_EXE_profiler"))
+        .arg("-v")
         .args(["--calls", "read,recvfrom", "--csv"])
         .arg(&csv)
         .arg("--")

@@ -93,6 +93,7 @@ fn every_export_of_a_run_reads_back_with_its_units() {
     );
     run_ok(
         Command::new(env!("CARGO_BIN_EXE_profiler"))
+            .arg("-v")
             .arg("--csv")
             .arg(&csv)
             .arg("--summary-csv")
@@ -195,6 +196,7 @@ fn signals_are_instants_on_their_thread_in_the_trace() {
     let tr = d.join("trace.json");
     run_ok(
         Command::new(env!("CARGO_BIN_EXE_profiler"))
+            .arg("-v")
             .args(["--calls", "read", "--trace"])
             .arg(&tr)
             .args([
@@ -223,6 +225,7 @@ fn signals_are_instants_on_their_thread_in_the_trace() {
 /// The profiler writing JSON lines to stdout for a blocking run of `count` messages.
 fn json_to_stdout(count: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_profiler"));
+    c.arg("-v");
     c.args(["--json", "-", "--"]).arg(workloads_bin()).args([
         "blocking",
         "--interval",

@@ -187,7 +187,7 @@ fn epoll_waits_in_the_multiplexer_and_the_csv_says_so() {
         .map(|r| r.bytes)
         .sum();
     assert_eq!(data, truth.bytes);
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stderr);
     assert!(stdout.contains("model: multiplexing"), "{stdout}");
 }
 

@@ -209,7 +209,7 @@ fn mmap_truncate_survives_both_ways_and_its_signals_are_listed() {
             ],
         );
         // profile_run checked the exit status: 0.
-        let stdout = String::from_utf8_lossy(&r.out.stdout);
+        let stdout = String::from_utf8_lossy(&r.out.stderr);
         let pid = r.truth.pid;
         assert!(
             stdout.contains(&format!("{signal} sent to task ")),

@@ -72,6 +72,7 @@ impl Running {
     /// runs (its `Tracing … (pid N)` banner).
     pub fn start(args: &[&std::ffi::OsStr]) -> Self {
         let mut child = Command::new(profiler_bin())
+            .arg("-v")
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -260,6 +261,7 @@ pub fn profile_run(name: &str, workload_args: &[&str]) -> Run {
     let truth = dir.join("truth.json");
     let movement = dir.join("movement.json");
     let out = Command::new(env!("CARGO_BIN_EXE_profiler"))
+        .arg("-v")
         .arg("--csv")
         .arg(&csv)
         .arg("--movement-json")
