@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::{
     analyze::{
-        infer::{self, Evidence, Model},
+        infer::{self, Evidence},
         models,
         movement::{self, Cpu, Movement},
         summary,
