@@ -95,8 +95,8 @@ pub struct CallRecord {
     pub faults_kernel: u32,
     /// Faults that went to a file's pages (`filemap:mm_filemap_fault`).
     pub file_faults: u32,
-    /// Explicit padding.
-    pub _pad4: u32,
+    /// Bytes the call received from sockets (`sock:sock_recv_length`; per-call runs only).
+    pub recv_bytes: u32,
     /// Bytes handed to sockets inside the call (`sock:sock_send_length`).
     pub sent_bytes: u64,
     // issue 6:
@@ -580,15 +580,15 @@ pub const CALL_FDS_SET: u32 = 1 << 16;
 pub const CALL_BYTES_RET: u32 = 1 << 17;
 
 /// Bit of a `CALL_FDS` value: the call returns a count of messages (`recvmmsg`); its bytes are
-/// those the socket copy markers reported.
-pub const CALL_BYTES_COPIED: u32 = 1 << 18;
+/// those it received from sockets (`sock:sock_recv_length`).
+pub const CALL_BYTES_RECEIVED: u32 = 1 << 18;
 
 /// Bit of a `CALL_FDS` value: the call returns a count of messages (`sendmmsg`); its bytes are
 /// those handed to sockets (`sock:sock_send_length`).
 pub const CALL_BYTES_SENT: u32 = 1 << 19;
 
-/// The bytes a finished call moved, by its `CALL_FDS` value: its return value, the bytes its
-/// copy markers reported, or the bytes it handed to sockets; 0 for a failed call and for a
+/// The bytes a finished call moved, by its `CALL_FDS` value: its return value, the bytes it
+/// received from sockets, or the bytes it handed to sockets; 0 for a failed call and for a
 /// call that moves no data.
 #[inline(always)]
 pub fn call_bytes(spec: u32, rec: &CallRecord) -> u64 {
@@ -596,8 +596,8 @@ pub fn call_bytes(spec: u32, rec: &CallRecord) -> u64 {
         0
     } else if spec & CALL_BYTES_RET != 0 {
         rec.ret as u64
-    } else if spec & CALL_BYTES_COPIED != 0 {
-        rec.copy_bytes
+    } else if spec & CALL_BYTES_RECEIVED != 0 {
+        u64::from(rec.recv_bytes)
     } else if spec & CALL_BYTES_SENT != 0 {
         rec.sent_bytes
     } else {
@@ -686,7 +686,8 @@ mod tests {
     fn only_data_calls_count_bytes_and_messages_are_no_bytes() {
         let rec = CallRecord {
             ret: 0x7f00_0000_0000,
-            copy_bytes: 300,
+            copy_bytes: 200,
+            recv_bytes: 300,
             sent_bytes: 400,
             ..CallRecord::default()
         };
@@ -696,9 +697,9 @@ mod tests {
             call_bytes(CALL_FDS_SET | CALL_BYTES_RET, &rec),
             rec.ret as u64
         );
-        // recvmmsg / sendmmsg return 3 messages: the bytes come from the markers.
+        // recvmmsg / sendmmsg return 3 messages: the bytes come from the socket hooks.
         let mmsg = CallRecord { ret: 3, ..rec };
-        assert_eq!(call_bytes(CALL_FDS_SET | CALL_BYTES_COPIED, &mmsg), 300);
+        assert_eq!(call_bytes(CALL_FDS_SET | CALL_BYTES_RECEIVED, &mmsg), 300);
         assert_eq!(call_bytes(CALL_FDS_SET | CALL_BYTES_SENT, &mmsg), 400);
         let failed = CallRecord { ret: -11, ..rec };
         assert_eq!(call_bytes(CALL_FDS_SET | CALL_BYTES_RET, &failed), 0);

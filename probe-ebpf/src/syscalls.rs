@@ -91,7 +91,7 @@ fn try_call_enter<const ARGS: usize>(ctx: &TracePointContext) -> Result<u32, u32
         r.wait_blocked_ns = 0;
         r.wait_runq_ns = 0;
         // The bytes of recvmmsg and sendmmsg.
-        r.copy_bytes = 0;
+        r.recv_bytes = 0;
         r.sent_bytes = 0;
         r.start_ns = now();
     }

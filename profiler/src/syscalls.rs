@@ -62,8 +62,8 @@ impl Call {
     }
 
     /// Where the bytes a call moved are read: [`probe_common::CALL_BYTES_RET`] for a call
-    /// whose positive return value counts them, the copy markers or the socket sends for the
-    /// batched socket calls, nothing for calls that move no data.
+    /// whose positive return value counts them, the socket receives or sends for the batched
+    /// socket calls, nothing for calls that move no data.
     pub fn bytes_spec(&self) -> u32 {
         match (
             self.role.returns_bytes(),
@@ -72,7 +72,7 @@ impl Call {
         ) {
             (false, _, _) => 0,
             (true, false, _) => probe_common::CALL_BYTES_RET,
-            (true, true, Role::Receive) => probe_common::CALL_BYTES_COPIED,
+            (true, true, Role::Receive) => probe_common::CALL_BYTES_RECEIVED,
             (true, true, _) => probe_common::CALL_BYTES_SENT,
         }
     }
@@ -230,7 +230,7 @@ mod tests {
         for n in ["read", "writev", "pwrite64", "splice", "copy_file_range"] {
             assert_eq!(spec(n), probe_common::CALL_BYTES_RET, "{n}");
         }
-        assert_eq!(spec("recvmmsg"), probe_common::CALL_BYTES_COPIED);
+        assert_eq!(spec("recvmmsg"), probe_common::CALL_BYTES_RECEIVED);
         assert_eq!(spec("sendmmsg"), probe_common::CALL_BYTES_SENT);
         for n in [
             "mmap",

@@ -191,3 +191,59 @@ fn cp_is_a_kernel_copy() {
     assert!(cols[5].parse::<u64>().expect("memcpy column") > 0, "{row}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn summary_mode_counts_only_data_calls_as_bytes() {
+    use profiler::{loader::LoadOptions, session, syscalls};
+    assert_root();
+    let dir = scratch("findings-summary");
+    let file = test_file(&dir);
+    let cmd = format!("cat {} > /dev/null", file.display());
+    let opts = session::RunOptions {
+        target: session::Target::Command(vec!["sh".into(), "-c".into(), cmd]),
+        load: LoadOptions {
+            calls: syscalls::DEFAULT
+                .iter()
+                .map(|n| syscalls::by_name(n).expect("known call"))
+                .collect(),
+            mode: probe_common::mode::RECORDS | probe_common::mode::AGGREGATE,
+            ..LoadOptions::default()
+        },
+        duration: Some(std::time::Duration::from_secs(60)),
+    };
+    let mut calls = Vec::new();
+    let r = session::run(&opts, &mut calls, |_, _| {}).expect("profiling run");
+    assert_eq!(r.lost, 0, "the comparison needs every record");
+    let mut by_name: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    for (k, s) in &r.summaries {
+        let records: Vec<_> = calls
+            .iter()
+            .filter(|c| c.rec.pid == k.pid && c.rec.nr == k.nr)
+            .collect();
+        let bytes: u64 = records.iter().map(|c| c.stages.bytes).sum();
+        let data = records.iter().filter(|c| c.stages.bytes > 0).count() as u64;
+        let name = syscalls::name_of(k.nr);
+        assert_eq!(
+            (s.calls, s.data_calls, s.bytes),
+            (records.len() as u64, data, bytes),
+            "{name} of pid {}: the kernel's sums and the records",
+            k.pid
+        );
+        let e = by_name.entry(name).or_default();
+        e.0 += s.calls;
+        e.1 += s.bytes;
+    }
+    // mmap's addresses and munmap's zeros are no bytes; cat's reads and writes are the file.
+    assert!(by_name["mmap"].0 > 0, "{by_name:?}");
+    assert_eq!(
+        (by_name["mmap"].1, by_name["munmap"].1),
+        (0, 0),
+        "{by_name:?}"
+    );
+    assert_eq!(by_name["write"].1, SIZE, "{by_name:?}");
+    assert!(
+        (SIZE..SIZE + LOADER_SLACK).contains(&by_name["read"].1),
+        "{by_name:?}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

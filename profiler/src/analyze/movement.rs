@@ -696,7 +696,7 @@ mod tests {
     #[test]
     fn batched_socket_calls_count_bytes_not_messages() {
         let mut rx = call(libc::SYS_recvmmsg, [4, 0, 0], 3, 0, 10);
-        rx.copy_bytes = 3 * 1400;
+        rx.recv_bytes = 3 * 1400;
         let mut tx = call(libc::SYS_sendmmsg, [4, 0, 0], 2, 20, 30);
         tx.sent_bytes = 2 * 1400;
         let calls = [TracedCall::new(rx, kinds), TracedCall::new(tx, kinds)];
