@@ -194,7 +194,10 @@ fn cp_is_a_kernel_copy() {
 
 #[test]
 fn summary_mode_counts_only_data_calls_as_bytes() {
-    use profiler::{loader::LoadOptions, session, syscalls};
+    use profiler::{
+        capture::{loader::LoadOptions, session},
+        syscalls,
+    };
     assert_root();
     let dir = scratch("findings-summary");
     let file = test_file(&dir);

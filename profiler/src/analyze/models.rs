@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use probe_common::{RecordKind, SignalEvent};
 
 use crate::{
+    analyze::infer::{self, Model},
     capture::decode::Record,
     capture::fdkind::FdKind,
-    analyze::infer::{self, Model},
-    syscalls::Role,
     capture::traced::TracedCall,
+    syscalls::Role,
 };
 
 /// How a stretch of a message's wait was spent.
