@@ -95,8 +95,8 @@ pub struct CallRecord {
     pub faults_kernel: u32,
     /// Faults that went to a file's pages (`filemap:mm_filemap_fault`).
     pub file_faults: u32,
-    /// Explicit padding.
-    pub _pad4: u32,
+    /// [`call_flags`] bits.
+    pub flags: u32,
     /// Bytes handed to sockets inside the call (`sock:sock_send_length`).
     pub sent_bytes: u64,
     // issue 6:
@@ -105,6 +105,13 @@ pub struct CallRecord {
     /// What the call's destination descriptor was at entry (calls with two), a [`fd_class`]
     /// value.
     pub fd_out_class: u32,
+}
+
+/// Bits of [`CallRecord::flags`].
+pub mod call_flags {
+    /// The call was in flight when tracing started: its start is the run's start, and its
+    /// stages before that are unknown.
+    pub const START_UNKNOWN: u32 = 1;
 }
 
 /// What happened to a signal.

@@ -5,6 +5,7 @@
 //! [`decode`]s them, [`attribution`] computes stages (pure), [`report`] and [`export`] print
 //! and write them.
 
+pub mod attach;
 pub mod attribution;
 pub mod btf;
 pub mod classify;
