@@ -105,6 +105,17 @@ pub struct CallRecord {
     /// What the call's destination descriptor was at entry (calls with two), a [`fd_class`]
     /// value.
     pub fd_out_class: u32,
+    /// [`call_flags`] bits.
+    pub flags: u32,
+    /// Explicit padding.
+    pub _pad5: u32,
+}
+
+/// Bits of [`CallRecord::flags`].
+pub mod call_flags {
+    /// The call was in flight when tracing started: its start is the run's start, and its
+    /// stages before that are unknown.
+    pub const START_UNKNOWN: u32 = 1;
 }
 
 /// What happened to a signal.
@@ -645,8 +656,8 @@ mod tests {
 
     #[test]
     fn record_sizes_are_pinned() {
-        assert_eq!(size_of::<CallRecord>(), 152);
-        assert_eq!(size_of::<InFlight>(), 176);
+        assert_eq!(size_of::<CallRecord>(), 160);
+        assert_eq!(size_of::<InFlight>(), 184);
         assert_eq!(size_of::<FdOffsets>(), 48);
         assert_eq!(size_of::<ProcRecord>(), 40);
         assert_eq!(size_of::<SignalRecord>(), 40);
