@@ -49,7 +49,13 @@ fn profile(dir: &Path, name: &str, argv: &[&str]) -> Found {
     let csv = dir.join(format!("{name}.csv"));
     let movement = dir.join(format!("{name}.json"));
     let out = Command::new(env!("CARGO_BIN_EXE_profiler"))
-        .args(["--freq", "999", "--csv"])
+        .args([
+            "--freq",
+            "999",
+            "--show",
+            "threads,movement,samples",
+            "--csv",
+        ])
         .arg(&csv)
         .arg("--movement-json")
         .arg(&movement)
