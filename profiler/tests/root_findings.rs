@@ -26,6 +26,8 @@ struct Found {
     text: String,
     rows: Vec<CallRow>,
     movement: Movement,
+    /// The `--findings` JSON.
+    findings: serde_json::Value,
 }
 
 /// A file of `SIZE` bytes that are not all the same.
@@ -48,11 +50,20 @@ fn profile(dir: &Path, name: &str, argv: &[&str]) -> Found {
     assert_root();
     let csv = dir.join(format!("{name}.csv"));
     let movement = dir.join(format!("{name}.json"));
+    let findings = dir.join(format!("{name}-findings.json"));
     let out = Command::new(env!("CARGO_BIN_EXE_profiler"))
-        .args(["--freq", "999", "--csv"])
+        .args([
+            "--freq",
+            "999",
+            "--show",
+            "threads,movement,samples",
+            "--csv",
+        ])
         .arg(&csv)
         .arg("--movement-json")
         .arg(&movement)
+        .arg("--findings")
+        .arg(&findings)
         .arg("--")
         .args(argv)
         .output()
@@ -65,10 +76,13 @@ fn profile(dir: &Path, name: &str, argv: &[&str]) -> Found {
     assert!(out.status.success(), "{name}: profiler failed:\n{text}");
     let movement = serde_json::from_str(&std::fs::read_to_string(&movement).expect("movement"))
         .expect("movement json");
+    let findings = serde_json::from_str(&std::fs::read_to_string(&findings).expect("findings"))
+        .expect("findings json");
     Found {
         text,
         rows: read_complete_csv(&csv),
         movement,
+        findings,
     }
 }
 
@@ -83,6 +97,34 @@ fn check_common(name: &str, f: &Found) {
     assert!(
         f.rows.iter().all(|r| r.model != "signal-driven"),
         "{name}: a signal-driven row"
+    );
+    // Every thread has one of the six models; the command's own threads make blocking calls.
+    let threads = f.findings["threads"].as_array().expect("threads");
+    assert!(
+        threads.iter().any(|t| t["comm"] == name),
+        "{name}: its thread is missing: {threads:?}"
+    );
+    for t in threads {
+        let model = t["model"].as_str().expect("model");
+        assert!(
+            [
+                "blocking",
+                "non-blocking",
+                "multiplexing",
+                "asynchronous",
+                "no-input"
+            ]
+            .contains(&model),
+            "{name}: {t}"
+        );
+        if t["comm"] == name {
+            assert_eq!(model, "blocking", "{name}: {t}");
+        }
+    }
+    assert_eq!(
+        f.findings["data"]["bytes_moved"].as_u64(),
+        Some(f.movement.bytes),
+        "{name}"
     );
     assert!(
         (SIZE..SIZE + LOADER_SLACK).contains(&f.movement.bytes),

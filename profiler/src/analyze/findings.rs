@@ -232,9 +232,11 @@ pub fn analyze(plan: &Plan, data: &RunData, cpu: Option<Cpu>) -> Findings {
         )
     });
     let data_out = Data {
-        bytes_moved: movement
-            .as_ref()
-            .map_or_else(|| calls.iter().map(|c| c.bytes).sum(), |m| m.bytes),
+        bytes_moved: match &movement {
+            Some(m) => m.bytes,
+            None if per_call => calls.iter().map(|c| c.bytes).max().unwrap_or(0),
+            None => movement::summary_bytes(&r.summaries),
+        },
         data_calls: calls.iter().map(|c| c.data_calls).sum(),
         movement,
     };

@@ -213,7 +213,7 @@ impl fmt::Display for Evidence {
         }
         if self.sigio > 0 {
             parts.push(format!(
-                "{} SIGIO, {} reads right after",
+                "{} readiness signals, {} reads right after",
                 self.sigio, self.reads_after_sigio
             ));
         }

@@ -211,6 +211,23 @@ fn add_uring(m: &mut Movement, events: &[Record]) {
     }
 }
 
+/// Data moved in summary mode, where calls are summed per process and call without their
+/// descriptors: the largest of the bytes read or received, the bytes written or sent, and
+/// the bytes each in-kernel transfer call moved (a `splice` through a pipe counts both hops).
+pub fn summary_bytes(sums: &crate::analyze::summary::Summaries) -> u64 {
+    let (mut from, mut to) = (0u64, 0u64);
+    let mut transfers: BTreeMap<u32, u64> = BTreeMap::new();
+    for (k, s) in sums {
+        match crate::syscalls::by_nr(k.nr).map(|c| (c.role, c.name)) {
+            Some((Role::Receive, _)) => from += s.bytes,
+            Some((Role::Send, _)) | Some((Role::Transfer, "vmsplice")) => to += s.bytes,
+            Some((Role::Transfer, _)) => *transfers.entry(k.nr).or_default() += s.bytes,
+            _ => {}
+        }
+    }
+    transfers.into_values().chain([from, to]).max().unwrap_or(0)
+}
+
 /// The data movement of a run from its calls, its other records and its counters.
 pub fn summarize(
     label: &str,
@@ -790,6 +807,38 @@ mod tests {
                 .any(|l| l.starts_with("blocked /GiB") && l.trim_end().ends_with('-')),
             "{table}"
         );
+    }
+
+    #[test]
+    fn summary_mode_moves_the_larger_direction_not_the_sum() {
+        use crate::analyze::summary::Summaries;
+        let sum = |pid: u32, nr: i64, bytes: u64| {
+            (
+                probe_common::SummaryKey { pid, nr: nr as u32 },
+                probe_common::CallSummary {
+                    calls: 1,
+                    bytes,
+                    ..Default::default()
+                },
+            )
+        };
+        // cat: the file read, then written to /dev/null.
+        let cat: Summaries = [
+            sum(1, libc::SYS_read, 64 * MIB + 832),
+            sum(1, libc::SYS_write, 64 * MIB),
+            sum(1, libc::SYS_mmap, 0),
+        ]
+        .into();
+        assert_eq!(summary_bytes(&cat), 64 * MIB + 832);
+        let cp: Summaries = [sum(2, libc::SYS_copy_file_range, 64 * MIB)].into();
+        assert_eq!(summary_bytes(&cp), 64 * MIB);
+        let server: Summaries = [
+            sum(3, libc::SYS_recvfrom, 100),
+            sum(3, libc::SYS_sendfile, 8 * MIB),
+            sum(3, libc::SYS_writev, 200),
+        ]
+        .into();
+        assert_eq!(summary_bytes(&server), 8 * MIB);
     }
 
     #[test]
