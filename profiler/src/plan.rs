@@ -65,7 +65,7 @@ impl Mode {
 /// A detail of the report that is shown only on request (`--show`, `-v`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
 pub enum Detail {
-    /// The kernel hooks in use (shown anyway when one is missing).
+    /// The kernel hooks in use (a missing one is named among the warnings anyway).
     Hooks,
     /// Every thread with its model and evidence, and the per-descriptor-class call table.
     Threads,
@@ -254,12 +254,12 @@ impl Plan {
                 .all()
                 .iter()
                 .map(|(o, _)| *o)
-                .filter(|o| !matches!(*o, "-o" | "--csv"))
+                .filter(|o| !matches!(*o, "-o" | "--csv" | "--findings"))
                 .collect();
             if !others.is_empty() {
                 return usage(format!(
                     "--bounded keeps no call in memory: of the per-call outputs it writes only \
-                     --csv, not {}",
+                     --csv and --findings, not {}",
                     others.join(", ")
                 ));
             }
