@@ -266,6 +266,6 @@ pub fn signals(
         .unwrap_or(0);
     format!(
         "signals (time after the first traced event):\n{}",
-        crate::analyze::movement::signal_lines(&signals, t0)
+        crate::render::movement::signal_lines(&signals, t0)
     )
 }
