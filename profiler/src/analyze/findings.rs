@@ -114,6 +114,8 @@ pub struct CallKind {
     pub wait_runq_ns: u64,
     /// Copying.
     pub copy_ns: u64,
+    /// Runnable but not running, in any stage.
+    pub runq_ns: u64,
     /// Calls whose copy started at a copy marker (else the copy is the time on CPU).
     pub marker_calls: u64,
     /// Share of the time inside all traced calls, 0 to 1.
@@ -322,6 +324,7 @@ fn from_stats(data: &RunData) -> Vec<CallKind> {
                 wait_blocked_ns: s.wait_blocked.distribution().sum,
                 wait_runq_ns: s.wait_runq.distribution().sum,
                 copy_ns: s.copy.distribution().sum,
+                runq_ns: s.runq.distribution().sum,
                 marker_calls: s.marker_calls,
                 share: 0.0,
             })
@@ -353,6 +356,7 @@ fn from_summaries(sums: &summary::Summaries) -> Vec<CallKind> {
                     wait_blocked_ns: s.wait_blocked_ns,
                     wait_runq_ns: s.wait_runq_ns,
                     copy_ns: s.copy_ns,
+                    runq_ns: s.runq_ns,
                     marker_calls: s.marker_calls,
                     share: 0.0,
                 }
