@@ -168,10 +168,20 @@ impl Probes {
             .then(crate::selfcost::enable_stats)
             .transpose()?;
         // issue 6: descriptor classes at entry need this kernel's structure layout.
-        let fd_offsets = crate::btf::Btf::from_kernel().and_then(|b| b.fd_offsets());
+        // Each reader of the kernel's BTF parses it (tens of ms): ours for the descriptor
+        // offsets and the exact copy timers' run beside the probe loader's own.
+        let offsets_job =
+            std::thread::spawn(|| crate::btf::Btf::from_kernel().and_then(|b| b.fd_offsets()));
+        let exact_btf_job = (opts.mode != mode::FLOOR).then(|| {
+            std::thread::spawn(|| {
+                aya::Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {e}"))
+            })
+        });
+        let join_failed = || crate::btf::BtfError::Malformed("the BTF reader thread failed");
         let wake = wake_bytes(opts.ringbuf_bytes);
         let slot_mask = opts.thread_slots - 1;
         let mut loader = EbpfLoader::new();
+        let fd_offsets = offsets_job.join().unwrap_or_else(|_| Err(join_failed()));
         let regs = CallRegs::of_this_arch();
         let layout = regs.unwrap_or(CallRegs {
             args: [0; 3],
@@ -347,7 +357,13 @@ impl Probes {
                 without,
             });
         }
-        let copy_timing = attach_copy_timing(&mut ebpf, &mut hooks, opts.sample_hz)?;
+        let exact_btf = exact_btf_job
+            .map(|j| {
+                j.join()
+                    .unwrap_or_else(|_| Err("the BTF reader thread failed".into()))
+            })
+            .unwrap_or_else(|| Err("benchmark floor".into()));
+        let copy_timing = attach_copy_timing(&mut ebpf, &mut hooks, opts.sample_hz, exact_btf)?;
         Ok(Self {
             ebpf,
             stats,
@@ -487,8 +503,9 @@ fn attach_copy_timing(
     ebpf: &mut Ebpf,
     hooks: &mut Vec<Hook>,
     hz: u64,
+    btf: Result<aya::Btf, String>,
 ) -> anyhow::Result<CopyTiming> {
-    let fentry = cpu_probes::attach_exact(ebpf);
+    let fentry = cpu_probes::attach_exact(ebpf, btf);
     let kprobes = match &fentry {
         Ok(h) if !h.is_empty() => Err("not needed: fentry works".to_string()),
         _ => cpu_probes::attach_exact_kprobes(ebpf),
