@@ -170,8 +170,13 @@ impl Probes {
         // issue 6: descriptor classes at entry need this kernel's structure layout.
         // Each reader of the kernel's BTF parses it (tens of ms): ours for the descriptor
         // offsets and the exact copy timers' run beside the probe loader's own.
-        let offsets_job =
-            std::thread::spawn(|| crate::btf::Btf::from_kernel().and_then(|b| b.fd_offsets()));
+        let offsets_job = std::thread::spawn(|| {
+            let btf = crate::btf::Btf::from_kernel()?;
+            Ok::<_, crate::btf::BtfError>((
+                btf.fd_offsets(),
+                btf.member_offset("task_struct", "pid"),
+            ))
+        });
         let exact_btf_job = (opts.mode != mode::FLOOR).then(|| {
             std::thread::spawn(|| {
                 aya::Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {e}"))
@@ -181,7 +186,11 @@ impl Probes {
         let wake = wake_bytes(opts.ringbuf_bytes);
         let slot_mask = opts.thread_slots - 1;
         let mut loader = EbpfLoader::new();
-        let fd_offsets = offsets_job.join().unwrap_or_else(|_| Err(join_failed()));
+        let (fd_offsets, task_pid) = match offsets_job.join().unwrap_or_else(|_| Err(join_failed()))
+        {
+            Ok((fd, pid)) => (fd, pid.ok()),
+            Err(e) => (Err(e), None),
+        };
         let regs = CallRegs::of_this_arch();
         let layout = regs.unwrap_or(CallRegs {
             args: [0; 3],
@@ -194,6 +203,9 @@ impl Probes {
             .override_global("MODE", &opts.mode, true)
             .override_global("WAKE_BYTES", &wake, true)
             .override_global("SLOT_MASK", &slot_mask, true);
+        if let Some(off) = &task_pid {
+            loader.override_global("TASK_PID", off, true);
+        }
         if let Ok(o) = &fd_offsets {
             loader.override_global("FD_OFFSETS", o, true);
         }
@@ -339,6 +351,19 @@ impl Probes {
                 hooks.push(Hook {
                     name: format!("{category}:{name}"),
                     error: Some(why.into()),
+                    without,
+                });
+                continue;
+            }
+            // The scheduler and process hooks as raw tracepoints where the thread id offset
+            // is known: they attach and release without the tracing subsystem's waits.
+            if task_pid.is_some()
+                && let Some(raw) = raw_twin(prog)
+                && crate::attach::attach_raw_one(&mut ebpf, raw, name, &mut links).is_ok()
+            {
+                hooks.push(Hook {
+                    name: format!("{category}:{name} (raw tracepoint)"),
+                    error: None,
                     without,
                 });
                 continue;
@@ -538,6 +563,17 @@ fn attach_copy_timing(
         });
     }
     Ok(timing)
+}
+
+/// The raw tracepoint program that does what tracepoint program `prog` does.
+fn raw_twin(prog: &str) -> Option<&'static str> {
+    Some(match prog {
+        "sched_switch" => "raw_sched_switch",
+        "sched_wakeup" => "raw_sched_wakeup",
+        "task_newtask" => "raw_task_newtask",
+        "process_exit" => "raw_process_exit",
+        _ => return None,
+    })
 }
 
 /// The probe object's map `name`, writable, as the map type `M`.
