@@ -355,10 +355,11 @@ impl Probes {
                 });
                 continue;
             }
-            // The scheduler and process hooks as raw tracepoints where the thread id offset
-            // is known: they attach and release without the tracing subsystem's waits.
-            if task_pid.is_some()
-                && let Some(raw) = raw_twin(prog)
+            // Raw tracepoints where this kernel allows (and, for those that read a task, the
+            // thread id offset is known): they attach and release without the tracing
+            // subsystem's waits.
+            if let Some((raw, needs_task_pid)) = raw_twin(prog)
+                && (task_pid.is_some() || !needs_task_pid)
                 && crate::attach::attach_raw_one(&mut ebpf, raw, name, &mut links).is_ok()
             {
                 hooks.push(Hook {
@@ -565,13 +566,17 @@ fn attach_copy_timing(
     Ok(timing)
 }
 
-/// The raw tracepoint program that does what tracepoint program `prog` does.
-fn raw_twin(prog: &str) -> Option<&'static str> {
+/// The raw tracepoint program that does what tracepoint program `prog` does, and whether it
+/// needs the offset of `task_struct.pid`.
+fn raw_twin(prog: &str) -> Option<(&'static str, bool)> {
     Some(match prog {
-        "sched_switch" => "raw_sched_switch",
-        "sched_wakeup" => "raw_sched_wakeup",
-        "task_newtask" => "raw_task_newtask",
-        "process_exit" => "raw_process_exit",
+        "sched_switch" => ("raw_sched_switch", true),
+        "sched_wakeup" => ("raw_sched_wakeup", true),
+        "task_newtask" => ("raw_task_newtask", true),
+        "process_exit" => ("raw_process_exit", false),
+        "skb_copy" => ("raw_skb_copy", false),
+        "signal_generate" => ("raw_signal_generate", true),
+        "signal_deliver" => ("raw_signal_deliver", false),
         _ => return None,
     })
 }
