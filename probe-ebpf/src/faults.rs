@@ -1,9 +1,17 @@
 //! Page faults and socket sends of traced processes: counted into the call in flight when
-//! there is one, else into per-CPU counters of what happened outside traced calls.
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use probe_common::Counter;
+//! there is one, else into per-CPU counters of what happened outside traced calls. Write
+//! faults and the pages copied by copy-on-write are also counted per thread.
+use aya_ebpf::{
+    macros::{map, tracepoint},
+    maps::{PerCpuArray, PerCpuHashMap},
+    programs::TracePointContext,
+};
+use probe_common::{Counter, CowCounts, Diag, MAX_COW_THREADS, fault_bits};
 
-use crate::maps::{COUNTERS, current_ids, field, in_flight, is_traced};
+use crate::{
+    diag,
+    maps::{COUNTERS, current_ids, field, in_flight, is_traced, now},
+};
 
 // sock/sock_send_length/format:
 //   field:void * sk;       offset:8;  size:8;
@@ -16,7 +24,12 @@ const SEND_RET: usize = 20;
 //   field:unsigned long address;    offset:8;  size:8;
 //   field:unsigned long ip;         offset:16; size:8;
 //   field:unsigned long error_code; offset:24; size:8;
-// (only the event itself is counted; no field is read)
+// (page_fault_user reads error_code; page_fault_kernel only counts the event)
+const FAULT_ERROR_CODE: usize = 24;
+// kmem/mm_page_alloc/format:
+//   field:unsigned long pfn;        offset:8;  size:8;
+//   field:unsigned int order;       offset:16; size:4;
+const ALLOC_ORDER: usize = 16;
 // filemap/mm_filemap_fault/format:
 //   field:unsigned long i_ino; offset:8;  size:8;
 //   field:dev_t s_dev;         offset:16; size:4;
@@ -64,8 +77,120 @@ fn fault(which: Fault) -> u32 {
 }
 
 #[tracepoint]
-pub fn page_fault_user(_ctx: TracePointContext) -> u32 {
-    fault(Fault::User)
+pub fn page_fault_user(ctx: TracePointContext) -> u32 {
+    fault(Fault::User);
+    // SAFETY: offset from the page_fault_user format above.
+    let code = unsafe { field::<u64>(&ctx, FAULT_ERROR_CODE) };
+    if code & fault_bits::WRITE != 0 {
+        write_fault(code);
+    }
+    0
+}
+
+/// Copy-on-write counts per thread (summed over CPUs by user space).
+#[map]
+static COW_THREADS: PerCpuHashMap<u32, CowCounts> =
+    PerCpuHashMap::with_max_entries(MAX_COW_THREADS, 0);
+
+/// The thread whose copy-on-write fault this CPU is handling, and when it started: the next
+/// page allocation by that thread soon after is the copy.
+#[map]
+static COW_PENDING: PerCpuArray<CowPending> = PerCpuArray::with_max_entries(1, 0);
+
+/// A copy-on-write fault in progress on one CPU.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct CowPending {
+    tid: u32,
+    _pad: u32,
+    start_ns: u64,
+}
+
+/// How long after a copy-on-write fault's entry its page allocation may come, ns: the copy's
+/// allocation follows within microseconds; a later allocation is something else.
+const COPY_WITHIN_NS: u64 = 50_000;
+
+/// The copy-on-write counts of thread `tid` of `tgid` on this CPU, made on first use.
+#[inline(always)]
+fn cow_counts(tgid: u32, tid: u32) -> Option<&'static mut CowCounts> {
+    if let Some(p) = COW_THREADS.get_ptr_mut(&tid) {
+        // SAFETY: a per-CPU entry is only touched by programs on this CPU, which do not nest.
+        return Some(unsafe { &mut *p });
+    }
+    let fresh = CowCounts {
+        pid: tgid,
+        ..CowCounts::default()
+    };
+    if COW_THREADS.insert(&tid, &fresh, 0).is_err() {
+        add(Counter::CowTableFull, 1);
+        diag::once(Diag::CowTableFull, tid);
+        return None;
+    }
+    // SAFETY: as above.
+    COW_THREADS.get_ptr_mut(&tid).map(|p| unsafe { &mut *p })
+}
+
+/// Counts a user-mode write fault of a traced thread (`code`: the fault's error code).
+#[inline(always)]
+fn write_fault(code: u64) {
+    let (tgid, tid) = current_ids();
+    if !is_traced(tgid) {
+        return;
+    }
+    let outside = in_flight(tid).is_none();
+    let cow = code & fault_bits::PRESENT != 0;
+    add(Counter::WriteFaults, 1);
+    if outside {
+        add(Counter::WriteFaultsOutside, 1);
+    }
+    if cow {
+        add(Counter::CowFaults, 1);
+        if let Some(p) = COW_PENDING.get_ptr_mut(0) {
+            // SAFETY: a per-CPU slot is only touched by programs on this CPU.
+            unsafe {
+                *p = CowPending {
+                    tid,
+                    _pad: 0,
+                    start_ns: now(),
+                }
+            };
+        }
+    }
+    if let Some(c) = cow_counts(tgid, tid) {
+        c.write_faults += 1;
+        c.write_faults_outside += u64::from(outside);
+        c.cow_faults += u64::from(cow);
+    }
+}
+
+/// A page allocation: the copy of a copy-on-write fault when the faulting thread makes it on
+/// this CPU soon after the fault's entry. Every other allocation returns after one lookup.
+#[tracepoint]
+pub fn page_alloc(ctx: TracePointContext) -> u32 {
+    let Some(p) = COW_PENDING.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: a per-CPU slot is only touched by programs on this CPU.
+    let pending = unsafe { &mut *p };
+    if pending.tid == 0 {
+        return 0;
+    }
+    let (tgid, tid) = current_ids();
+    if pending.tid != tid {
+        return 0;
+    }
+    pending.tid = 0;
+    if now().wrapping_sub(pending.start_ns) > COPY_WITHIN_NS {
+        return 0;
+    }
+    // SAFETY: offset from the mm_page_alloc format above.
+    let order = unsafe { field::<u32>(&ctx, ALLOC_ORDER) };
+    let pages = 1u64 << (order & 15);
+    add(Counter::CowCopies, pages);
+    if let Some(c) = cow_counts(tgid, tid) {
+        c.copies += pages;
+    }
+    0
 }
 
 #[tracepoint]

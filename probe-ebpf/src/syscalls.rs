@@ -51,6 +51,7 @@ fn try_call_enter<const ARGS: usize>(ctx: &TracePointContext) -> Result<u32, u32
     let nr = unsafe { field::<i32>(ctx, ENTER_NR) } as u32;
     let Some(s) = entry_slot(tid) else {
         count(Counter::InFlightFull);
+        crate::diag::once(probe_common::Diag::InFlightFull, tid);
         return Ok(0);
     };
     if summary::run_mode() & mode::RECORDS != 0 {
@@ -131,6 +132,7 @@ fn try_call_exit(ctx: &TracePointContext) -> Result<u32, u32> {
             None => {
                 count(Counter::Lost);
                 summary::count_slot(COUNTER_CALLS_LOST);
+                crate::diag::once(probe_common::Diag::RecordDropped, state.rec.tid);
             }
         }
     }

@@ -212,6 +212,8 @@ pub struct Verdict {
     pub model: Model,
     /// Why.
     pub evidence: Evidence,
+    /// The thread it read for, when it is a helper thread.
+    pub helper: Option<crate::helpers::Helper>,
 }
 
 /// Counts the evidence in one thread's events, in time order.
@@ -326,6 +328,7 @@ pub fn infer(events: &[Event]) -> Vec<Verdict> {
                 tid,
                 model: model(&evidence),
                 evidence,
+                helper: None,
             }
         })
         .collect()
@@ -338,7 +341,16 @@ pub fn infer_run(calls: &[TracedCall], records: &[Record]) -> Vec<Verdict> {
         .map(Event::from_call)
         .chain(records.iter().filter_map(Event::from_record))
         .collect();
-    infer(&events)
+    let mut verdicts = infer(&events);
+    for h in crate::helpers::helpers(calls, records) {
+        if let Some(v) = verdicts
+            .iter_mut()
+            .find(|v| (v.pid, v.tid) == (h.pid, h.tid))
+        {
+            v.helper = Some(h);
+        }
+    }
+    verdicts
 }
 
 #[cfg(test)]

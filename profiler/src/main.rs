@@ -448,6 +448,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let analyses = per_call && !cli.bounded;
     if analyses {
         let _ = write!(out, "\n{}", movement::report(&moved));
+        let _ = write!(
+            out,
+            "{}",
+            profiler::cow::render(&moved.cow, &result.cow, moved.bytes)
+        );
     }
     let signals: Vec<_> = result
         .events
@@ -480,6 +485,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             "warning: {} records were lost (ring buffer full): raise --ringbuf-size, or use --bounded or summary mode",
             result.lost
         );
+    }
+    if verbose {
+        for d in &result.diagnostics {
+            let _ = writeln!(out, "kernel: {d}");
+        }
+    }
+    if let Some(w) = profiler::kdiag::warning(&result.diagnostics) {
+        let _ = writeln!(out, "{w}");
     }
     if result.summary_full > 0 {
         let _ = writeln!(

@@ -87,6 +87,9 @@ pub struct Movement {
     pub user_receives: u64,
     /// Per call label.
     pub by_call: Vec<CallCost>,
+    /// Write faults and copy-on-write of the run.
+    #[serde(default)]
+    pub cow: crate::cow::CowTotals,
 }
 
 fn moved(c: &TracedCall) -> bool {
@@ -117,6 +120,7 @@ pub fn summarize(
         faults_outside: counter(counters, Counter::FaultsUserOutside)
             + counter(counters, Counter::FaultsKernelOutside),
         bytes: counter(counters, Counter::SentBytes),
+        cow: crate::cow::CowTotals::from_counters(counters),
         ..Movement::default()
     };
     let mut groups: BTreeMap<String, CallCost> = BTreeMap::new();
@@ -255,7 +259,7 @@ type Row = (&'static str, fn(&Movement) -> String);
 /// Several runs side by side, one column each.
 pub fn side_by_side(runs: &[Movement]) -> String {
     let mut out = String::new();
-    let rows: [Row; 14] = [
+    let rows: [Row; 16] = [
         ("bytes moved", |m| fmt_bytes(m.bytes)),
         ("data-moving calls", |m| m.data_calls.to_string()),
         ("wall", |m| fmt_ns(m.wall_ns as f64)),
@@ -285,6 +289,12 @@ pub fn side_by_side(runs: &[Movement]) -> String {
         }),
         ("kernel faults /GiB", |m| {
             format!("{:.0}", per_gib(m.faults_kernel as f64, m.bytes))
+        }),
+        ("COW faults /GiB", |m| {
+            format!("{:.0}", per_gib(m.cow.cow_faults as f64, m.bytes))
+        }),
+        ("COW pages copied /GiB", |m| {
+            format!("{:.0}", per_gib(m.cow.copies as f64, m.bytes))
         }),
         ("read to user mem", |m| fmt_bytes(m.user_reads)),
         ("written from user mem", |m| fmt_bytes(m.user_writes)),
@@ -455,7 +465,7 @@ mod tests {
             table.contains("bytes moved") && table.contains("other"),
             "{table}"
         );
-        assert_eq!(table.lines().count(), 15);
+        assert_eq!(table.lines().count(), 17);
         let base = Movement {
             label: "read-write".into(),
             bytes: 1 << 30,
