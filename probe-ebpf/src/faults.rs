@@ -29,7 +29,12 @@ const FAULT_ERROR_CODE: usize = 24;
 // kmem/mm_page_alloc/format:
 //   field:unsigned long pfn;        offset:8;  size:8;
 //   field:unsigned int order;       offset:16; size:4;
+//   field:unsigned long gfp_flags;  offset:24; size:8;
 const ALLOC_ORDER: usize = 16;
+const ALLOC_GFP: usize = 24;
+/// `__GFP_MOVABLE`: set for pages of user memory (a copy-on-write copy), not for the kernel's
+/// own allocations a fault may make first (page tables, `anon_vma`).
+const GFP_MOVABLE: u64 = 0x08;
 // filemap/mm_filemap_fault/format:
 //   field:unsigned long i_ino; offset:8;  size:8;
 //   field:dev_t s_dev;         offset:16; size:4;
@@ -163,8 +168,9 @@ fn write_fault(code: u64) {
     }
 }
 
-/// A page allocation: the copy of a copy-on-write fault when the faulting thread makes it on
-/// this CPU soon after the fault's entry. Every other allocation returns after one lookup.
+/// A page allocation: the copy of a copy-on-write fault when the faulting thread makes it (a
+/// page of user memory) on this CPU soon after the fault's entry. Every other allocation
+/// returns after one lookup.
 #[tracepoint]
 pub fn page_alloc(ctx: TracePointContext) -> u32 {
     let Some(p) = COW_PENDING.get_ptr_mut(0) else {
@@ -177,6 +183,11 @@ pub fn page_alloc(ctx: TracePointContext) -> u32 {
     }
     let (tgid, tid) = current_ids();
     if pending.tid != tid {
+        return 0;
+    }
+    // SAFETY: offset from the mm_page_alloc format above.
+    let gfp = unsafe { field::<u64>(&ctx, ALLOC_GFP) };
+    if gfp & GFP_MOVABLE == 0 {
         return 0;
     }
     pending.tid = 0;
