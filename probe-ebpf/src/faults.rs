@@ -58,11 +58,13 @@ enum Fault {
     File,
 }
 
+/// Counts a fault of the current thread when its process is traced; returns its
+/// `(tgid, tid, in a traced call)`, `None` when untraced.
 #[inline(always)]
-fn fault(which: Fault) -> u32 {
+fn fault(which: Fault) -> Option<(u32, u32, bool)> {
     let (tgid, tid) = current_ids();
     if !is_traced(tgid) {
-        return 0;
+        return None;
     }
     let (all, outside) = match which {
         Fault::User => (Counter::FaultsUser, Counter::FaultsUserOutside),
@@ -70,24 +72,32 @@ fn fault(which: Fault) -> u32 {
         Fault::File => (Counter::FileFaults, Counter::FileFaultsOutside),
     };
     add(all, 1);
-    match in_flight(tid) {
-        Some(s) => match which {
-            Fault::User => s.rec.faults_user += 1,
-            Fault::Kernel => s.rec.faults_kernel += 1,
-            Fault::File => s.rec.file_faults += 1,
-        },
-        None => add(outside, 1),
-    }
-    0
+    let in_call = match in_flight(tid) {
+        Some(s) => {
+            match which {
+                Fault::User => s.rec.faults_user += 1,
+                Fault::Kernel => s.rec.faults_kernel += 1,
+                Fault::File => s.rec.file_faults += 1,
+            }
+            true
+        }
+        None => {
+            add(outside, 1);
+            false
+        }
+    };
+    Some((tgid, tid, in_call))
 }
 
 #[tracepoint]
 pub fn page_fault_user(ctx: TracePointContext) -> u32 {
-    fault(Fault::User);
+    let Some((tgid, tid, in_call)) = fault(Fault::User) else {
+        return 0;
+    };
     // SAFETY: offset from the page_fault_user format above.
     let code = unsafe { field::<u64>(&ctx, FAULT_ERROR_CODE) };
     if code & fault_bits::WRITE != 0 {
-        write_fault(code);
+        write_fault(tgid, tid, !in_call, code);
     }
     0
 }
@@ -135,14 +145,10 @@ fn cow_counts(tgid: u32, tid: u32) -> Option<&'static mut CowCounts> {
     COW_THREADS.get_ptr_mut(&tid).map(|p| unsafe { &mut *p })
 }
 
-/// Counts a user-mode write fault of a traced thread (`code`: the fault's error code).
+/// Counts a user-mode write fault of traced thread `tid` of `tgid` (`outside`: outside a
+/// traced call; `code`: the fault's error code).
 #[inline(always)]
-fn write_fault(code: u64) {
-    let (tgid, tid) = current_ids();
-    if !is_traced(tgid) {
-        return;
-    }
-    let outside = in_flight(tid).is_none();
+fn write_fault(tgid: u32, tid: u32, outside: bool, code: u64) {
     let cow = code & fault_bits::PRESENT != 0;
     add(Counter::WriteFaults, 1);
     if outside {
@@ -206,12 +212,14 @@ pub fn page_alloc(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn page_fault_kernel(_ctx: TracePointContext) -> u32 {
-    fault(Fault::Kernel)
+    fault(Fault::Kernel);
+    0
 }
 
 #[tracepoint]
 pub fn filemap_fault(_ctx: TracePointContext) -> u32 {
-    fault(Fault::File)
+    fault(Fault::File);
+    0
 }
 
 #[tracepoint]

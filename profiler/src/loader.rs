@@ -59,6 +59,8 @@ pub struct LoadOptions {
     /// Slots of the kernel's thread and process tables (a power of two, at most
     /// [`probe_common::THREAD_SLOTS`]); fewer force the clash tables into use (tests).
     pub thread_slots: u32,
+    /// Entries of the kernel's per-thread copy-on-write table; fewer make it fill (tests).
+    pub cow_threads: u32,
 }
 
 impl Default for LoadOptions {
@@ -71,6 +73,7 @@ impl Default for LoadOptions {
             sample_hz: 0,
             message_events: true,
             thread_slots: probe_common::THREAD_SLOTS,
+            cow_threads: probe_common::MAX_COW_THREADS,
         }
     }
 }
@@ -177,6 +180,7 @@ impl Probes {
         let mut loader = EbpfLoader::new();
         loader
             .map_max_entries("EVENTS", opts.ringbuf_bytes)
+            .map_max_entries("COW_THREADS", opts.cow_threads.max(1))
             .override_global("MODE", &opts.mode, true)
             .override_global("WAKE_BYTES", &wake, true)
             .override_global("SLOT_MASK", &slot_mask, true);

@@ -104,6 +104,9 @@ struct Cli {
     /// share a slot go to hash tables). For tests of that path.
     #[arg(long, hide = true, default_value_t = probe_common::THREAD_SLOTS)]
     thread_slots: u32,
+    /// Entries of the kernel's per-thread copy-on-write table. For tests of a full table.
+    #[arg(long, hide = true, default_value_t = probe_common::MAX_COW_THREADS)]
+    cow_threads: u32,
     /// CPU sampling frequency in Hz for kernel and user stacks inside traced calls (0: off).
     #[arg(long, value_name = "HZ", default_value_t = DEFAULT_FREQ)]
     freq: u64,
@@ -318,6 +321,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // One record per socket event: only for per-call runs, whose analyses read them.
             message_events: !cli.bounded && kernel_mode & probe_common::mode::RECORDS != 0,
             thread_slots: cli.thread_slots,
+            cow_threads: cli.cow_threads,
         },
         duration: cli.duration,
     };

@@ -141,3 +141,66 @@ fn gifted_pages_are_shared_without_copy_on_write() {
         truth.outcome
     );
 }
+
+/// Runs the profiler with `-v` and the extra options `opts` on a small `cow-fork`; returns its
+/// report.
+fn verbose_run(opts: &[&str]) -> String {
+    assert_root();
+    let out = std::process::Command::new(common::profiler_bin())
+        .args(["--mode", "per-call", "-v"])
+        .args(opts)
+        .arg("--")
+        .arg(workloads_bin())
+        .args(["cow-fork", "--size", "1MiB"])
+        .output()
+        .expect("run the profiler");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+#[test]
+fn a_full_copy_on_write_table_is_logged_by_the_kernel_and_warned_about() {
+    // A table of one thread: the second thread that writes finds no room.
+    let text = verbose_run(&["--cow-threads", "1"]);
+    assert!(
+        text.contains("kernel: WARN: copy-on-write table full: the faults of thread"),
+        "{text}"
+    );
+    assert!(text.contains("warning: the kernel programs met"), "{text}");
+    assert!(text.contains("beyond the per-thread table"), "{text}");
+    // Without -v the message is not shown, the warning is.
+    let quiet = std::process::Command::new(common::profiler_bin())
+        .args(["--mode", "per-call", "--cow-threads", "1", "--"])
+        .arg(workloads_bin())
+        .args(["cow-fork", "--size", "1MiB"])
+        .output()
+        .expect("run the profiler");
+    let quiet = String::from_utf8_lossy(&quiet.stdout);
+    assert!(!quiet.contains("kernel: WARN"), "{quiet}");
+    assert!(
+        quiet.contains("warning: the kernel programs met"),
+        "{quiet}"
+    );
+}
+
+#[test]
+fn a_slot_clash_is_logged_by_the_kernel() {
+    // One slot for every thread: the sender's and the receiver's calls clash.
+    let text = verbose_run(&["--thread-slots", "1"]);
+    assert!(
+        text.contains("kernel: WARN: slot clash: the call slot of thread"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_normal_run_logs_nothing() {
+    let text = verbose_run(&[]);
+    assert!(!text.contains("kernel: WARN"), "{text}");
+    assert!(!text.contains("warning: the kernel programs met"), "{text}");
+}
