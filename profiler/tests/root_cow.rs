@@ -142,12 +142,13 @@ fn gifted_pages_are_shared_without_copy_on_write() {
     );
 }
 
-/// Runs the profiler with `-v` and the extra options `opts` on a small `cow-fork`; returns its
-/// report.
-fn verbose_run(opts: &[&str]) -> String {
+/// Runs the profiler (with `-v` when `verbose`) and the extra options `opts` on a small
+/// `cow-fork`; returns its report.
+fn report_of(verbose: bool, opts: &[&str]) -> String {
     assert_root();
     let out = std::process::Command::new(common::profiler_bin())
-        .args(["--mode", "per-call", "-v"])
+        .args(["--mode", "per-call"])
+        .args(verbose.then_some("-v"))
         .args(opts)
         .arg("--")
         .arg(workloads_bin())
@@ -166,7 +167,7 @@ fn verbose_run(opts: &[&str]) -> String {
 #[test]
 fn a_full_copy_on_write_table_is_logged_by_the_kernel_and_warned_about() {
     // A table of one thread: the second thread that writes finds no room.
-    let text = verbose_run(&["--cow-threads", "1"]);
+    let text = report_of(true, &["--cow-threads", "1"]);
     assert!(
         text.contains("kernel: WARN: copy-on-write table full: the faults of thread"),
         "{text}"
@@ -174,13 +175,7 @@ fn a_full_copy_on_write_table_is_logged_by_the_kernel_and_warned_about() {
     assert!(text.contains("warning: the kernel programs met"), "{text}");
     assert!(text.contains("beyond the per-thread table"), "{text}");
     // Without -v the message is not shown, the warning is.
-    let quiet = std::process::Command::new(common::profiler_bin())
-        .args(["--mode", "per-call", "--cow-threads", "1", "--"])
-        .arg(workloads_bin())
-        .args(["cow-fork", "--size", "1MiB"])
-        .output()
-        .expect("run the profiler");
-    let quiet = String::from_utf8_lossy(&quiet.stdout);
+    let quiet = report_of(false, &["--cow-threads", "1"]);
     assert!(!quiet.contains("kernel: WARN"), "{quiet}");
     assert!(
         quiet.contains("warning: the kernel programs met"),
@@ -191,7 +186,7 @@ fn a_full_copy_on_write_table_is_logged_by_the_kernel_and_warned_about() {
 #[test]
 fn a_slot_clash_is_logged_by_the_kernel() {
     // One slot for every thread: the sender's and the receiver's calls clash.
-    let text = verbose_run(&["--thread-slots", "1"]);
+    let text = report_of(true, &["--thread-slots", "1"]);
     assert!(
         text.contains("kernel: WARN: slot clash: the call slot of thread"),
         "{text}"
@@ -200,7 +195,7 @@ fn a_slot_clash_is_logged_by_the_kernel() {
 
 #[test]
 fn a_normal_run_logs_nothing() {
-    let text = verbose_run(&[]);
+    let text = report_of(true, &[]);
     assert!(!text.contains("kernel: WARN"), "{text}");
     assert!(!text.contains("warning: the kernel programs met"), "{text}");
 }
