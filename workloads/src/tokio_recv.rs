@@ -32,6 +32,9 @@ pub fn run(p: Paced) -> anyhow::Result<Truth> {
         // One blocking-pool thread does every file read, so that its reads are all one
         // helper's.
         .max_blocking_threads(1)
+        // Like the other models' receivers: a woken worker does not queue behind other
+        // programs on a loaded machine.
+        .on_thread_start(crate::blocking::raise_priority)
         .enable_io()
         .thread_name("tokio-worker")
         .build()
