@@ -300,6 +300,11 @@ pub enum Counter {
     CowCopies = 43,
     /// Copy-on-write faults of threads the per-thread table had no room for.
     CowTableFull = 44,
+    /// Time of the copying copy-on-write faults, ns: from the fault's entry to the TLB flush
+    /// of the old page after the copy.
+    CowCopyNs = 45,
+    /// Copies whose time is in [`Counter::CowCopyNs`].
+    CowCopiesTimed = 46,
     // Kernel-side diagnostics (50-59).
     /// Diagnostics the kernel programs logged (each kind once per run and CPU).
     Diagnostics = 50,
@@ -419,6 +424,8 @@ pub struct CowCounts {
     pub cow_faults: u64,
     /// Pages allocated inside those faults: the pages copied.
     pub copies: u64,
+    /// Time of the faults that copied, ns (entry to the TLB flush after the copy).
+    pub copy_ns: u64,
 }
 
 /// The kinds of kernel-side diagnostic, each logged once per run and CPU.
@@ -695,7 +702,7 @@ mod tests {
         assert_eq!(size_of::<CopyTimer>(), 16);
         assert_eq!(size_of::<SockRecord>(), 32);
         assert_eq!(size_of::<UringRecord>(), 48);
-        assert_eq!(size_of::<CowCounts>(), 40);
+        assert_eq!(size_of::<CowCounts>(), 48);
     }
 
     #[test]

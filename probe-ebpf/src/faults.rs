@@ -117,7 +117,8 @@ static COW_PENDING: PerCpuArray<CowPending> = PerCpuArray::with_max_entries(1, 0
 #[repr(C)]
 pub struct CowPending {
     tid: u32,
-    _pad: u32,
+    /// 1 once its copy's page was allocated.
+    copied: u32,
     start_ns: u64,
 }
 
@@ -161,7 +162,7 @@ fn write_fault(tgid: u32, tid: u32, outside: bool, code: u64) {
             unsafe {
                 *p = CowPending {
                     tid,
-                    _pad: 0,
+                    copied: 0,
                     start_ns: now(),
                 }
             };
@@ -193,19 +194,62 @@ pub fn page_alloc(ctx: TracePointContext) -> u32 {
     }
     // SAFETY: offset from the mm_page_alloc format above.
     let gfp = unsafe { field::<u64>(&ctx, ALLOC_GFP) };
-    if gfp & GFP_MOVABLE == 0 {
+    if gfp & GFP_MOVABLE == 0 || pending.copied != 0 {
         return 0;
     }
-    pending.tid = 0;
     if now().wrapping_sub(pending.start_ns) > COPY_WITHIN_NS {
+        pending.tid = 0;
         return 0;
     }
+    // The fault stays pending until the TLB flush of the old page ends its copy.
+    pending.copied = 1;
     // SAFETY: offset from the mm_page_alloc format above.
     let order = unsafe { field::<u32>(&ctx, ALLOC_ORDER) };
     let pages = 1u64 << (order & 15);
     add(Counter::CowCopies, pages);
     if let Some(c) = cow_counts(tgid, tid) {
         c.copies += pages;
+    }
+    0
+}
+
+// tlb/tlb_flush/format:
+//   field:int reason;          offset:8;  size:4;
+//   field:unsigned long pages; offset:16; size:8;
+const FLUSH_PAGES: usize = 16;
+
+/// A TLB flush: the one page flushed by a thread whose copy-on-write fault has copied is the
+/// old page leaving its page table, right after the copy; its time since the fault's entry is
+/// the fault's time. Every other flush returns after one lookup.
+#[tracepoint]
+pub fn tlb_flush(ctx: TracePointContext) -> u32 {
+    let Some(p) = COW_PENDING.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: a per-CPU slot is only touched by programs on this CPU.
+    let pending = unsafe { &mut *p };
+    if pending.copied == 0 {
+        return 0;
+    }
+    let (tgid, tid) = current_ids();
+    if pending.tid != tid {
+        return 0;
+    }
+    // SAFETY: offset from the tlb_flush format above.
+    let pages = unsafe { field::<u64>(&ctx, FLUSH_PAGES) };
+    if pages != 1 {
+        return 0;
+    }
+    pending.tid = 0;
+    pending.copied = 0;
+    let ns = now().wrapping_sub(pending.start_ns);
+    if ns > COPY_WITHIN_NS {
+        return 0;
+    }
+    add(Counter::CowCopyNs, ns);
+    add(Counter::CowCopiesTimed, 1);
+    if let Some(c) = cow_counts(tgid, tid) {
+        c.copy_ns += ns;
     }
     0
 }

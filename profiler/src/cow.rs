@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, fmt::Write as _};
 use probe_common::{Counter, CowCounts};
 use serde::{Deserialize, Serialize};
 
-use crate::session::counter;
+use crate::{report::fmt_ns, session::counter};
 
 /// Copy-on-write counts of one thread or process (`tid` 0), summed over CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,6 +23,9 @@ pub struct CowThread {
     pub cow_faults: u64,
     /// Pages those faults copied (the rest reused a page no one else mapped any more).
     pub copies: u64,
+    /// Time of the faults that copied, ns (entry to the TLB flush of the old page).
+    #[serde(default)]
+    pub copy_ns: u64,
 }
 
 impl CowThread {
@@ -40,6 +43,7 @@ impl CowThread {
             t.write_faults_outside += c.write_faults_outside;
             t.cow_faults += c.cow_faults;
             t.copies += c.copies;
+            t.copy_ns += c.copy_ns;
         }
         t
     }
@@ -49,6 +53,7 @@ impl CowThread {
         self.write_faults_outside += o.write_faults_outside;
         self.cow_faults += o.cow_faults;
         self.copies += o.copies;
+        self.copy_ns += o.copy_ns;
     }
 }
 
@@ -80,6 +85,20 @@ pub struct CowTotals {
     pub copies: u64,
     /// Copy-on-write faults of threads the per-thread table had no room for.
     pub table_full: u64,
+    /// Time of the faults that copied, ns: entry to the TLB flush of the old page after the
+    /// copy (the few instructions after it are not in it).
+    #[serde(default)]
+    pub copy_ns: u64,
+    /// Copies whose time is in `copy_ns`.
+    #[serde(default)]
+    pub copies_timed: u64,
+}
+
+impl CowTotals {
+    /// Mean time of a fault that copied, ns (`None`: none timed).
+    pub fn ns_per_copy(&self) -> Option<f64> {
+        (self.copies_timed > 0).then(|| self.copy_ns as f64 / self.copies_timed as f64)
+    }
 }
 
 impl CowTotals {
@@ -91,6 +110,8 @@ impl CowTotals {
             cow_faults: counter(counters, Counter::CowFaults),
             copies: counter(counters, Counter::CowCopies),
             table_full: counter(counters, Counter::CowTableFull),
+            copy_ns: counter(counters, Counter::CowCopyNs),
+            copies_timed: counter(counters, Counter::CowCopiesTimed),
         }
     }
 }
@@ -132,10 +153,30 @@ pub fn render(totals: &CowTotals, threads: &[CowThread], bytes: u64) -> String {
             per_gib(totals.copies, bytes)
         );
     }
-    let _ = writeln!(
-        out,
-        "  time in those faults: not measured (the kernel offers no hook at a fault's end here)"
-    );
+    match totals.ns_per_copy() {
+        Some(mean) => {
+            let _ = writeln!(
+                out,
+                "  time in the faults that copied: {} in all, {} each ({} of {} copies timed, \
+                 fault entry → TLB flush of the old page){}",
+                fmt_ns(totals.copy_ns as f64),
+                fmt_ns(mean),
+                totals.copies_timed,
+                totals.copies,
+                if bytes > 0 {
+                    format!("; {} per GiB moved", fmt_ns(per_gib(totals.copy_ns, bytes)))
+                } else {
+                    String::new()
+                }
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "  time in those faults: not measured (no TLB flush seen after a copy)"
+            );
+        }
+    }
     if totals.table_full > 0 {
         let _ = writeln!(
             out,
@@ -147,8 +188,11 @@ pub fn render(totals: &CowTotals, threads: &[CowThread], bytes: u64) -> String {
     for p in procs.iter().filter(|p| p.cow_faults > 0) {
         let _ = writeln!(
             out,
-            "  pid {}: {} copy-on-write faults, {} pages copied",
-            p.pid, p.cow_faults, p.copies
+            "  pid {}: {} copy-on-write faults, {} pages copied in {}",
+            p.pid,
+            p.cow_faults,
+            p.copies,
+            fmt_ns(p.copy_ns as f64)
         );
         for t in threads
             .iter()
@@ -156,8 +200,11 @@ pub fn render(totals: &CowTotals, threads: &[CowThread], bytes: u64) -> String {
         {
             let _ = writeln!(
                 out,
-                "    tid {}: {} copy-on-write faults, {} pages copied",
-                t.tid, t.cow_faults, t.copies
+                "    tid {}: {} copy-on-write faults, {} pages copied in {}",
+                t.tid,
+                t.cow_faults,
+                t.copies,
+                fmt_ns(t.copy_ns as f64)
             );
         }
     }
@@ -218,7 +265,18 @@ mod tests {
             "{r}"
         );
         assert!(
-            r.contains("pid 11: 131072 copy-on-write faults, 0 pages copied"),
+            r.contains("pid 11: 131072 copy-on-write faults, 0 pages copied in"),
+            "{r}"
+        );
+        assert!(r.contains("time in those faults: not measured"), "{r}");
+        let timed = CowTotals {
+            copy_ns: 2_000_000,
+            copies_timed: 1000,
+            ..totals
+        };
+        let r = render(&timed, &threads, 1 << 30);
+        assert!(
+            r.contains("2.00ms in all, 2.0µs each (1000 of 131072 copies timed"),
             "{r}"
         );
         assert_eq!(render(&CowTotals::default(), &[], 0), "");

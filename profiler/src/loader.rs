@@ -349,6 +349,12 @@ impl Probes {
                 "mm_page_alloc",
                 "copy-on-write faults are counted, the pages they copied are not",
             ),
+            (
+                "tlb_flush",
+                "tlb",
+                "tlb_flush",
+                "the time of copy-on-write faults is not measured",
+            ),
         ] {
             let message_hook = matches!(
                 prog,
@@ -363,6 +369,7 @@ impl Probes {
                     | "filemap_fault"
                     | "sock_send_length"
                     | "page_alloc"
+                    | "tlb_flush"
             );
             let off = if message_hook && !opts.message_events {
                 Some("not attached: only per-call runs without --bounded read them")

@@ -259,7 +259,7 @@ type Row = (&'static str, fn(&Movement) -> String);
 /// Several runs side by side, one column each.
 pub fn side_by_side(runs: &[Movement]) -> String {
     let mut out = String::new();
-    let rows: [Row; 16] = [
+    let rows: [Row; 17] = [
         ("bytes moved", |m| fmt_bytes(m.bytes)),
         ("data-moving calls", |m| m.data_calls.to_string()),
         ("wall", |m| fmt_ns(m.wall_ns as f64)),
@@ -295,6 +295,9 @@ pub fn side_by_side(runs: &[Movement]) -> String {
         }),
         ("COW pages copied /GiB", |m| {
             format!("{:.0}", per_gib(m.cow.copies as f64, m.bytes))
+        }),
+        ("COW fault time /GiB", |m| {
+            fmt_ns(per_gib(m.cow.copy_ns as f64, m.bytes))
         }),
         ("read to user mem", |m| fmt_bytes(m.user_reads)),
         ("written from user mem", |m| fmt_bytes(m.user_writes)),
@@ -465,7 +468,7 @@ mod tests {
             table.contains("bytes moved") && table.contains("other"),
             "{table}"
         );
-        assert_eq!(table.lines().count(), 17);
+        assert_eq!(table.lines().count(), 18);
         let base = Movement {
             label: "read-write".into(),
             bytes: 1 << 30,

@@ -148,11 +148,16 @@ pub fn private(path: &Path, sock: &TcpStream, timer: &mut Timer) -> anyhow::Resu
     let (f, len) = open(path)?;
     let mut map = Private::file(&f, len)?;
     std::hint::black_box(map.read_pages());
+    let t0 = crate::clock::now_ns();
     let pages = map.touch_pages();
+    let pass = crate::clock::now_ns() - t0;
     write_all(timer, sock, map.bytes())?;
     Ok(SendOutcome {
         bytes: len as u64,
-        outcome: format!("{pages} pages of a private file mapping read, then each written once"),
+        outcome: format!(
+            "{pages} pages of a private file mapping read, then each written once: {}",
+            pass_time(pass, pages)
+        ),
         pages,
         ..SendOutcome::default()
     })
@@ -186,7 +191,9 @@ pub fn fork(path: &Path, sock: &TcpStream, timer: &mut Timer) -> anyhow::Result<
         ForkResult::Parent { child } => child,
     };
     drop(go_r);
+    let t0 = crate::clock::now_ns();
     let pages = buf.touch_pages();
+    let pass = crate::clock::now_ns() - t0;
     nix::unistd::write(&go_w, &[1]).context("failed to start the child")?;
     let status = nix::sys::wait::waitpid(child, None).context("waitpid failed")?;
     anyhow::ensure!(
@@ -197,13 +204,23 @@ pub fn fork(path: &Path, sock: &TcpStream, timer: &mut Timer) -> anyhow::Result<
     Ok(SendOutcome {
         bytes: len as u64,
         outcome: format!(
-            "{pages} pages filled, then written after a fork by the parent (pid {}) and then \
-             by the child (pid {child})",
-            std::process::id()
+            "{pages} pages filled, then written after a fork by the parent (pid {}; {}) and \
+             then by the child (pid {child})",
+            std::process::id(),
+            pass_time(pass, pages)
         ),
         pages,
         child_pid: child.as_raw() as u32,
     })
+}
+
+/// The time of a write pass over `pages` pages, in words (the workload's own clock).
+fn pass_time(ns: u64, pages: u64) -> String {
+    format!(
+        "the write pass took {} ({} a page, faults included)",
+        crate::clock::fmt_ns(ns as f64),
+        crate::clock::fmt_ns(ns as f64 / pages.max(1) as f64)
+    )
 }
 
 /// `vmsplice(fd, data, SPLICE_F_GIFT)`: hands the pages of `data` to the pipe; returns the
