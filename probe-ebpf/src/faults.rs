@@ -175,26 +175,31 @@ fn write_fault(tgid: u32, tid: u32, outside: bool, code: u64) {
     }
 }
 
+/// This CPU's copy-on-write fault in progress, with the current `(tgid, tid)`, when the
+/// current thread made it and it is at `copied` (0: its copy's page not allocated yet, 1:
+/// allocated). Costs one per-CPU lookup when no fault is pending.
+#[inline(always)]
+fn pending_of_current(copied: u32) -> Option<(&'static mut CowPending, u32, u32)> {
+    // SAFETY: a per-CPU slot is only touched by programs on this CPU.
+    let pending = unsafe { &mut *COW_PENDING.get_ptr_mut(0)? };
+    if pending.tid == 0 || pending.copied != copied {
+        return None;
+    }
+    let (tgid, tid) = current_ids();
+    (pending.tid == tid).then_some((pending, tgid, tid))
+}
+
 /// A page allocation: the copy of a copy-on-write fault when the faulting thread makes it (a
 /// page of user memory) on this CPU soon after the fault's entry. Every other allocation
 /// returns after one lookup.
 #[tracepoint]
 pub fn page_alloc(ctx: TracePointContext) -> u32 {
-    let Some(p) = COW_PENDING.get_ptr_mut(0) else {
+    let Some((pending, tgid, tid)) = pending_of_current(0) else {
         return 0;
     };
-    // SAFETY: a per-CPU slot is only touched by programs on this CPU.
-    let pending = unsafe { &mut *p };
-    if pending.tid == 0 {
-        return 0;
-    }
-    let (tgid, tid) = current_ids();
-    if pending.tid != tid {
-        return 0;
-    }
     // SAFETY: offset from the mm_page_alloc format above.
     let gfp = unsafe { field::<u64>(&ctx, ALLOC_GFP) };
-    if gfp & GFP_MOVABLE == 0 || pending.copied != 0 {
+    if gfp & GFP_MOVABLE == 0 {
         return 0;
     }
     if now().wrapping_sub(pending.start_ns) > COPY_WITHIN_NS {
@@ -223,18 +228,9 @@ const FLUSH_PAGES: usize = 16;
 /// the fault's time. Every other flush returns after one lookup.
 #[tracepoint]
 pub fn tlb_flush(ctx: TracePointContext) -> u32 {
-    let Some(p) = COW_PENDING.get_ptr_mut(0) else {
+    let Some((pending, tgid, tid)) = pending_of_current(1) else {
         return 0;
     };
-    // SAFETY: a per-CPU slot is only touched by programs on this CPU.
-    let pending = unsafe { &mut *p };
-    if pending.copied == 0 {
-        return 0;
-    }
-    let (tgid, tid) = current_ids();
-    if pending.tid != tid {
-        return 0;
-    }
     // SAFETY: offset from the tlb_flush format above.
     let pages = unsafe { field::<u64>(&ctx, FLUSH_PAGES) };
     if pages != 1 {
