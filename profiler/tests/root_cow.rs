@@ -8,7 +8,11 @@ mod common;
 use std::time::Duration;
 
 use common::{assert_root, scratch, workloads_bin};
-use profiler::{cow::CowThread, loader::LoadOptions, session, syscalls};
+use profiler::{
+    analyze::cow::CowThread,
+    capture::{loader::LoadOptions, session},
+    syscalls,
+};
 use workloads::truth::Truth;
 
 /// The file each workload moves: 32 MiB, 8192 pages.
@@ -49,7 +53,7 @@ fn run(name: &str) -> (Truth, Vec<CowThread>) {
     assert!(
         matches!(
             r.end,
-            session::EndReason::CommandExited(profiler::launch::Exit::Code(0))
+            session::EndReason::CommandExited(profiler::capture::launch::Exit::Code(0))
         ),
         "{name}: the workload failed: {:?}",
         r.end
@@ -65,7 +69,7 @@ fn run(name: &str) -> (Truth, Vec<CowThread>) {
     let _ = std::fs::remove_dir_all(dir);
     assert_eq!(truth.bytes, SIZE, "{name}: bytes delivered");
     assert_eq!(truth.pages, SIZE / 4096, "{name}: pages written");
-    (truth, profiler::cow::per_process(&r.cow))
+    (truth, profiler::analyze::cow::per_process(&r.cow))
 }
 
 /// The counts of process `pid`.
@@ -145,7 +149,7 @@ fn gifted_pages_are_shared_without_copy_on_write() {
 }
 
 /// Runs the profiler (with `-v` when `verbose`) and the extra options `opts` on a small
-/// `cow-fork`; returns its report.
+/// `cow-fork`; returns everything it printed.
 fn report_of(verbose: bool, opts: &[&str]) -> String {
     assert_root();
     let out = std::process::Command::new(common::profiler_bin())
@@ -157,12 +161,13 @@ fn report_of(verbose: bool, opts: &[&str]) -> String {
         .args(["cow-fork", "--size", "1MiB"])
         .output()
         .expect("run the profiler");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{}\n{text}",
+    // The report goes to stdout or stderr depending on the outputs asked for: read both.
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(out.status.success(), "{text}");
     text
 }
 
