@@ -5,14 +5,8 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{assert_root, scratch, workloads_bin};
-use profiler::{
-    analyze::cow::CowThread,
-    capture::{loader::LoadOptions, session},
-    syscalls,
-};
+use profiler::analyze::cow::CowThread;
 use workloads::truth::Truth;
 
 /// The file each workload moves: 32 MiB, 8192 pages.
@@ -36,28 +30,7 @@ fn run(name: &str) -> (Truth, Vec<CowThread>) {
         "--truth".into(),
         truth_path.display().to_string(),
     ];
-    let opts = session::RunOptions {
-        target: session::Target::Command(argv),
-        load: LoadOptions {
-            calls: syscalls::DEFAULT
-                .iter()
-                .map(|n| syscalls::by_name(n).expect("known call"))
-                .collect(),
-            ringbuf_bytes: 64 << 20,
-            ..LoadOptions::default()
-        },
-        duration: Some(Duration::from_secs(60)),
-    };
-    let mut calls = Vec::new();
-    let r = session::run(&opts, &mut calls, |_, _| {}).expect("profiling run");
-    assert!(
-        matches!(
-            r.end,
-            session::EndReason::CommandExited(profiler::capture::launch::Exit::Code(0))
-        ),
-        "{name}: the workload failed: {:?}",
-        r.end
-    );
+    let (_, r) = common::trace_command(argv);
     assert!(
         r.hooks
             .iter()

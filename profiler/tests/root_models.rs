@@ -5,15 +5,10 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{assert_root, scratch, workloads_bin};
 use profiler::{
     analyze::helpers::Helper,
     analyze::models::{self, Copier, Message, WaitKind},
-    capture::loader::LoadOptions,
-    capture::session,
-    syscalls,
 };
 use workloads::truth::Truth;
 
@@ -40,30 +35,7 @@ fn run_model(model: &str) -> (Vec<Message>, Truth, Vec<Helper>) {
         "--truth".into(),
         truth_path.display().to_string(),
     ];
-    let opts = session::RunOptions {
-        target: session::Target::Command(argv),
-        load: LoadOptions {
-            calls: syscalls::DEFAULT
-                .iter()
-                .map(|n| syscalls::by_name(n).expect("known call"))
-                .collect(),
-            // A polling receiver makes a record every few microseconds.
-            ringbuf_bytes: 64 << 20,
-            ..LoadOptions::default()
-        },
-        duration: Some(Duration::from_secs(60)),
-    };
-    let mut calls = Vec::new();
-    let r = session::run(&opts, &mut calls, |_, _| {}).expect("profiling run");
-    assert!(
-        matches!(
-            r.end,
-            session::EndReason::CommandExited(profiler::capture::launch::Exit::Code(0))
-        ),
-        "{model}: the workload failed: {:?}",
-        r.end
-    );
-    assert_eq!(r.lost, 0, "{model}: records lost");
+    let (calls, r) = common::trace_command(argv);
     let truth = Truth::read(&truth_path).expect("truth");
     let _ = std::fs::remove_dir_all(dir);
     let msgs = models::messages(&calls, &r.events);
