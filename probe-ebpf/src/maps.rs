@@ -178,6 +178,7 @@ pub fn entry_slot(tid: u32) -> Option<&'static mut InFlight> {
     }
     set_spill_used(SPILL_CALLS);
     count(Counter::CallsSpilled);
+    crate::diag::once(probe_common::Diag::SlotClash, tid);
     // SAFETY: as in [`slot`].
     if let Some(p) = SPILLED.get_ptr_mut(&tid) {
         return Some(unsafe { &mut *p });

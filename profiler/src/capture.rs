@@ -7,6 +7,7 @@ pub mod cpu_probes;
 pub mod decode;
 pub mod fdkind;
 pub mod kallsyms;
+pub mod kdiag;
 pub mod launch;
 pub mod loader;
 pub mod progress;
@@ -52,6 +53,7 @@ pub fn load_options(plan: &Plan) -> LoadOptions {
         // One record per socket event: only for per-call runs, whose analyses read them.
         message_events: !plan.bounded && plan.mode.per_call(),
         thread_slots: plan.thread_slots,
+        cow_threads: plan.cow_threads,
     }
 }
 

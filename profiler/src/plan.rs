@@ -172,6 +172,8 @@ pub struct Plan {
     pub self_stats: bool,
     /// Slots of the kernel's per-thread tables.
     pub thread_slots: u32,
+    /// Entries of the kernel's copy-on-write table.
+    pub cow_threads: u32,
     /// CPU sampling frequency (0: off).
     pub freq: u64,
     /// End after this long.
@@ -279,6 +281,7 @@ impl Plan {
             ringbuf_bytes: cli.ringbuf_size,
             self_stats: cli.self_stats,
             thread_slots: cli.thread_slots,
+            cow_threads: cli.cow_threads,
             freq: cli.freq,
             duration: cli.duration,
             bounded: cli.bounded,

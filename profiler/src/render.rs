@@ -3,6 +3,7 @@
 //! plan has been checked, through one route per destination.
 
 pub mod cost;
+pub mod cow;
 pub mod export;
 pub mod flame;
 pub mod groups;
@@ -174,6 +175,11 @@ pub fn render(plan: &Plan, f: &Findings, data: &RunData, mut w: Writers) -> anyh
     let r = &data.result;
     let calls = &data.calls;
     let mut text = terminal::summary(f, plan.shows(Detail::Threads));
+    if plan.verbose {
+        for d in &f.kernel_diagnostics {
+            text.push_str(&format!("kernel: {d}\n"));
+        }
+    }
     if plan.shows(Detail::Hooks) {
         text.push_str(&terminal::hooks(f));
     }
@@ -197,6 +203,7 @@ pub fn render(plan: &Plan, f: &Findings, data: &RunData, mut w: Writers) -> anyh
     {
         text.push('\n');
         text.push_str(&movement::report(m));
+        text.push_str(&cow::render(&m.cow, &f.cow, m.bytes));
     }
     if plan.shows(Detail::Messages) {
         if !f.messages.is_empty() {

@@ -199,6 +199,7 @@ fn send_with_sigbus_handler(
             addr - start,
             BUS_COUNT.load(Ordering::SeqCst)
         ),
+        ..Default::default()
     })
 }
 
@@ -309,6 +310,7 @@ fn send_with_lease(
             },
             ms(opened - began)
         ),
+        ..Default::default()
     })
 }
 

@@ -45,6 +45,10 @@ pub enum EndReason {
 
 /// What a run saw; its calls went to the sink as they arrived.
 pub struct RunResult {
+    /// Copy-on-write counts per traced thread.
+    pub cow: Vec<crate::analyze::cow::CowThread>,
+    /// What the kernel programs logged about unexpected cases.
+    pub diagnostics: Vec<String>,
     /// Calls seen (each handed to the sink).
     pub calls: u64,
     /// Other events (signals, copies outside calls), in arrival order.
@@ -275,6 +279,8 @@ pub fn run(
             .collect::<anyhow::Result<_>>()?,
         names: reader.names,
         procs: reader.procs,
+        cow: probes.cow_threads()?,
+        diagnostics: probes.diagnostics(),
     })
 }
 

@@ -120,6 +120,10 @@ pub struct Cli {
     #[arg(long, hide = true, default_value_t = probe_common::THREAD_SLOTS)]
     pub thread_slots: u32,
 
+    /// Entries of the kernel's per-thread copy-on-write table. For tests of a full table.
+    #[arg(long, hide = true, default_value_t = probe_common::MAX_COW_THREADS)]
+    pub cow_threads: u32,
+
     /// CPU sampling frequency in Hz for kernel and user stacks inside traced calls (0: off; at
     /// most the kernel's perf_event_max_sample_rate).
     #[arg(long, value_name = "HZ", default_value_t = DEFAULT_FREQ)]

@@ -295,3 +295,39 @@ pub fn profile_run(name: &str, workload_args: &[&str]) -> Run {
         movement,
     }
 }
+
+/// Runs `argv` under the probes in per-call mode (the default calls, a 64 MiB ring buffer, at
+/// most a minute); fails the test unless the command exits 0 with no record lost. Returns the
+/// calls and the run's result.
+pub fn trace_command(
+    argv: Vec<String>,
+) -> (
+    Vec<profiler::capture::traced::TracedCall>,
+    profiler::capture::session::RunResult,
+) {
+    use profiler::capture::{launch::Exit, loader::LoadOptions, session};
+    assert_root();
+    let what = argv.join(" ");
+    let opts = session::RunOptions {
+        target: session::Target::Command(argv),
+        load: LoadOptions {
+            calls: profiler::syscalls::DEFAULT
+                .iter()
+                .map(|n| profiler::syscalls::by_name(n).expect("known call"))
+                .collect(),
+            // A polling receiver makes a record every few microseconds.
+            ringbuf_bytes: 64 << 20,
+            ..LoadOptions::default()
+        },
+        duration: Some(Duration::from_secs(60)),
+    };
+    let mut calls = Vec::new();
+    let r = session::run(&opts, &mut calls, |_, _| {}).expect("profiling run");
+    assert!(
+        matches!(r.end, session::EndReason::CommandExited(Exit::Code(0))),
+        "`{what}` failed: {:?}",
+        r.end
+    );
+    assert_eq!(r.lost, 0, "`{what}`: records lost");
+    (calls, r)
+}
