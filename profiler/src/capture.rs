@@ -1,6 +1,7 @@
 //! Capture: loads and attaches the probes, launches or attaches to the target, and reads the
 //! run's records, samples and lost counts.
 
+pub mod attach;
 pub mod btf;
 pub mod cpu_probes;
 pub mod decode;

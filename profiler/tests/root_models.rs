@@ -126,12 +126,15 @@ fn check(model: &str, kinds: &[WaitKind], name: &str) -> (Vec<Message>, models::
 fn blocking_waits_in_the_read_call() {
     let (msgs, row) = check("blocking", &[WaitKind::Call], "blocking");
     assert!(msgs.iter().all(|m| m.copier == Copier::Caller));
+    // A message whose data was ready when the thread looked is still its thread's: blocking.
+    let other: Vec<_> = msgs.iter().filter(|m| m.model() != "blocking").collect();
+    assert!(other.is_empty(), "{other:?}");
     assert!(row.blocker.contains("in recvfrom"), "{row:?}");
 }
 
 #[test]
 fn nonblocking_polls_with_failed_attempts() {
-    let (msgs, row) = check("nonblocking", &[WaitKind::Polling], "nonblocking");
+    let (msgs, row) = check("nonblocking", &[WaitKind::Polling], "non-blocking");
     assert!(row.failed > 1.0, "{row:?}");
     let polled = msgs.iter().filter(|m| m.failed_attempts > 0).count();
     assert!(polled * 10 >= msgs.len() * 9, "{polled} of {}", msgs.len());

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::{
     analyze::{
-        infer::{self, Evidence, Model},
+        infer::{self, Evidence},
         models,
         movement::{self, Cpu, Movement},
         summary,
@@ -168,18 +168,6 @@ pub struct HookState {
     pub without: &'static str,
 }
 
-/// The model name of the findings for an inferred model.
-pub fn model_name(m: Model) -> &'static str {
-    match m {
-        Model::Blocking | Model::NeverWaited => "blocking",
-        Model::NonBlocking => "non-blocking",
-        Model::Multiplexing => "multiplexing",
-        Model::SignalDriven => "signal-driven",
-        Model::Asynchronous => "asynchronous",
-        Model::NoInput => "no-input",
-    }
-}
-
 fn end_words(e: EndReason) -> String {
     use crate::capture::launch::Exit;
     match e {
@@ -250,7 +238,7 @@ pub fn analyze(plan: &Plan, data: &RunData, cpu: Option<Cpu>) -> Findings {
             pid: v.pid,
             tid: v.tid,
             comm: comm(v.pid),
-            model: model_name(v.model),
+            model: v.model.as_str(),
             evidence: v.evidence.to_string(),
             counts: v.evidence,
         })
@@ -265,15 +253,18 @@ pub fn analyze(plan: &Plan, data: &RunData, cpu: Option<Cpu>) -> Findings {
         movement::summarize(
             &plan.label,
             &data.calls,
+            &r.events,
             &r.counters,
             r.wall.as_nanos() as u64,
             cpu,
         )
     });
     let data_out = Data {
-        bytes_moved: movement
-            .as_ref()
-            .map_or_else(|| calls.iter().map(|c| c.bytes).sum(), |m| m.bytes),
+        bytes_moved: match &movement {
+            Some(m) => m.bytes,
+            None if per_call => calls.iter().map(|c| c.bytes).max().unwrap_or(0),
+            None => movement::summary_bytes(&r.summaries),
+        },
         data_calls: calls.iter().map(|c| c.data_calls).sum(),
         movement,
     };

@@ -1,6 +1,7 @@
 //! Infers the I/O model each thread uses from what it did, without any ground truth, and keeps
-//! the evidence: blocking reads, `EAGAIN` loops, a readiness wait followed by a read, `SIGIO`
-//! followed by a read, io_uring. Pure: events in, verdicts out.
+//! the evidence: blocking reads, `EAGAIN` loops, a readiness wait followed by a read, a
+//! readiness signal (`SIGIO`, or the signal chosen with `F_SETSIG`) followed by a read,
+//! io_uring. Pure: events in, verdicts out.
 use std::{collections::BTreeMap, fmt};
 
 use crate::{capture::decode::Record, capture::traced::TracedCall, syscalls::Role};
@@ -9,6 +10,31 @@ use crate::{capture::decode::Record, capture::traced::TracedCall, syscalls::Role
 const EAGAIN: i64 = -11;
 /// `SIGIO` / `SIGPOLL`.
 const SIGIO: i32 = 29;
+/// `si_code` of a signal the kernel sends itself (`SI_KERNEL`): the plain `SIGIO` of a
+/// descriptor in `O_ASYNC` mode with no `F_SETSIG` signal.
+const SI_KERNEL: i32 = 0x80;
+/// `si_code` values of an I/O readiness signal chosen with `F_SETSIG`: `POLL_IN`, `POLL_OUT`,
+/// `POLL_ERR`, `POLL_PRI`, `POLL_HUP` (`POLL_MSG`, 3, is a lease break, not readiness).
+const POLL_READINESS: [i32; 5] = [1, 2, 4, 5, 6];
+/// Signals whose codes 1 to 6 mean something else (a child's exit, a fault, a trap).
+const CODES_OF_THEIR_OWN: [i32; 6] = [
+    libc::SIGCHLD,
+    libc::SIGILL,
+    libc::SIGFPE,
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGTRAP,
+];
+
+/// Whether a delivered signal told its thread that a descriptor is ready: the kernel's own
+/// `SIGIO` of an `O_ASYNC` descriptor, or the signal chosen with `F_SETSIG`, which carries a
+/// `POLL_*` code. A `SIGIO` sent with `kill` is no readiness.
+pub fn is_readiness_signal(sig: i32, code: i32) -> bool {
+    if sig == SIGIO && code == SI_KERNEL {
+        return true;
+    }
+    POLL_READINESS.contains(&code) && !CODES_OF_THEIR_OWN.contains(&sig)
+}
 
 /// One thing a thread did, as inference needs it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,6 +66,8 @@ pub enum Event {
         tid: u32,
         /// Signal number.
         sig: i32,
+        /// Its `si_code`.
+        code: i32,
         /// Delivery time.
         time_ns: u64,
     },
@@ -94,6 +122,7 @@ impl Event {
                     pid: s.pid,
                     tid: s.tid,
                     sig: s.sig,
+                    code: s.code,
                     time_ns: s.time_ns,
                 })
             }
@@ -121,8 +150,6 @@ pub enum Model {
     SignalDriven,
     /// The kernel waits and copies (io_uring).
     Asynchronous,
-    /// The thread's reads returned data at once: it never had to wait, so no model shows.
-    NeverWaited,
     /// The thread read nothing the profiler saw.
     NoInput,
 }
@@ -136,8 +163,7 @@ impl Model {
             Self::Multiplexing => "multiplexing",
             Self::SignalDriven => "signal-driven",
             Self::Asynchronous => "asynchronous",
-            Self::NeverWaited => "data always ready (reads never waited)",
-            Self::NoInput => "no input seen",
+            Self::NoInput => "no-input",
         }
     }
 }
@@ -157,9 +183,9 @@ pub struct Evidence {
     pub ready_waits: u64,
     /// Data reads that directly followed a readiness wait that returned ready descriptors.
     pub reads_after_wait: u64,
-    /// `SIGIO` deliveries.
+    /// Readiness signal deliveries (`SIGIO`, or the `F_SETSIG` signal).
     pub sigio: u64,
-    /// Data reads that directly followed a `SIGIO` delivery.
+    /// Data reads that directly followed a readiness signal.
     pub reads_after_sigio: u64,
     /// `io_uring_enter` calls.
     pub uring_enters: u64,
@@ -187,7 +213,7 @@ impl fmt::Display for Evidence {
         }
         if self.sigio > 0 {
             parts.push(format!(
-                "{} SIGIO, {} reads right after",
+                "{} readiness signals, {} reads right after",
                 self.sigio, self.reads_after_sigio
             ));
         }
@@ -224,8 +250,8 @@ pub fn evidence(events: &[&Event]) -> Evidence {
     let mut run: Option<(i64, u64)> = None;
     for ev in events {
         match ev {
-            Event::Signal { sig, .. } => {
-                if *sig == SIGIO {
+            Event::Signal { sig, code, .. } => {
+                if is_readiness_signal(*sig, *code) {
                     e.sigio += 1;
                     after_sigio = true;
                 }
@@ -287,10 +313,12 @@ pub fn evidence(events: &[&Event]) -> Evidence {
     e
 }
 
-/// The model that the evidence speaks for. A thread that reads after a `SIGIO` or a
+/// The model that the evidence speaks for. A thread that reads after a readiness signal or a
 /// readiness wait, and whose reads themselves mostly do not sleep, waits in the signal or the
 /// multiplexer; not every read has to follow one (a server reads a kept-alive connection again
-/// at once, and only waits when that finds nothing).
+/// at once, and only waits when that finds nothing). A thread whose reads neither failed
+/// with `EAGAIN` nor followed a wait or a signal makes blocking calls, whether or not one had
+/// to sleep (a file's data is always ready: the evidence says how many slept).
 pub fn model(e: &Evidence) -> Model {
     let reads_rarely_sleep = e.slept_reads * 2 < e.data_reads;
     if e.uring_enters > 0 || e.async_copies > 0 {
@@ -303,10 +331,8 @@ pub fn model(e: &Evidence) -> Model {
         Model::Multiplexing
     } else if e.eagain_loops > 0 || (e.eagain > 0 && e.eagain >= e.data_reads) {
         Model::NonBlocking
-    } else if e.slept_reads > 0 {
-        Model::Blocking
     } else {
-        Model::NeverWaited
+        Model::Blocking
     }
 }
 
@@ -376,9 +402,10 @@ mod tests {
     }
 
     #[test]
-    fn reads_that_never_slept_show_no_model() {
+    fn reads_that_never_slept_are_blocking_calls() {
         let v = one((0..3).map(|i| read(5, i, 3, 100, false)).collect());
-        assert_eq!(v.model, Model::NeverWaited);
+        assert_eq!(v.model, Model::Blocking);
+        assert_eq!((v.evidence.data_reads, v.evidence.slept_reads), (3, 0));
     }
 
     #[test]
@@ -452,6 +479,7 @@ mod tests {
                 pid: 1,
                 tid: 7,
                 sig: SIGIO,
+                code: SI_KERNEL,
                 time_ns: 10 * i,
             });
             evs.push(call(7, 10 * i + 1, "recvfrom", Role::Receive, 3, 64, false));
@@ -459,6 +487,62 @@ mod tests {
         let v = one(evs);
         assert_eq!(v.model, Model::SignalDriven);
         assert_eq!((v.evidence.sigio, v.evidence.reads_after_sigio), (4, 4));
+    }
+
+    #[test]
+    fn only_a_readiness_signal_makes_a_thread_signal_driven() {
+        let with = |sig: i32, code: i32| {
+            let mut evs = Vec::new();
+            for i in 0..4u64 {
+                evs.push(Event::Signal {
+                    pid: 1,
+                    tid: 7,
+                    sig,
+                    code,
+                    time_ns: 10 * i,
+                });
+                evs.push(call(7, 10 * i + 1, "recvfrom", Role::Receive, 3, 64, false));
+            }
+            one(evs).model
+        };
+        // SIGIO sent with kill (SI_USER), a child's exit, a timer: no readiness.
+        assert_eq!(with(SIGIO, 0), Model::Blocking);
+        assert_eq!(with(libc::SIGCHLD, 1), Model::Blocking);
+        assert_eq!(with(libc::SIGALRM, 0x80), Model::Blocking);
+        // The F_SETSIG signal carries POLL_IN; a lease break's POLL_MSG is no readiness.
+        assert_eq!(with(libc::SIGRTMIN() + 2, 1), Model::SignalDriven);
+        assert_eq!(with(SIGIO, 1), Model::SignalDriven);
+        assert_eq!(with(libc::SIGRTMIN() + 2, 3), Model::Blocking);
+    }
+
+    #[test]
+    fn model_names_are_the_six_of_the_table() {
+        let names: Vec<_> = [
+            Model::Blocking,
+            Model::NonBlocking,
+            Model::Multiplexing,
+            Model::SignalDriven,
+            Model::Asynchronous,
+            Model::NoInput,
+        ]
+        .iter()
+        .map(|m| {
+            let json = serde_json::to_string(m).expect("json");
+            assert_eq!(json, format!("\"{}\"", m.as_str()));
+            m.as_str()
+        })
+        .collect();
+        assert_eq!(
+            names,
+            [
+                "blocking",
+                "non-blocking",
+                "multiplexing",
+                "signal-driven",
+                "asynchronous",
+                "no-input"
+            ]
+        );
     }
 
     #[test]

@@ -6,7 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use probe_common::{RecordKind, SignalEvent};
 
 use crate::{
-    capture::decode::Record, capture::fdkind::FdKind, capture::traced::TracedCall, syscalls::Role,
+    analyze::infer::{self, Model},
+    capture::decode::Record,
+    capture::fdkind::FdKind,
+    capture::traced::TracedCall,
+    syscalls::Role,
 };
 
 /// How a stretch of a message's wait was spent.
@@ -119,6 +123,12 @@ pub struct Message {
     pub notified_ns: Option<u64>,
     /// The thread that slept longest during the wait.
     pub blocker: Option<Blocker>,
+    /// A readiness signal (`SIGIO`, or the `F_SETSIG` signal) reached the waiter during the
+    /// wait.
+    pub ready_signal: bool,
+    /// The I/O model of the message: its waiting thread's, unless the message's own wait
+    /// shows that the thread changed behaviour ([`Message::own_model`]).
+    pub model: Model,
 }
 
 impl Message {
@@ -158,15 +168,24 @@ impl Message {
         self.wait_of(WaitKind::Polling) + self.wait_of(WaitKind::Free) + self.copy_ns()
     }
 
-    /// The I/O model the message's wait shows.
+    /// The I/O model of the message, by name.
     pub fn model(&self) -> &'static str {
+        self.model.as_str()
+    }
+
+    /// The model the message's own wait shows, when it shows one: asleep in the receive
+    /// call, in a multiplexer or in a wait for completions; polling with failed attempts; a
+    /// copy by someone else; told by a readiness signal. A wait spent running free or in the
+    /// run queue, with no signal, shows none: the data was there before the thread looked.
+    pub fn own_model(&self) -> Option<Model> {
         match self.main_kind() {
-            WaitKind::Call | WaitKind::RunQueue => "blocking",
-            WaitKind::Polling => "nonblocking",
-            WaitKind::Mux => "multiplexing",
-            WaitKind::Completion => "asynchronous",
-            WaitKind::Free if self.copier == Copier::Caller => "signal-driven",
-            WaitKind::Free => "asynchronous",
+            WaitKind::Call => Some(Model::Blocking),
+            WaitKind::Mux => Some(Model::Multiplexing),
+            WaitKind::Completion => Some(Model::Asynchronous),
+            WaitKind::Polling if self.failed_attempts > 0 => Some(Model::NonBlocking),
+            _ if self.copier != Copier::Caller => Some(Model::Asynchronous),
+            _ if self.ready_signal => Some(Model::SignalDriven),
+            _ => None,
         }
     }
 }
@@ -219,6 +238,8 @@ struct Delivery {
 struct Events {
     /// `(time, tid)` of signal deliveries.
     signals: Vec<(u64, u32)>,
+    /// `(time, tid)` of readiness signal deliveries.
+    ready_signals: Vec<(u64, u32)>,
     /// `(time, tid, bytes)` of copies outside calls.
     copies: Vec<(u64, u32, u64)>,
     /// `(time, sk)` of data arrivals.
@@ -238,10 +259,11 @@ fn split_events(events: &[Record]) -> BTreeMap<u32, Events> {
     for e in events {
         match e {
             Record::Signal(s) if s.event == SignalEvent::Deliver as u32 => {
-                by.entry(s.pid)
-                    .or_default()
-                    .signals
-                    .push((s.time_ns, s.tid));
+                let ev = by.entry(s.pid).or_default();
+                ev.signals.push((s.time_ns, s.tid));
+                if infer::is_readiness_signal(s.sig, s.code) {
+                    ev.ready_signals.push((s.time_ns, s.tid));
+                }
             }
             Record::Copy(c) => {
                 by.entry(c.pid)
@@ -274,6 +296,7 @@ fn split_events(events: &[Record]) -> BTreeMap<u32, Events> {
     }
     for ev in by.values_mut() {
         ev.signals.sort_unstable();
+        ev.ready_signals.sort_unstable();
         ev.copies.sort_unstable();
         ev.arrivals.sort_unstable();
         ev.completions.sort_unstable();
@@ -416,6 +439,17 @@ pub fn messages(calls: &[TracedCall], events: &[Record]) -> Vec<Message> {
         let ev = evs.get(&pid).unwrap_or(&empty);
         out.extend(process_messages(pid, &pcalls, ev));
     }
+    let threads: BTreeMap<(u32, u32), Model> = infer::infer_run(calls, events)
+        .into_iter()
+        .map(|v| ((v.pid, v.tid), v.model))
+        .collect();
+    for m in &mut out {
+        let thread = threads
+            .get(&(m.pid, m.waiter))
+            .copied()
+            .unwrap_or(Model::NoInput);
+        m.model = m.own_model().unwrap_or(thread);
+    }
     out
 }
 
@@ -515,6 +549,11 @@ fn process_messages(pid: u32, calls: &[&TracedCall], ev: &Events) -> Vec<Message
             arrival_ns: None,
             notified_ns: None,
             blocker: None,
+            ready_signal: events_from(&ev.ready_signals, w0)
+                .iter()
+                .take_while(|&&(t, _)| t <= c0)
+                .any(|&(_, tid)| tid == waiter),
+            model: Model::NoInput,
         };
 
         // A signal told the waiter something between two of its calls: it was not polling.
@@ -842,9 +881,109 @@ mod tests {
             pid: PID,
             tid,
             sig: libc::SIGIO,
+            code: 0x80,
             time_ns: t,
             ..Default::default()
         })
+    }
+
+    /// A receive that found its data ready: on CPU from `start` to `end`, copying from
+    /// `copy`.
+    fn ready(tid: u32, start: u64, copy: u64, end: u64, ret: i64) -> CallRecord {
+        let mut r = call(tid, libc::SYS_recvfrom, start, end, ret);
+        r.first_copy_ns = copy;
+        r
+    }
+
+    fn models_of(msgs: &[Message]) -> Vec<&'static str> {
+        msgs.iter().map(Message::model).collect()
+    }
+
+    #[test]
+    fn a_blocking_receiver_whose_data_was_ready_stays_blocking() {
+        // Paced at 5 ms, writing a line after each message: two receives sleep; one finds its
+        // data ready after the thread ran its own code for 4 ms; one spends its short wait on
+        // CPU inside the call.
+        let write = |t: u64| call(PID, libc::SYS_write, t, t + 500, 10);
+        let recs = [
+            slept(call(PID, libc::SYS_recvfrom, 0, 5_010_000, 100), 5_000_000),
+            write(5_011_000),
+            ready(PID, 9_020_000, 9_021_000, 9_030_000, 100),
+            write(9_031_000),
+            slept(
+                call(PID, libc::SYS_recvfrom, 9_040_000, 15_010_000, 100),
+                15_000_000,
+            ),
+            write(15_011_000),
+            ready(PID, 15_012_000, 15_019_000, 15_020_000, 100),
+        ];
+        let msgs = messages(&traced(&recs), &[arrival(8_000_000)]);
+        assert_eq!(msgs.len(), 4, "{msgs:?}");
+        assert_eq!(msgs[1].main_kind(), WaitKind::Free);
+        assert_eq!(msgs[3].main_kind(), WaitKind::Polling);
+        assert_eq!(models_of(&msgs), ["blocking"; 4]);
+        assert_eq!(model_row(&msgs).model, "blocking");
+    }
+
+    #[test]
+    fn a_multiplexing_server_reading_a_kept_alive_connection_stays_multiplexing() {
+        let mut wait = call(PID, libc::SYS_epoll_wait, 0, 5_000_000, 1);
+        wait.blocked_ns = 4_990_000;
+        let recs = [
+            wait,
+            ready(PID, 5_001_000, 5_002_000, 5_010_000, 100),
+            call(PID, libc::SYS_writev, 5_011_000, 5_012_000, 200),
+            // The next request was already there: read at once, no wait, no signal.
+            ready(PID, 8_000_000, 8_001_000, 8_010_000, 100),
+        ];
+        let msgs = messages(&traced(&recs), &[]);
+        assert_eq!(msgs.len(), 2, "{msgs:?}");
+        assert_eq!(msgs[1].main_kind(), WaitKind::Free);
+        assert_eq!(models_of(&msgs), ["multiplexing"; 2]);
+    }
+
+    #[test]
+    fn a_sigio_sent_with_kill_is_no_readiness() {
+        let recs = [
+            ready(PID, 0, 1_000, 2_000, 100),
+            call(PID, libc::SYS_write, 3_000, 4_000, 10),
+            ready(PID, 5_001_000, 5_002_000, 5_010_000, 100),
+        ];
+        let mut sent = deliver(PID, 5_000_000);
+        if let Record::Signal(s) = &mut sent {
+            s.code = 0;
+        }
+        let msgs = messages(&traced(&recs), &[sent]);
+        assert!(msgs.iter().all(|m| !m.ready_signal), "{msgs:?}");
+        assert_eq!(models_of(&msgs), ["blocking"; 2]);
+        // The signal chosen with F_SETSIG carries POLL_IN: that is readiness.
+        let mut rt = deliver(PID, 5_000_000);
+        if let Record::Signal(s) = &mut rt {
+            (s.sig, s.code) = (libc::SIGRTMIN() + 1, 1);
+        }
+        let msgs = messages(&traced(&recs), &[rt]);
+        assert_eq!(models_of(&msgs)[1], "signal-driven");
+    }
+
+    #[test]
+    fn a_thread_that_changes_behaviour_changes_its_messages_model() {
+        let mut wait = call(PID, libc::SYS_poll, 10_020_000, 15_000_000, 1);
+        wait.blocked_ns = 4_970_000;
+        let recs = [
+            slept(call(PID, libc::SYS_recvfrom, 0, 5_010_000, 100), 5_000_000),
+            slept(
+                call(PID, libc::SYS_recvfrom, 5_020_000, 10_010_000, 100),
+                10_000_000,
+            ),
+            wait,
+            ready(PID, 15_001_000, 15_002_000, 15_010_000, 100),
+        ];
+        let msgs = messages(&traced(&recs), &[]);
+        assert_eq!(
+            models_of(&msgs),
+            ["blocking", "blocking", "multiplexing"],
+            "{msgs:?}"
+        );
     }
 
     fn share(m: &Message, k: WaitKind) -> f64 {
@@ -911,7 +1050,7 @@ mod tests {
         assert_eq!(m.failed_attempts, 1000);
         assert_eq!(m.calls, 1001);
         assert!(share(m, WaitKind::Polling) > 0.99, "{m:?}");
-        assert_eq!(m.model(), "nonblocking");
+        assert_eq!(m.model(), "non-blocking");
         assert_eq!(m.cpu_ns(), m.wait_ns() + m.copy_ns());
     }
 
@@ -1062,6 +1201,8 @@ mod tests {
             arrival_ns: None,
             notified_ns: None,
             blocker: None,
+            ready_signal: false,
+            model: Model::Blocking,
         };
         let msgs = vec![
             // pid 1: in order, a long copy that ends after the next message's (overlap).

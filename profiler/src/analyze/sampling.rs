@@ -110,6 +110,19 @@ pub fn stage_of(rec: &SampleRecord, call: Option<&TracedCall>, in_kernel: bool) 
     }
 }
 
+/// The class of a kernel stack sampled inside call `nr`. In a call that moves data inside the
+/// kernel (`splice`, `sendfile64`, `copy_file_range`, `tee`) the "user" side of a copy routine
+/// is a kernel buffer: its copy to or from user is a kernel copy. `vmsplice` does read user
+/// memory.
+pub fn class_in_call(class: FrameClass, nr: u32) -> FrameClass {
+    let in_kernel = crate::syscalls::by_nr(nr)
+        .is_some_and(|c| c.role == crate::syscalls::Role::Transfer && c.name != "vmsplice");
+    match class {
+        FrameClass::CopyToUser | FrameClass::CopyFromUser if in_kernel => FrameClass::CopyLeaf,
+        c => c,
+    }
+}
+
 /// Names and symbolizes every sample.
 pub fn symbolize(set: &SampleSet, calls: &[TracedCall], ksyms: &Kallsyms) -> Vec<Sample> {
     let by_key: HashMap<(u32, u64), &TracedCall> = calls
@@ -146,8 +159,12 @@ pub fn symbolize(set: &SampleSet, calls: &[TracedCall], ksyms: &Kallsyms) -> Vec
                     (nr, None) => crate::syscalls::name_of(nr),
                 },
                 stage: stage_of(r, call, in_kernel),
-                class: in_kernel
-                    .then(|| classify::classify_stack(kernel.iter().map(String::as_str))),
+                class: in_kernel.then(|| {
+                    class_in_call(
+                        classify::classify_stack(kernel.iter().map(String::as_str)),
+                        r.nr,
+                    )
+                }),
                 user,
                 kernel,
             }
@@ -328,6 +345,39 @@ mod tests {
         r.nr = NO_CALL;
         assert_eq!(stage_of(&r, None, false), "user");
         assert_eq!(stage_of(&r, None, true), "kernel");
+    }
+
+    #[test]
+    fn an_in_kernel_copy_is_no_copy_from_user() {
+        let nr = |n: i64| n as u32;
+        for transfer in [
+            libc::SYS_copy_file_range,
+            libc::SYS_splice,
+            libc::SYS_sendfile,
+        ] {
+            assert_eq!(
+                class_in_call(FrameClass::CopyFromUser, nr(transfer)),
+                FrameClass::CopyLeaf
+            );
+            assert_eq!(
+                class_in_call(FrameClass::CopyToUser, nr(transfer)),
+                FrameClass::CopyLeaf
+            );
+            assert_eq!(
+                class_in_call(FrameClass::PageFault, nr(transfer)),
+                FrameClass::PageFault
+            );
+        }
+        for user in [libc::SYS_write, libc::SYS_vmsplice, libc::SYS_read] {
+            assert_eq!(
+                class_in_call(FrameClass::CopyFromUser, nr(user)),
+                FrameClass::CopyFromUser
+            );
+        }
+        assert_eq!(
+            class_in_call(FrameClass::CopyFromUser, NO_CALL),
+            FrameClass::CopyFromUser
+        );
     }
 
     #[test]

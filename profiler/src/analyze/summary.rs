@@ -147,6 +147,17 @@ mod tests {
         assert_eq!(hist_percentile(&[0; HIST_BUCKETS], 50.0), 0);
         let t = table(&sums);
         assert!(t.contains("recvfrom: 4 calls"), "{t}");
+        assert!(!t.contains("not counted"), "{t}");
+        let mmsg = SummaryKey {
+            pid: 7,
+            nr: libc::SYS_recvmmsg as u32,
+        };
+        let t = table(&fold([(mmsg, vec![a])]));
+        assert!(t.contains("recvmmsg: 3 calls, 0 B"), "{t}");
+        assert!(
+            t.contains("bytes not counted in summary mode: use --mode per-call"),
+            "{t}"
+        );
         assert_eq!(table(&Summaries::new()), "no traced calls\n");
     }
 }

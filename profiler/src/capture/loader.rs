@@ -6,11 +6,12 @@ use anyhow::Context as _;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
-    programs::{TracePoint, trace_point::TracePointLinkId},
+    programs::TracePoint,
 };
 use probe_common::{CallSummary, Counter, DEFAULT_RINGBUF_BYTES, SummaryKey, mode};
 
 use crate::{
+    capture::attach::{CallRegs, Links, attach_calls},
     capture::cpu_probes::{self, CopyTiming},
     syscalls::Call,
 };
@@ -84,8 +85,8 @@ pub struct Probes {
     pub hooks: Vec<Hook>,
     /// How copy time is measured in this run.
     pub copy_timing: CopyTiming,
-    /// Every attachment, by program: detached in parallel when the probes are dropped.
-    links: Vec<(&'static str, TracePointLinkId)>,
+    /// Every attachment of the call hooks and the other tracepoints.
+    links: Links,
     /// Slots of the kernel's thread and process tables.
     thread_slots: u32,
 }
@@ -123,7 +124,7 @@ pub fn has_tracepoint(category: &str, name: &str) -> bool {
 }
 
 /// Number of arguments in the `syscalls:sys_enter_NAME` record, from its format file.
-fn enter_args(name: &str) -> Option<usize> {
+pub(crate) fn enter_args(name: &str) -> Option<usize> {
     let format = std::fs::read_to_string(
         Path::new(TRACEFS)
             .join("events/syscalls")
@@ -150,8 +151,8 @@ impl Probes {
     pub fn load(opts: &LoadOptions) -> anyhow::Result<Self> {
         if PROBE.is_empty() {
             anyhow::bail!(
-                "this profiler was built without its kernel probes (bpf-linker was missing); \
-                 build it with `cargo xtask build`"
+                "this profiler was built without its kernel probes (bpf-linker was missing): \
+                 run `cargo xtask setup`, then build it again"
             );
         }
         anyhow::ensure!(
@@ -171,8 +172,15 @@ impl Probes {
         let wake = wake_bytes(opts.ringbuf_bytes);
         let slot_mask = opts.thread_slots - 1;
         let mut loader = EbpfLoader::new();
+        let regs = CallRegs::of_this_arch();
+        let layout = regs.unwrap_or(CallRegs {
+            args: [0; 3],
+            nr: 0,
+        });
         loader
             .map_max_entries("EVENTS", opts.ringbuf_bytes)
+            .override_global("REGS_ARGS", &layout.args, true)
+            .override_global("REGS_NR", &layout.nr, true)
             .override_global("MODE", &opts.mode, true)
             .override_global("WAKE_BYTES", &wake, true)
             .override_global("SLOT_MASK", &slot_mask, true);
@@ -183,7 +191,7 @@ impl Probes {
             .load(PROBE)
             .context("failed to load the probe object into the kernel")?;
         let mut hooks = Vec::new();
-        let mut links = Vec::new();
+        let mut links = Links::default();
         fill_call_fds(&mut ebpf, &opts.calls)?;
         hooks.push(Hook {
             name: "btf:descriptor classes at entry".into(),
@@ -191,33 +199,7 @@ impl Probes {
             without: "descriptor kinds are read from /proc when a record arrives (unknown once the process has exited)",
         });
 
-        for (prog, dir) in [("call_enter", "sys_enter"), ("call_exit", "sys_exit")] {
-            for call in &opts.calls {
-                let name = format!("{dir}_{}", call.name);
-                // A program may not read past the record: calls of two arguments get theirs.
-                let prog = if dir == "sys_enter" && enter_args(call.name) == Some(2) {
-                    "call_enter2"
-                } else {
-                    prog
-                };
-                let id = tracepoint(&mut ebpf, prog)?
-                    .attach("syscalls", &name)
-                    .with_context(|| format!("failed to attach to syscalls:{name}"))?;
-                links.push((prog, id));
-            }
-        }
-        hooks.push(Hook {
-            name: format!(
-                "syscalls:sys_enter/sys_exit_{{{}}}",
-                opts.calls
-                    .iter()
-                    .map(|c| c.name)
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ),
-            error: None,
-            without: "",
-        });
+        hooks.push(attach_calls(&mut ebpf, &opts.calls, regs, &mut links)?);
         if opts.mode == mode::FLOOR {
             // The benchmark floor: the call hooks alone, with programs that return at once.
             return Ok(Self {
@@ -354,7 +336,7 @@ impl Probes {
             let tp = tracepoint(&mut ebpf, prog)?;
             let error = match tp.attach(category, name) {
                 Ok(id) => {
-                    links.push((prog, id));
+                    links.tracepoints.push((prog, id));
                     None
                 }
                 Err(e) => Some(format!("{e:#}")),
@@ -428,24 +410,42 @@ impl Drop for Probes {
 }
 
 impl Probes {
-    /// Detaches every tracepoint at once, so that no record is made after this (the maps stay
-    /// readable). The kernel waits for a grace period when each one is released (about 80 ms
-    /// here); releases made together share the wait, where one after the other they add up
-    /// to seconds.
+    /// Releases every attachment, so that no record is made after this (the maps stay
+    /// readable); the tracepoints' own release goes on in the background (see
+    /// [`Links::release`]).
     pub fn detach(&mut self) {
-        let mut owned = Vec::new();
-        for (prog, id) in self.links.drain(..) {
-            let tp: Option<&mut TracePoint> =
-                self.ebpf.program_mut(prog).and_then(|p| p.try_into().ok());
-            if let Some(link) = tp.and_then(|tp| tp.take_link(id).ok()) {
-                owned.push(link);
+        self.links.release(&mut self.ebpf);
+    }
+
+    /// Stops tracing the processes `pids` (the run is over): the programs still attached
+    /// find nothing to do for them.
+    pub fn untrace(&mut self, pids: &[u32]) -> anyhow::Result<()> {
+        let mask = self.thread_slots - 1;
+        let mut slots: aya::maps::Array<_, u32> = map_mut(&mut self.ebpf, "TRACED_SLOTS")?;
+        for &pid in pids {
+            if slots.get(&(pid & mask), 0).ok() == Some(pid) {
+                slots
+                    .set(pid & mask, 0, 0)
+                    .with_context(|| format!("failed to stop tracing pid {pid}"))?;
             }
         }
-        std::thread::scope(|s| {
-            for link in owned {
-                s.spawn(move || drop(link));
-            }
-        });
+        let mut traced: HashMap<_, u32, u8> = map_mut(&mut self.ebpf, "TRACED")?;
+        for &pid in pids {
+            let _ = traced.remove(&pid);
+        }
+        Ok(())
+    }
+
+    /// Records the calls of the processes traced from now on that are in flight now, at their
+    /// exit, as begun at this moment (for processes that were running before the run).
+    pub fn record_calls_in_flight(&mut self) -> anyhow::Result<()> {
+        let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+            .context("failed to read the monotonic clock")?;
+        let ns = now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64;
+        let mut start: aya::maps::Array<_, u64> = map_mut(&mut self.ebpf, "RUN_START")?;
+        start
+            .set(0, ns, 0)
+            .context("failed to set the run's start in the probes")
     }
 }
 
@@ -536,7 +536,8 @@ where
     Ok(M::try_from(map)?)
 }
 
-/// Tells the probes which arguments of each traced call are descriptors (issue 6).
+/// Tells the probes which arguments of each traced call are descriptors (issue 6), and where
+/// its bytes are read.
 fn fill_call_fds(ebpf: &mut Ebpf, calls: &[&'static Call]) -> anyhow::Result<()> {
     let mut map: aya::maps::Array<_, u32> = map_mut(ebpf, "CALL_FDS")?;
     for c in calls {
@@ -549,7 +550,7 @@ fn fill_call_fds(ebpf: &mut Ebpf, calls: &[&'static Call]) -> anyhow::Result<()>
         );
         map.set(
             c.nr,
-            crate::capture::fdkind::fd_arg_spec(c) | probe_common::CALL_FDS_SET,
+            crate::capture::fdkind::fd_arg_spec(c) | c.bytes_spec() | probe_common::CALL_FDS_SET,
             0,
         )
         .with_context(|| format!("failed to set the descriptor arguments of {}", c.name))?;
@@ -557,7 +558,7 @@ fn fill_call_fds(ebpf: &mut Ebpf, calls: &[&'static Call]) -> anyhow::Result<()>
     Ok(())
 }
 
-fn tracepoint<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut TracePoint> {
+pub(crate) fn tracepoint<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut TracePoint> {
     let tp: &mut TracePoint = ebpf
         .program_mut(name)
         .with_context(|| format!("program {name} missing from the probe object"))?

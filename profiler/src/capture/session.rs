@@ -162,6 +162,8 @@ pub fn run(
             (Some(gated.release(&argv[0])?), vec![pid])
         }
         Target::Pids(pids) => {
+            // Their calls in flight now are recorded at their exit, begun now.
+            probes.record_calls_in_flight()?;
             for &p in pids {
                 probes.trace_pid(p)?;
             }
@@ -230,17 +232,21 @@ pub fn run(
         }
     };
     let wall = started.elapsed();
+    // Nothing is recorded from here on: the traced processes leave the traced set and the
+    // call hooks go, so that the counters read below match what was read.
+    probes.untrace(&reader.traced(&pids))?;
+    probes.detach();
     // Records of calls that ended just before the end are in the buffer now: read as many as
     // the buffer can hold, not more, so that a target that goes on calling cannot hold the
     // run open.
-    // Nothing is recorded from here on: the counters read below match what was read.
-    probes.detach();
     if failed.is_none() {
         let held = (opts.load.ringbuf_bytes as u64 / MIN_RECORD_BYTES).max(1);
         failed = reader
             .drain(&mut events, &mut kinds, &mut sampled, sink, held)
             .err();
     }
+    // Children forked just before the end, seen in that last read.
+    probes.untrace(&reader.traced(&pids))?;
     if let Some(c) = child.as_mut() {
         finish_child(c, end);
     }
@@ -332,6 +338,16 @@ struct Reader {
 }
 
 impl Reader {
+    /// Every process traced in this run: those given, and the children forked since.
+    fn traced(&self, pids: &[u32]) -> Vec<u32> {
+        let forked = self
+            .procs
+            .iter()
+            .filter(|p| p.event == probe_common::ProcEvent::Fork as u32)
+            .map(|p| p.pid);
+        pids.iter().copied().chain(forked).collect()
+    }
+
     fn drain(
         &mut self,
         ring: &mut RingBuf<MapData>,

@@ -48,9 +48,10 @@ impl TracedCall {
             _ => rec,
         };
         let mut stages = attribution::stages(&split);
-        // An address (mmap) or a request count (io_uring_enter) is no byte count.
-        if call.is_some_and(|c| !c.role.returns_bytes()) {
-            stages.bytes = 0;
+        // An address (mmap), a request count (io_uring_enter) or a message count (recvmmsg)
+        // is no byte count: the bytes are read as the kernel's summary reads them.
+        if let Some(c) = call {
+            stages.bytes = probe_common::call_bytes(c.bytes_spec(), &rec);
         }
         let mut class = |raw: u32, fd: i64| {
             if fd < 0 {

@@ -86,6 +86,14 @@ pub struct CallRow {
     pub fd_class: String,
     /// Fine class of `fd_out`; `none` when there is no `fd_out`.
     pub fd_out_class: String,
+    /// False for a call already in flight when tracing started: its `start_ns` is the
+    /// run's start and its stages before that are unknown.
+    #[serde(default = "known")]
+    pub start_known: bool,
+}
+
+fn known() -> bool {
+    true
 }
 
 impl From<&TracedCall> for CallRow {
@@ -132,6 +140,7 @@ impl From<&TracedCall> for CallRow {
                 "none"
             }
             .into(),
+            start_known: c.rec.flags & probe_common::call_flags::START_UNKNOWN == 0,
         }
     }
 }

@@ -30,6 +30,14 @@ pub fn table(sums: &Summaries) -> String {
             s.data_calls,
             s.marker_calls
         );
+        if syscalls::by_name(&name).is_some_and(|c| c.returns_messages()) {
+            // Its return value counts messages; its bytes come from the socket hooks, which
+            // only per-call runs attach.
+            let _ = writeln!(
+                out,
+                "  bytes not counted in summary mode: use --mode per-call"
+            );
+        }
         let _ = writeln!(
             out,
             "  {:<18} {:>9} {:>9} {:>9} {:>7}",
