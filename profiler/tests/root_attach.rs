@@ -178,7 +178,8 @@ fn attach(pids: &str, csv: &Path, calls: &str) -> Attached {
 }
 
 impl Attached {
-    /// Waits for the profiler to end by itself (every traced process gone); returns stdout.
+    /// Waits for the profiler to end by itself (every traced process gone); returns its
+    /// report.
     fn finish(mut self) -> String {
         let mut rest = String::new();
         let _ = std::io::Read::read_to_string(&mut self.err, &mut rest);
@@ -188,6 +189,7 @@ impl Attached {
             "profiler failed:\n{}{rest}",
             self.banner
         );
+        // The report comes on stderr, after the banner already read.
         rest
     }
 }
