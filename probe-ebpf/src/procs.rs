@@ -4,7 +4,7 @@
 use aya_ebpf::{helpers::bpf_get_current_comm, macros::tracepoint, programs::TracePointContext};
 use probe_common::{ProcEvent, ProcRecord, RecordKind};
 
-use crate::maps::{current_ids, field, in_flight, is_traced, now, untrace};
+use crate::maps::{current_ids, field, is_traced, now, release_thread, untrace};
 
 // sched/sched_process_exit/format:
 //   field:pid_t pid;        offset:24; size:4;
@@ -36,10 +36,8 @@ pub fn process_exit(ctx: TracePointContext) -> u32 {
     if !is_traced(tgid) {
         return 0;
     }
-    // A thread that ends inside a call (killed while blocked) frees its slot.
-    if let Some(s) = in_flight(tid) {
-        s.rec.start_ns = 0;
-    }
+    // A thread that ends (inside a call too, killed while blocked) frees its slot.
+    release_thread(tid);
     // SAFETY: offset from the sched_process_exit format above.
     let group_dead = unsafe { field::<u8>(&ctx, EXIT_GROUP_DEAD) };
     if group_dead != 0 {
