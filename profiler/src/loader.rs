@@ -75,6 +75,9 @@ impl Default for LoadOptions {
     }
 }
 
+/// The largest call record buffer: 1 GiB (the kernel maps it twice into the profiler).
+pub const MAX_RINGBUF_BYTES: u32 = 1 << 30;
+
 /// The loaded, attached probes.
 pub struct Probes {
     ebpf: Ebpf,
@@ -159,6 +162,11 @@ impl Probes {
             "thread slots must be a power of two from 1 to {}, not {}",
             probe_common::THREAD_SLOTS,
             opts.thread_slots
+        );
+        anyhow::ensure!(
+            opts.ringbuf_bytes <= MAX_RINGBUF_BYTES,
+            "--ringbuf-size must be at most {MAX_RINGBUF_BYTES} bytes (1 GiB), not {}",
+            opts.ringbuf_bytes
         );
         crate::privilege::check()?;
         ensure_tracefs()?;

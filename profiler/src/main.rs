@@ -12,7 +12,7 @@ use profiler::{
     progress::Progress,
     report, selfcost,
     session::{self, EndReason, RunOptions, Target},
-    sink::{CallSink as _, CsvStream},
+    sink::{CallSink as _, CsvStream, Failsafe, Interruptible},
     stats::CallStats,
     summary, syscalls,
     traced::TracedCall,
@@ -140,6 +140,11 @@ struct Cli {
     #[arg(long, value_name = "FILE,…", value_delimiter = ',', conflicts_with_all = ["pid", "command"])]
     compare: Vec<PathBuf>,
 
+    /// Run the command as USER (a name or uid). Under sudo the command runs as the user who
+    /// ran sudo unless `--user root` is given.
+    #[arg(short, long, value_name = "USER", requires = "command")]
+    user: Option<String>,
+
     /// The command to start and trace.
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<String>,
@@ -169,13 +174,43 @@ fn children_cpu() -> Option<movement::Cpu> {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A usage error in one line (clap's first), exit 2; --help and --version as clap
+        // prints them.
+        Err(e) if e.use_stderr() => {
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("error: bad command line");
+            eprintln!("profiler: {first} (see --help)");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+    };
+    match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("profiler: error: {e:#}");
             ExitCode::from(2)
         }
     }
+}
+
+/// The user a launched command runs as, for the report.
+fn run_as_name(run_as: Option<&profiler::launch::RunAs>) -> String {
+    run_as.map_or_else(
+        || {
+            let uid = nix::unistd::getuid();
+            let name = nix::unistd::User::from_uid(uid)
+                .ok()
+                .flatten()
+                .map_or_else(|| uid.to_string(), |u| u.name);
+            format!("{name} (uid {uid}, the profiler's own user)")
+        },
+        ToString::to_string,
+    )
 }
 
 fn mode_name(m: u32) -> &'static str {
@@ -222,8 +257,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     anyhow::ensure!(
-        cli.ringbuf_size >= 4096 && cli.ringbuf_size.is_power_of_two(),
-        "--ringbuf-size must be a power of two of at least 4096 bytes, not {}",
+        cli.ringbuf_size >= 4096
+            && cli.ringbuf_size.is_power_of_two()
+            && cli.ringbuf_size <= profiler::loader::MAX_RINGBUF_BYTES,
+        "--ringbuf-size must be a power of two from 4096 bytes to 1 GiB, not {}",
         cli.ringbuf_size
     );
     let target = match (cli.pid.is_empty(), cli.command.is_empty()) {
@@ -231,11 +268,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         (true, false) => Target::Command(cli.command.clone()),
         _ => anyhow::bail!("say what to trace: -p PID, or -- COMMAND ARGS… (see --help)"),
     };
-    if let Target::Pids(p) = &target {
-        for note in profiler::target::notes(p) {
-            eprintln!("profiler: note: {note}");
-        }
-    }
     // Pids and outputs are checked before anything is attached.
     inputs::check_pids(&cli.pid)?;
     anyhow::ensure!(
@@ -283,7 +315,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let mut csv = csv_file.map(CsvStream::new).transpose()?;
+    let mut csv = csv_file
+        .map(|f| CsvStream::new(Interruptible(f)))
+        .transpose()?
+        .map(Failsafe::new);
     // The stage table comes from bounded statistics; analyses that need every call (models,
     // data movement, groups, exports) read the kept calls.
     let mut stats = CallStats::default();
@@ -307,7 +342,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         !per_call_output || kernel_mode & probe_common::mode::RECORDS != 0,
         "--csv, --summary-csv, --json, --trace, --model-json, --movement-json, --folded and --flamegraph need per-call records: use --mode auto, per-call or both"
     );
+    let run_as = match &cli.user {
+        Some(u) => Some(profiler::launch::RunAs::named(u)?),
+        None => profiler::launch::RunAs::default_for(
+            std::env::var("SUDO_UID").ok().as_deref(),
+            std::env::var("SUDO_GID").ok().as_deref(),
+        )?,
+    };
     let opts = RunOptions {
+        run_as,
         target: target.clone(),
         load: LoadOptions {
             calls,
@@ -347,6 +390,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 eprintln!("  {h}");
             }
             eprintln!("mode: {}", mode_name(opts.load.mode));
+            if let Target::Command(_) = &target {
+                eprintln!("command runs as {}", run_as_name(opts.run_as.as_ref()));
+            }
             if verbose {
                 eprintln!(
                     "probe object loaded; ring buffer {} bytes",
@@ -357,15 +403,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
     )?;
     drop(progress);
+    // An output that fails stops nothing else: its error is reported at the end.
+    let mut failed: Vec<anyhow::Error> = Vec::new();
     csv.finish()?;
+    let csv_error = csv.as_mut().and_then(Failsafe::take_error);
+    failed.extend(csv_error.map(|e| {
+        let path = cli.csv.as_deref().unwrap_or(std::path::Path::new("-"));
+        e.context(format!("failed to write {}", path.display()))
+    }));
     let calls: &[TracedCall] = kept.as_deref().unwrap_or(&[]);
 
-    // With an export on stdout, the report goes to stderr.
-    let mut out: Box<dyn std::io::Write> = if exports.uses_stdout() {
-        Box::new(std::io::stderr())
-    } else {
-        Box::new(std::io::stdout().lock())
-    };
+    // With an export on stdout, the report goes to stderr. A reader that leaves (closes the
+    // pipe) ends the report quietly.
+    let mut out = profiler::export::output::Output::new(
+        if exports.uses_stdout() {
+            Box::new(std::io::stderr())
+        } else {
+            Box::new(std::io::stdout())
+        },
+        true,
+    );
     let per_call = opts.load.mode & probe_common::mode::RECORDS != 0;
     let summed = opts.load.mode & probe_common::mode::AGGREGATE != 0;
     if per_call {
@@ -404,6 +461,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             String::new()
         }
     );
+    if let Target::Command(_) = &target {
+        let _ = writeln!(out, "command ran as {}", run_as_name(opts.run_as.as_ref()));
+    }
     let untraced = result.counter(probe_common::Counter::InFlightFull);
     if untraced > 0 {
         let _ = writeln!(
@@ -470,9 +530,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             movement::signal_lines(&signals, t0)
         );
     }
-    if let Some(f) = movement_file {
-        serde_json::to_writer_pretty(std::io::BufWriter::new(f), &moved)
-            .context("cannot write the data-movement summary")?;
+    if let (Some(f), Some(p)) = (movement_file, &cli.movement_json) {
+        failed.extend(write_json(f, p, &moved).err());
     }
     if result.lost > 0 {
         let _ = writeln!(
@@ -489,19 +548,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             probe_common::MAX_SUMMARY_KEYS
         );
     }
-    if let (Some(s), Some(p)) = (&csv, &cli.csv) {
-        let _ = writeln!(out, "wrote {} rows to {}", s.rows(), p.display());
+    if let (Some(s), Some(p)) = (&csv, &cli.csv)
+        && failed.is_empty()
+    {
+        let _ = writeln!(out, "wrote {} rows to {}", s.inner().rows(), p.display());
     }
     let msgs = models::messages(calls, &result.events);
     if analyses && !msgs.is_empty() {
         let _ = write!(out, "\n{}", models::report(&msgs));
     }
-    if let Some(f) = model_file {
-        serde_json::to_writer_pretty(f, &models::model_row(&msgs))
-            .context("failed to write the model summary")?;
+    if let (Some(f), Some(p)) = (model_file, &cli.model_json) {
+        failed.extend(write_json(f, p, &models::model_row(&msgs)).err());
     }
-    profiler::sampling::report(calls, &result.samples, sample_outputs, &mut out)?;
-    exports.write(&models::rows(calls, &msgs), &result.events, &mut out)?;
+    profiler::sampling::report(
+        calls,
+        &result.samples,
+        sample_outputs,
+        &mut out,
+        &mut failed,
+    )?;
+    exports.write(
+        &models::rows(calls, &msgs),
+        &result.events,
+        &mut out,
+        &mut failed,
+    );
     // Last, so that the cost covers the analyses and exports as well as the run.
     let _ = write!(
         out,
@@ -512,7 +583,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             result.programs.as_deref()
         )
     );
-    Ok(match result.end {
+    let status = match result.end {
         EndReason::CommandExited(Exit::Code(0)) => ExitCode::SUCCESS,
         EndReason::CommandExited(Exit::Code(c)) => {
             let _ = writeln!(out, "command exited with code {c}");
@@ -523,5 +594,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ExitCode::from(128 + (s as u8 & 0x7f))
         }
         EndReason::TargetsGone | EndReason::Duration | EndReason::Interrupted => ExitCode::SUCCESS,
-    })
+    };
+    let _ = out.flush();
+    if failed.is_empty() {
+        return Ok(status);
+    }
+    for e in &failed {
+        eprintln!("profiler: error: {e:#}");
+    }
+    Ok(ExitCode::from(OUTPUT_FAILED))
+}
+
+/// Exit status of a run whose report was printed but an output could not be written.
+const OUTPUT_FAILED: u8 = 3;
+
+/// Writes `value` as pretty JSON to the output `f` (at `path`), flushed.
+fn write_json(
+    f: std::fs::File,
+    path: &std::path::Path,
+    value: &impl serde::Serialize,
+) -> anyhow::Result<()> {
+    let mut w = std::io::BufWriter::new(Interruptible(f));
+    serde_json::to_writer_pretty(&mut w, value)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| Ok(w.flush()?))
+        .with_context(|| format!("failed to write {}", path.display()))
 }

@@ -49,6 +49,7 @@ fn run_model(model: &str) -> (Vec<Message>, Truth) {
             ..LoadOptions::default()
         },
         duration: Some(Duration::from_secs(60)),
+        run_as: None,
     };
     let mut calls = Vec::new();
     let r = session::run(&opts, &mut calls, |_, _| {}).expect("profiling run");

@@ -30,7 +30,7 @@ impl Output {
             return Ok(Self::new(Box::new(io::stdout()), true));
         }
         let f = crate::sink::create_output(path)?;
-        Ok(Self::new(Box::new(f), false))
+        Ok(Self::new(Box::new(crate::sink::Interruptible(f)), false))
     }
 
     /// Wraps a writer; with `tolerate_closed_pipe`, `EPIPE` ends the output without an error.

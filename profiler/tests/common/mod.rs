@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::{
+    collections::BTreeSet,
     io::{BufRead, BufReader, Read},
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Output, Stdio},
@@ -292,4 +293,33 @@ pub fn profile_run(name: &str, workload_args: &[&str]) -> Run {
         truth,
         movement,
     }
+}
+
+/// Ids of every BPF program and link loaded in the kernel.
+pub fn kernel_ids() -> (BTreeSet<u32>, BTreeSet<u32>) {
+    let progs = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .map(|p| p.id())
+        .collect();
+    let links = aya::programs::loaded_links()
+        .filter_map(Result::ok)
+        .map(|l| l.id())
+        .collect();
+    (progs, links)
+}
+
+/// The flood for `duration` under the profiler, its CSV streamed to `csv` as calls arrive
+/// (`--bounded`: a flood makes far more calls than a run should keep).
+pub fn flood_into(csv: &Path, duration: &str) -> Running {
+    let wl = workloads_bin();
+    Running::start(&[
+        std::ffi::OsStr::new("--bounded"),
+        std::ffi::OsStr::new("--csv"),
+        csv.as_os_str(),
+        std::ffi::OsStr::new("--"),
+        wl.as_os_str(),
+        std::ffi::OsStr::new("flood"),
+        std::ffi::OsStr::new("--duration"),
+        std::ffi::OsStr::new(duration),
+    ])
 }
