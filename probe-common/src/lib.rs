@@ -95,8 +95,8 @@ pub struct CallRecord {
     pub faults_kernel: u32,
     /// Faults that went to a file's pages (`filemap:mm_filemap_fault`).
     pub file_faults: u32,
-    /// Explicit padding.
-    pub _pad4: u32,
+    /// Bytes the call received from sockets (`sock:sock_recv_length`; per-call runs only).
+    pub recv_bytes: u32,
     /// Bytes handed to sockets inside the call (`sock:sock_send_length`).
     pub sent_bytes: u64,
     // issue 6:
@@ -105,6 +105,17 @@ pub struct CallRecord {
     /// What the call's destination descriptor was at entry (calls with two), a [`fd_class`]
     /// value.
     pub fd_out_class: u32,
+    /// [`call_flags`] bits.
+    pub flags: u32,
+    /// Explicit padding.
+    pub _pad5: u32,
+}
+
+/// Bits of [`CallRecord::flags`].
+pub mod call_flags {
+    /// The call was in flight when tracing started: its start is the run's start, and its
+    /// stages before that are unknown.
+    pub const START_UNKNOWN: u32 = 1;
 }
 
 /// What happened to a signal.
@@ -575,6 +586,36 @@ pub const CALL_FDS_SLOTS: u32 = 512;
 /// Bit of a `CALL_FDS` value that says the slot was set (an unset slot reads 0).
 pub const CALL_FDS_SET: u32 = 1 << 16;
 
+/// Bit of a `CALL_FDS` value: the call's positive return value counts the bytes it moved
+/// (`read`, `writev`, `splice` …; not `mmap`'s address nor `poll`'s ready count).
+pub const CALL_BYTES_RET: u32 = 1 << 17;
+
+/// Bit of a `CALL_FDS` value: the call returns a count of messages (`recvmmsg`); its bytes are
+/// those it received from sockets (`sock:sock_recv_length`).
+pub const CALL_BYTES_RECEIVED: u32 = 1 << 18;
+
+/// Bit of a `CALL_FDS` value: the call returns a count of messages (`sendmmsg`); its bytes are
+/// those handed to sockets (`sock:sock_send_length`).
+pub const CALL_BYTES_SENT: u32 = 1 << 19;
+
+/// The bytes a finished call moved, by its `CALL_FDS` value: its return value, the bytes it
+/// received from sockets, or the bytes it handed to sockets; 0 for a failed call and for a
+/// call that moves no data.
+#[inline(always)]
+pub fn call_bytes(spec: u32, rec: &CallRecord) -> u64 {
+    if rec.ret <= 0 {
+        0
+    } else if spec & CALL_BYTES_RET != 0 {
+        rec.ret as u64
+    } else if spec & CALL_BYTES_RECEIVED != 0 {
+        u64::from(rec.recv_bytes)
+    } else if spec & CALL_BYTES_SENT != 0 {
+        rec.sent_bytes
+    } else {
+        0
+    }
+}
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: a `#[repr(C)]` record of `u32`s with explicit padding.
@@ -615,8 +656,8 @@ mod tests {
 
     #[test]
     fn record_sizes_are_pinned() {
-        assert_eq!(size_of::<CallRecord>(), 152);
-        assert_eq!(size_of::<InFlight>(), 176);
+        assert_eq!(size_of::<CallRecord>(), 160);
+        assert_eq!(size_of::<InFlight>(), 184);
         assert_eq!(size_of::<FdOffsets>(), 48);
         assert_eq!(size_of::<ProcRecord>(), 40);
         assert_eq!(size_of::<SignalRecord>(), 40);
@@ -650,6 +691,29 @@ mod tests {
             assert_eq!(RecordKind::from_u32(k as u32), Some(k));
         }
         assert_eq!(RecordKind::from_u32(0), None);
+    }
+
+    #[test]
+    fn only_data_calls_count_bytes_and_messages_are_no_bytes() {
+        let rec = CallRecord {
+            ret: 0x7f00_0000_0000,
+            copy_bytes: 200,
+            recv_bytes: 300,
+            sent_bytes: 400,
+            ..CallRecord::default()
+        };
+        // An mmap address, a poll count: no bytes.
+        assert_eq!(call_bytes(CALL_FDS_SET, &rec), 0);
+        assert_eq!(
+            call_bytes(CALL_FDS_SET | CALL_BYTES_RET, &rec),
+            rec.ret as u64
+        );
+        // recvmmsg / sendmmsg return 3 messages: the bytes come from the socket hooks.
+        let mmsg = CallRecord { ret: 3, ..rec };
+        assert_eq!(call_bytes(CALL_FDS_SET | CALL_BYTES_RECEIVED, &mmsg), 300);
+        assert_eq!(call_bytes(CALL_FDS_SET | CALL_BYTES_SENT, &mmsg), 400);
+        let failed = CallRecord { ret: -11, ..rec };
+        assert_eq!(call_bytes(CALL_FDS_SET | CALL_BYTES_RET, &failed), 0);
     }
 
     #[test]

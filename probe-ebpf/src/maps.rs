@@ -177,21 +177,22 @@ pub fn in_flight(tid: u32) -> Option<&'static mut InFlight> {
     if s.rec.start_ns == 0 { None } else { Some(s) }
 }
 
-/// Where a thread's new call goes: its slot, when it is the thread's or free and won (then an
-/// entry of [`SPILLED`]). `None` when both are full.
+/// Where a thread's new call goes: its slot, when it is the thread's or free and won (else an
+/// entry of [`SPILLED`]). `None` when both are full. The caller writes the whole record,
+/// `rec.tid` included.
 #[inline(always)]
 pub fn entry_slot(tid: u32) -> Option<&'static mut InFlight> {
     let s = slot(tid)?;
     if s.rec.tid == tid {
         return Some(s);
     }
+    // A slot won here still reads as free (`rec.tid` 0) until the caller writes its record,
+    // so that the caller can tell a thread's first call; meanwhile the claim keeps others out.
     if s.rec.tid == 0
         && CLAIMS
             .insert(&slot_index(tid), &tid, BPF_NOEXIST as u64)
             .is_ok()
     {
-        s.rec.start_ns = 0;
-        s.rec.tid = tid;
         return Some(s);
     }
     set_spill_used(SPILL_CALLS);
