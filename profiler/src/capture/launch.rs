@@ -1,7 +1,7 @@
 //! Starts a command held at a gate, so that it can be traced from its first instruction:
 //! the child is forked, takes the user it runs as, stops itself with SIGSTOP, and executes
 //! the command once continued. Waiting at the gate makes no system call that the profiler
-//! traces. The child dies with the profiler (at the gate or later), and is forked before any
+//! traces. The child dies with the profiler while it waits at the gate, and is forked before any
 //! probe is loaded, so it never holds the probes' descriptors.
 use std::{
     ffi::CString,
@@ -170,6 +170,10 @@ impl Gated {
                 let (stage, err) = match child_setup(run_as, &groups, parent) {
                     0 => {
                         let _ = raise(Signal::SIGSTOP);
+                        // Released: the command outlives a profiler killed from now on
+                        // (untraced, as a tracer's tracee is once detached).
+                        // SAFETY: prctl is a plain system call.
+                        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0 as libc::c_ulong) };
                         let err = execvp(&args[0], &args).err().map_or(0, |e| e as i32);
                         (FAILED_EXEC, err)
                     }

@@ -99,6 +99,10 @@ static STOP: AtomicBool = AtomicBool::new(false);
 /// that a write it is blocked in is interrupted.
 static MAIN_TID: AtomicI32 = AtomicI32::new(0);
 
+/// The launched command's pid once released (0: none), which a second signal is passed on to
+/// as the first one is when the run ends.
+static COMMAND_PID: AtomicI32 = AtomicI32::new(0);
+
 /// Whether SIGINT or SIGTERM asked the run to end.
 pub fn stop_requested() -> bool {
     STOP.load(Ordering::SeqCst)
@@ -106,16 +110,20 @@ pub fn stop_requested() -> bool {
 
 extern "C" fn on_signal(sig: libc::c_int) {
     let main = MAIN_TID.load(Ordering::SeqCst);
-    // SAFETY: gettid, getpid, tgkill and _exit are async-signal-safe system calls.
+    // SAFETY: gettid, getpid, tgkill, kill and _exit are async-signal-safe system calls.
     unsafe {
         let me = libc::syscall(libc::SYS_gettid) as i32;
         if main != 0 && me != main {
             libc::syscall(libc::SYS_tgkill, libc::getpid(), main, sig);
             return;
         }
-        // The second signal ends the profiler at once; the kernel releases the probes with
-        // its descriptors, and the launched command dies with it.
+        // The second signal ends the profiler at once, passed on to the launched command; the
+        // kernel releases the probes with the profiler's descriptors.
         if STOP.swap(true, Ordering::SeqCst) {
+            let command = COMMAND_PID.load(Ordering::SeqCst);
+            if command > 0 {
+                libc::kill(command, sig);
+            }
             libc::_exit(128 + sig);
         }
     }
@@ -189,7 +197,9 @@ pub fn run(
             let pid = gated.pid();
             probes.trace_pid(pid)?;
             on_attached(&probes.hooks, &[pid]);
-            (Some(gated.release(&argv[0])?), vec![pid])
+            let running = gated.release(&argv[0])?;
+            COMMAND_PID.store(pid as i32, Ordering::SeqCst);
+            (Some(running), vec![pid])
         }
         (Target::Command(_), None) => anyhow::bail!("no command to run"),
         (Target::Pids(pids), _) => {
