@@ -1,6 +1,9 @@
 //! Records and constants shared by the kernel probes and the profiler: plain `#[repr(C)]` data,
-//! nothing else.
+//! and the one stage split ([`split_stages`]) that both sides apply to a call record.
 #![no_std]
+
+mod stages;
+pub use stages::{SplitBy, StageSplit, split_stages};
 
 /// What a ring-buffer record is; every record starts with this as a `u32`.
 #[repr(u32)]
