@@ -316,6 +316,21 @@ mod tests {
     }
 
     #[test]
+    fn users_are_found_by_name_or_uid_and_sudo_names_the_default() {
+        let root = RunAs::named("root").expect("root");
+        assert_eq!((root.uid, root.gid), (0, 0));
+        assert_eq!(RunAs::named("0").expect("uid 0").name, "root");
+        let e = RunAs::named("no-such-user-here").expect_err("unknown user");
+        assert!(
+            format!("{e:#}").contains("no user `no-such-user-here`"),
+            "{e:#}"
+        );
+        // Without SUDO_UID the command runs as the profiler's own user (the sudo user is
+        // checked by the root tests, which can take it).
+        assert_eq!(RunAs::default_for(None, None).expect("no sudo"), None);
+    }
+
+    #[test]
     fn unreleased_child_is_reaped() {
         let g = Gated::spawn(&["true".into()], None).expect("spawn");
         let pid = g.pid();
