@@ -10,7 +10,22 @@ use profiler::{
 };
 
 fn main() -> ExitCode {
-    let job = match Job::resolve(Cli::parse()) {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A usage error in one line (clap's first), exit 2; --help and --version as clap
+        // prints them.
+        Err(e) if e.use_stderr() => {
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("error: bad command line");
+            eprintln!("profiler: {first} (see --help)");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+    };
+    let job = match Job::resolve(cli) {
         Ok(j) => j,
         Err(e) => {
             eprintln!("profiler: error: {e}");
@@ -30,7 +45,7 @@ fn main() -> ExitCode {
 fn trace(plan: &Plan) -> anyhow::Result<ExitCode> {
     let mut writers = Writers::open(plan)?;
     let mut progress = None;
-    let data = capture::capture(plan, writers.csv_stream.take(), |hooks, pids| {
+    let mut data = capture::capture(plan, writers.csv_stream.take(), |hooks, pids| {
         render::banner(plan, hooks, pids, &comm);
         // A traced command may write to the terminal too: the progress line is for `-p` runs.
         progress = Some(Progress::start(matches!(
@@ -44,13 +59,22 @@ fn trace(plan: &Plan) -> anyhow::Result<ExitCode> {
         _ => None,
     };
     let found = findings::analyze(plan, &data, cpu);
-    render::render(plan, &found, &data, writers)?;
+    let failed = render::render(plan, &found, &mut data, writers)?;
+    if !failed.is_empty() {
+        for e in &failed {
+            eprintln!("profiler: error: {e:#}");
+        }
+        return Ok(ExitCode::from(OUTPUT_FAILED));
+    }
     Ok(match data.result.end {
         EndReason::CommandExited(Exit::Code(c)) => ExitCode::from(c.clamp(0, 255) as u8),
         EndReason::CommandExited(Exit::Signal(s)) => ExitCode::from(128 + (s as u8 & 0x7f)),
         EndReason::TargetsGone | EndReason::Duration | EndReason::Interrupted => ExitCode::SUCCESS,
     })
 }
+
+/// Exit status of a run that was traced and reported, but whose output could not be written.
+const OUTPUT_FAILED: u8 = 3;
 
 /// The command name of a running process.
 fn comm(pid: u32) -> String {

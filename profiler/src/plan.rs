@@ -10,7 +10,10 @@ pub mod target;
 
 use std::{path::PathBuf, time::Duration};
 
-use crate::{capture::session::Target, syscalls::Call};
+use crate::{
+    capture::{launch::RunAs, session::Target},
+    syscalls::Call,
+};
 
 /// Largest ring buffer the profiler asks the kernel for.
 pub const MAX_RINGBUF_BYTES: u32 = 1 << 30;
@@ -188,6 +191,8 @@ pub struct Plan {
     pub label: String,
     /// Outputs, checked, not opened.
     pub outputs: Outputs,
+    /// The user a launched command runs as (`None`: the profiler's own).
+    pub run_as: Option<RunAs>,
 }
 
 /// What the command line asks for.
@@ -267,6 +272,17 @@ impl Plan {
         };
         show.sort();
         show.dedup();
+        let run_as = match &cli.user {
+            Some(u) => Some(RunAs::named(u)),
+            None => RunAs::default_for(
+                std::env::var("SUDO_UID").ok().as_deref(),
+                std::env::var("SUDO_GID").ok().as_deref(),
+            )
+            .transpose(),
+        }
+        .transpose()
+        .map_err(|e| PlanError::Usage(format!("{e:#}")))?
+        .filter(|_| matches!(target, Target::Command(_)));
         let label = cli.label.clone().unwrap_or_else(|| match &target {
             Target::Command(argv) => run_label(argv),
             Target::Pids(p) => format!(
@@ -289,6 +305,7 @@ impl Plan {
             show,
             label,
             outputs,
+            run_as,
         })
     }
 

@@ -66,6 +66,7 @@ fn run_with(tag: &str, args: &[&str], load: LoadOptions, under_shell: bool) -> (
         target: Target::Command(argv),
         load,
         duration: Some(std::time::Duration::from_secs(60)),
+        run_as: None,
     };
     let mut calls = Vec::new();
     let r = session::run(&opts, &mut calls, |_, _| {}).expect("profiler run");

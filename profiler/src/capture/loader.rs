@@ -168,6 +168,13 @@ impl Probes {
             probe_common::THREAD_SLOTS,
             opts.thread_slots
         );
+        // The plan checks this too; the loader holds to it whoever calls it.
+        anyhow::ensure!(
+            opts.ringbuf_bytes <= crate::plan::MAX_RINGBUF_BYTES,
+            "--ringbuf-size must be at most {} bytes (1 GiB), not {}",
+            crate::plan::MAX_RINGBUF_BYTES,
+            opts.ringbuf_bytes
+        );
         crate::plan::privilege::check()?;
         ensure_tracefs()?;
         let stats = opts

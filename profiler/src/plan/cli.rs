@@ -26,8 +26,9 @@ EXAMPLES:
 
 EXIT STATUS:
   with -- COMMAND: the command's own status (128+N when signal N killed it); with -p or
-  --compare: 0; 2: a usage or set-up error (nothing was attached and no file was changed), or
-  an output that could not be written.";
+  --compare: 0; 2: a usage or set-up error (nothing was attached and no file was changed);
+  3: the run was traced and reported, but an output could not be written; 128+N: a second
+  SIGINT or SIGTERM (signal N) ended the profiler at once.";
 
 /// What the kernel does per call, as asked on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -160,6 +161,11 @@ pub struct Cli {
     /// files written with --movement-json) side by side.
     #[arg(long, value_name = "FILE,…", value_delimiter = ',', conflicts_with_all = ["pid", "command"])]
     pub compare: Vec<PathBuf>,
+
+    /// Run the command as USER (a name or uid). Under sudo the command runs as the user who
+    /// ran sudo unless `--user root` is given.
+    #[arg(short, long, value_name = "USER", requires = "command")]
+    pub user: Option<String>,
 
     /// The command to start and trace.
     #[arg(last = true, value_name = "COMMAND")]

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::{
+    collections::BTreeSet,
     io::{BufRead, BufReader, Read},
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Output, Stdio},
@@ -320,6 +321,7 @@ pub fn trace_command(
             ..LoadOptions::default()
         },
         duration: Some(Duration::from_secs(60)),
+        run_as: None,
     };
     let mut calls = Vec::new();
     let r = session::run(&opts, &mut calls, |_, _| {}).expect("profiling run");
@@ -330,4 +332,33 @@ pub fn trace_command(
     );
     assert_eq!(r.lost, 0, "`{what}`: records lost");
     (calls, r)
+}
+
+/// Ids of every BPF program and link loaded in the kernel.
+pub fn kernel_ids() -> (BTreeSet<u32>, BTreeSet<u32>) {
+    let progs = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .map(|p| p.id())
+        .collect();
+    let links = aya::programs::loaded_links()
+        .filter_map(Result::ok)
+        .map(|l| l.id())
+        .collect();
+    (progs, links)
+}
+
+/// The flood for `duration` under the profiler, its CSV streamed to `csv` as calls arrive
+/// (`--bounded`: a flood makes far more calls than a run should keep).
+pub fn flood_into(csv: &Path, duration: &str) -> Running {
+    let wl = workloads_bin();
+    Running::start(&[
+        std::ffi::OsStr::new("--bounded"),
+        std::ffi::OsStr::new("--csv"),
+        csv.as_os_str(),
+        std::ffi::OsStr::new("--"),
+        wl.as_os_str(),
+        std::ffi::OsStr::new("flood"),
+        std::ffi::OsStr::new("--duration"),
+        std::ffi::OsStr::new(duration),
+    ])
 }
