@@ -11,6 +11,7 @@ pub mod models;
 pub mod net;
 pub mod overhead;
 pub mod splice;
+pub mod spread;
 pub mod transfer;
 pub mod truncate;
 pub mod truth;
