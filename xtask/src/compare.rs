@@ -309,24 +309,26 @@ impl Grid {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Change {
-    /// Down to under 5% of the baseline.
+    /// Down to under 5% of the baseline's median.
     Gone,
-    /// Lower in every round than in any of the baseline's, by more than 10% at the median.
+    /// A median more than 20% lower.
     Lower,
-    /// Within the rounds' spread, or within 10%.
+    /// Medians within 20% of each other: not a change that rounds on a shared machine show
+    /// again and again.
     Same,
-    /// Higher in every round than in any of the baseline's, by more than 10% at the median.
+    /// A median more than 25% higher (the inverse of 20% lower).
     Higher,
 }
 
 impl Change {
-    /// How `m` compares with `base`.
+    /// How `m` compares with `base`, by their medians.
     pub fn of(base: Spread, m: Spread) -> Self {
-        if base.median > 0.0 && m.median < 0.05 * base.median {
+        let (b, x) = (base.median, m.median);
+        if b > 0.0 && x < 0.05 * b {
             Self::Gone
-        } else if m.max < base.min && m.median < 0.9 * base.median {
+        } else if x < 0.8 * b {
             Self::Lower
-        } else if m.min > base.max && m.median > 1.1 * base.median {
+        } else if x > 1.25 * b {
             Self::Higher
         } else {
             Self::Same
@@ -347,8 +349,8 @@ pub struct Verdict {
     pub sender_cpu: Change,
     /// Throughput.
     pub throughput: Change,
-    /// The receiver was on CPU most (≥ 60%) of the transfer in both methods' median rounds:
-    /// its own copy sets the pace.
+    /// In both methods the receiver spent more time on CPU in its calls than the sender in
+    /// its own (medians): the receiver's copy, not the sender, sets the pace.
     pub receiver_bound: bool,
     /// The verdict in words.
     pub line: String,
@@ -358,7 +360,7 @@ pub struct Verdict {
 fn said(c: Change, base: Spread, m: Spread, f: fn(f64) -> String) -> String {
     let how = match c {
         Change::Gone => "gone".to_string(),
-        Change::Same => "about the same".to_string(),
+        Change::Same => "within 20%".to_string(),
         Change::Lower | Change::Higher => {
             format!("{:+.0}%", 100.0 * (m.median - base.median) / base.median)
         }
@@ -373,26 +375,29 @@ pub fn verdict(base: &MethodRuns, m: &MethodRuns) -> Verdict {
     let (copies, cp) = ch(|r| r.sender_copy_ns);
     let (sender_cpu, sc) = ch(|r| r.sender_oncpu_ns);
     let (throughput, tp) = ch(|r| r.mib_s);
-    let busy = |x: &MethodRuns| x.spread(|r| r.receiver_busy).median;
-    let receiver_bound = busy(base) >= 0.6 && busy(m) >= 0.6;
+    let oncpu = |x: &MethodRuns, f: fn(&RunNumbers) -> f64| x.spread(f).median;
+    let (recv, send) = (
+        |x: &MethodRuns| oncpu(x, |r| r.receiver_oncpu_ns),
+        |x: &MethodRuns| oncpu(x, |r| r.sender_oncpu_ns),
+    );
+    let receiver_bound = recv(base) > send(base) && recv(m) > send(m);
     let rate = |x: &MethodRuns| count(x.spread(tp).median);
     let pace = match (throughput, receiver_bound) {
         (Change::Same, true) => format!(
-            "throughput does not change ({} vs {} MiB/s, within the rounds' spread): on loopback \
-             the receiver's own copy bounds both (its recvfrom is on CPU {} and {} of the transfer)",
+            "throughput does not change ({} vs {} MiB/s, medians within 20%): on loopback the \
+             receiver's own copy bounds both (its recvfrom is on CPU {} and {} ms per GiB, more \
+             than either sender's calls: {} and {} ms)",
             rate(base),
             rate(m),
-            pct(busy(base)),
-            pct(busy(m))
+            ms(recv(base)),
+            ms(recv(m)),
+            ms(send(base)),
+            ms(send(m))
         ),
         (Change::Same, false) => format!(
-            "throughput does not change ({} vs {} MiB/s, within the rounds' spread); the \
-             receiver was on CPU for only {} and {} of the transfer: waiting for a CPU (other \
-             load) or the network path sets the pace, not the sender's copies",
+            "throughput does not change ({} vs {} MiB/s, medians within 20%)",
             rate(base),
-            rate(m),
-            pct(busy(base)),
-            pct(busy(m))
+            rate(m)
         ),
         (c, _) => format!(
             "throughput {}",
@@ -474,7 +479,7 @@ mod tests {
                     sender_user_bytes: user,
                     sender_copy_ns: copy,
                     sender_oncpu_ns: copy * 1.5,
-                    receiver_busy: 0.9,
+                    receiver_oncpu_ns: 700e6,
                     ..RunNumbers::default()
                 })
                 .collect(),
