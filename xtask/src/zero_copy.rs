@@ -123,10 +123,25 @@ impl Plan {
         let file = take_option(&mut target, "--file").map(PathBuf::from);
         let cold = target.iter().any(|a| a == "--cold");
         // Made before anything is traced: no run ever pays for the making.
+        let existed = match &file {
+            Some(f) => f.exists(),
+            None => files::cached_file(size)?.exists(),
+        };
         let file = files::ensure_file(file.as_deref(), size)?;
         if !cold {
             files::warm(&file)?;
         }
+        eprintln!(
+            "xtask: the file to move: {} ({}, {}{}); nothing traced yet",
+            file.display(),
+            fmt_bytes(size),
+            if existed { "already there" } else { "made now" },
+            if cold {
+                ", dropped from the page cache by every run"
+            } else {
+                ", read into the page cache"
+            }
+        );
         target.extend([
             "--file".to_string(),
             file.display().to_string(),
