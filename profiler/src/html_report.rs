@@ -87,11 +87,18 @@ impl Run {
         ]
     }
 
-    /// Per-call latencies (total), grouped by call kind: only the kinds that moved data (the
-    /// dynamic loader's mmap, munmap and the like are left out).
+    /// Per-call latencies (total), grouped by call kind: only the kinds that moved data and
+    /// that the workload makes itself (its ground truth names them), so that the dynamic
+    /// loader's mmap, munmap, reads of libraries and the writing of the truth are left out.
     pub fn latencies(&self) -> Vec<(String, Vec<u64>)> {
+        let own: std::collections::HashSet<&str> =
+            self.truth.calls.iter().map(|c| c.call.as_str()).collect();
         let mut g: BTreeMap<String, (bool, Vec<u64>)> = BTreeMap::new();
-        for r in &self.rows {
+        for r in self
+            .rows
+            .iter()
+            .filter(|r| own.is_empty() || own.contains(r.call.as_str()))
+        {
             let e = g.entry(label(r)).or_default();
             e.0 |= r.bytes > 0 || r.sent_bytes > 0;
             e.1.push(r.total_ns);
@@ -305,6 +312,21 @@ mod tests {
         let names: Vec<_> = lat.iter().map(|(n, _)| n.as_str()).collect();
         // The pipe read moved no byte: not plotted.
         assert_eq!(names, ["recvfrom socket", "splice file→pipe"]);
+        // A workload that times only its receives: its other calls are not its own.
+        let mut own = r.clone();
+        own.truth.calls = vec![workloads::truth::CallTruth {
+            call: "recvfrom".into(),
+            tid: 1,
+            fd: 3,
+            before_ns: 0,
+            after_ns: 1,
+            ret: 1,
+        }];
+        let lat = own.latencies();
+        assert_eq!(
+            lat.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+            ["recvfrom socket"]
+        );
     }
 
     #[test]

@@ -27,7 +27,9 @@ const USER_CODE: &str = "user code";
 #[derive(Debug, Deserialize)]
 struct CallCost {
     label: String,
+    user_memory: bool,
     calls: u64,
+    bytes: u64,
     oncpu_ns: u64,
 }
 
@@ -35,9 +37,6 @@ struct CallCost {
 #[derive(Debug, Deserialize)]
 struct Movement {
     bytes: u64,
-    span_ns: u64,
-    user_reads: u64,
-    user_writes: u64,
     user_receives: u64,
     by_call: Vec<CallCost>,
 }
@@ -53,9 +52,10 @@ fn is_sender_call(m: Method, label: &str) -> bool {
 /// One traced run of one method, per GiB moved where it says so.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunNumbers {
-    /// First data-moving call's entry to the last one's exit, MiB/s.
+    /// Bytes moved over the workload's own wall time of the transfer, MiB/s.
     pub mib_s: f64,
-    /// Bytes the sender read into or wrote from its own memory, per GiB.
+    /// Bytes the sender read into or wrote from its own memory with its calls, per GiB
+    /// (`NaN`, written `null`: not seen, because io_uring requests move them).
     pub sender_user_bytes: f64,
     /// The sender's time in kernel copy routines (copy samples / rate), ns per GiB.
     pub sender_copy_ns: f64,
@@ -69,14 +69,15 @@ pub struct RunNumbers {
     pub receiver_copy_ns: f64,
     /// The receiver's time on CPU inside `recvfrom`, ns per GiB.
     pub receiver_oncpu_ns: f64,
-    /// The receiver's time on CPU over the transfer time (1: always busy).
+    /// The receiver's time on CPU in `recvfrom` over the transfer time (1: always busy).
     pub receiver_busy: f64,
     /// CPU samples of the run, all threads, in calls or not.
     pub samples: f64,
 }
 
-/// Samples of a folded-stack file: (all, in the sender's copy routines, in the receiver's).
-fn copy_samples(folded: &str) -> (u64, u64, u64) {
+/// Samples of a folded-stack file: (all, in copy routines under the sender's calls of `m`,
+/// under the receiver's).
+fn copy_samples(m: Method, folded: &str) -> (u64, u64, u64) {
     let (mut all, mut sender, mut receiver) = (0, 0, 0);
     for line in folded.lines() {
         let Some((stack, n)) = line.rsplit_once(' ') else {
@@ -93,7 +94,7 @@ fn copy_samples(folded: &str) -> (u64, u64, u64) {
         if classify::classify_stack(frames[2..].iter().rev().copied()).is_copy() {
             if frames[0] == RECEIVER {
                 receiver += n;
-            } else {
+            } else if is_sender_call(m, frames[0]) {
                 sender += n;
             }
         }
@@ -102,30 +103,40 @@ fn copy_samples(folded: &str) -> (u64, u64, u64) {
 }
 
 impl RunNumbers {
-    /// The numbers of a run of `m` from its `--movement-json` text and folded stacks sampled
-    /// at `hz`.
-    pub fn read(m: Method, movement_json: &str, folded: &str, hz: u64) -> anyhow::Result<Self> {
+    /// The numbers of a run of `m` from its `--movement-json` text, its folded stacks sampled
+    /// at `hz`, and the workload's own wall time of the transfer.
+    pub fn read(
+        m: Method,
+        movement_json: &str,
+        folded: &str,
+        hz: u64,
+        wall_ns: u64,
+    ) -> anyhow::Result<Self> {
         let mv: Movement = serde_json::from_str(movement_json)?;
-        anyhow::ensure!(mv.bytes > 0, "the run moved no data");
+        anyhow::ensure!(mv.bytes > 0 && wall_ns > 0, "the run moved no data");
         let per_gib = |v: f64| v * GIB / mv.bytes as f64;
         let sum = |f: &dyn Fn(&CallCost) -> bool, g: fn(&CallCost) -> u64| {
             mv.by_call.iter().filter(|c| f(c)).map(g).sum::<u64>() as f64
         };
         let sender = |c: &CallCost| is_sender_call(m, &c.label);
         let receiver = |c: &CallCost| c.label == RECEIVER;
-        let (all, s_copy, r_copy) = copy_samples(folded);
+        let (all, s_copy, r_copy) = copy_samples(m, folded);
+        let user = |c: &CallCost| sender(c) && c.user_memory;
         let ns_per_sample = 1e9 / hz.max(1) as f64;
         let receiver_oncpu = sum(&receiver, |c| c.oncpu_ns);
         Ok(Self {
-            mib_s: mv.bytes as f64 / (1 << 20) as f64 / (mv.span_ns.max(1) as f64 / 1e9),
-            sender_user_bytes: per_gib((mv.user_reads + mv.user_writes) as f64),
+            mib_s: mv.bytes as f64 / (1 << 20) as f64 / (wall_ns as f64 / 1e9),
+            sender_user_bytes: match m {
+                Method::IoUring => f64::NAN,
+                _ => per_gib(sum(&user, |c| c.bytes)),
+            },
             sender_copy_ns: per_gib(s_copy as f64 * ns_per_sample),
             sender_calls: per_gib(sum(&sender, |c| c.calls)),
             sender_oncpu_ns: per_gib(sum(&sender, |c| c.oncpu_ns)),
             receiver_user_bytes: per_gib(mv.user_receives as f64),
             receiver_copy_ns: per_gib(r_copy as f64 * ns_per_sample),
             receiver_oncpu_ns: per_gib(receiver_oncpu),
-            receiver_busy: receiver_oncpu / mv.span_ns.max(1) as f64,
+            receiver_busy: receiver_oncpu / wall_ns as f64,
             samples: all as f64,
         })
     }
@@ -184,7 +195,11 @@ type Row = (
 );
 
 fn bytes(v: f64) -> String {
-    fmt_bytes(v.round() as u64)
+    if v.is_nan() {
+        "n/a".into()
+    } else {
+        fmt_bytes(v.round() as u64)
+    }
 }
 fn count(v: f64) -> String {
     format!("{v:.0}")
@@ -309,6 +324,8 @@ impl Grid {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Change {
+    /// One side was not measured.
+    Unmeasured,
     /// Down to under 5% of the baseline's median.
     Gone,
     /// A median more than 20% lower.
@@ -324,7 +341,9 @@ impl Change {
     /// How `m` compares with `base`, by their medians.
     pub fn of(base: Spread, m: Spread) -> Self {
         let (b, x) = (base.median, m.median);
-        if b > 0.0 && x < 0.05 * b {
+        if b.is_nan() || x.is_nan() {
+            Self::Unmeasured
+        } else if b > 0.0 && x < 0.05 * b {
             Self::Gone
         } else if x < 0.8 * b {
             Self::Lower
@@ -359,6 +378,9 @@ pub struct Verdict {
 /// A change in words with its medians: `2.0 GiB → 0 B (gone)`.
 fn said(c: Change, base: Spread, m: Spread, f: fn(f64) -> String) -> String {
     let how = match c {
+        Change::Unmeasured => {
+            return "not seen by the profiler (io_uring requests move them)".into();
+        }
         Change::Gone => "gone".to_string(),
         Change::Same => "within 20%".to_string(),
         Change::Lower | Change::Higher => {
@@ -429,14 +451,22 @@ pub fn verdict(base: &MethodRuns, m: &MethodRuns) -> Verdict {
 mod tests {
     use super::*;
 
-    fn movement(bytes: u64, reads: u64, writes: u64, calls: &[(&str, u64, u64)]) -> String {
+    /// A `--movement-json` text: bytes moved, then per call label (calls, on-CPU ns, bytes
+    /// through user memory).
+    fn movement(bytes: u64, calls: &[(&str, u64, u64, u64)]) -> String {
         let by_call: Vec<String> = calls
             .iter()
-            .map(|(l, n, ns)| format!(r#"{{"label":"{l}","calls":{n},"oncpu_ns":{ns},"bytes":0}}"#))
+            .map(|(l, n, ns, user)| {
+                format!(
+                    r#"{{"label":"{l}","calls":{n},"oncpu_ns":{ns},"bytes":{user},
+                    "user_memory":{}}}"#,
+                    *user > 0
+                )
+            })
             .collect();
         format!(
-            r#"{{"label":"x","bytes":{bytes},"span_ns":1000000000,"user_reads":{reads},
-            "user_writes":{writes},"user_receives":{bytes},"by_call":[{}]}}"#,
+            r#"{{"label":"x","bytes":{bytes},"span_ns":1,"user_receives":{bytes},
+            "by_call":[{}]}}"#,
             by_call.join(",")
         )
     }
@@ -446,28 +476,39 @@ mod tests {
         let gib = 1u64 << 30;
         let json = movement(
             gib,
-            gib,
-            gib,
             &[
-                ("read file", 10, 100),
-                ("write socket", 20, 200),
-                ("recvfrom socket", 30, 800),
-                ("mmap", 5, 7),
+                ("read file", 10, 100, gib),
+                ("write socket", 20, 200, gib),
+                ("recvfrom socket", 30, 800, gib),
+                ("mmap", 5, 7, 0),
             ],
         );
         let folded = "read file;copy;__libc_read;ksys_read;_copy_to_user;rep_movs_alternative 7\n\
                       write socket;copy;tcp_sendmsg;_copy_from_iter 3\n\
                       recvfrom socket;copy;skb_copy_datagram_iter 5\n\
                       recvfrom socket;wait;schedule 2\n\
+                      mmap;copy;_copy_to_user 1\n\
                       user code;user;main 4\n";
-        let r = RunNumbers::read(Method::ReadWrite, &json, folded, 1000).expect("read");
+        let r =
+            RunNumbers::read(Method::ReadWrite, &json, folded, 1000, 1_000_000_000).expect("read");
         assert_eq!(r.sender_calls, 30.0, "the loader's mmap is neither side's");
         assert_eq!((r.sender_oncpu_ns, r.receiver_oncpu_ns), (300.0, 800.0));
         assert_eq!(r.sender_user_bytes, 2.0 * gib as f64);
         // 10 copy samples at 1 kHz: 10 ms; 5 for the receiver.
         assert_eq!((r.sender_copy_ns, r.receiver_copy_ns), (10e6, 5e6));
-        assert_eq!((r.samples, r.mib_s), (21.0, 1024.0));
-        assert!(RunNumbers::read(Method::ReadWrite, "{}", "", 1).is_err());
+        assert_eq!((r.samples, r.mib_s), (22.0, 1024.0));
+        assert!(RunNumbers::read(Method::ReadWrite, "{}", "", 1, 1).is_err());
+        // io_uring moves the bytes in requests: not seen, and said so.
+        let u = RunNumbers::read(Method::IoUring, &json, "", 1000, 1).expect("read");
+        assert!(u.sender_user_bytes.is_nan());
+        let one = |r: RunNumbers| MethodRuns {
+            name: "m".into(),
+            runs: vec![r],
+        };
+        let v = verdict(&one(r), &one(u));
+        assert_eq!(v.user_memory, Change::Unmeasured);
+        assert!(v.line.contains("not seen by the profiler"), "{}", v.line);
+        assert!(grid(&[one(u)]).text().contains("n/a"));
     }
 
     fn runs(name: &str, user: f64, copy: f64, mib_s: &[f64]) -> MethodRuns {

@@ -9,13 +9,23 @@ use std::{
 
 use anyhow::Context as _;
 use serde::Serialize;
-use workloads::{clock::fmt_bytes, files, methods::Method};
+use workloads::{clock::fmt_bytes, files, methods::Method, truth::Truth};
 
 use crate::compare::{self, MethodRuns, RunNumbers, Verdict};
 
-/// CPU samples a second per CPU unless `--freq` is given: a 256 MiB transfer takes a few tenths
-/// of a second here, so this gives some thousands of samples, enough to count the copies.
+/// CPU samples a second per CPU for a 256 MiB file unless `--freq` is given: its transfer
+/// takes a few tenths of a second here, so this gives some hundreds of samples, enough to count
+/// the copies. A smaller file is sampled faster, up to [`MAX_HZ`].
 const DEFAULT_HZ: u64 = 4999;
+/// The fastest default rate (the kernel's limit is usually 100000; each sample costs the
+/// traced threads a few microseconds).
+const MAX_HZ: u64 = 19_999;
+
+/// The sampling rate for a file of `size` bytes: about as many samples as 256 MiB at
+/// [`DEFAULT_HZ`].
+fn default_hz(size: u64) -> u64 {
+    (DEFAULT_HZ * (256 << 20) / size.max(1)).clamp(DEFAULT_HZ, MAX_HZ)
+}
 /// Fewer samples than this in a run: the copy counts are too coarse to trust.
 const MIN_SAMPLES: f64 = 200.0;
 /// Rounds unless `--rounds` is given.
@@ -91,14 +101,14 @@ impl Plan {
                 "{o}: the comparison writes its own for every run; see the folder it prints"
             );
         }
-        let hz = match take_option(&mut prof, "--freq") {
-            Some(v) => v
-                .parse::<u64>()
-                .ok()
-                .filter(|&h| h > 0)
-                .with_context(|| format!("--freq {v}: give samples a second, at least 1"))?,
-            None => DEFAULT_HZ,
-        };
+        let hz = take_option(&mut prof, "--freq")
+            .map(|v| {
+                v.parse::<u64>()
+                    .ok()
+                    .filter(|&h| h > 0)
+                    .with_context(|| format!("--freq {v}: give samples a second, at least 1"))
+            })
+            .transpose()?;
         let mut outputs = Vec::new();
         for o in USER_OUTPUTS {
             if let Some(v) = take_option(&mut prof, o) {
@@ -120,6 +130,7 @@ impl Plan {
             Some(s) => files::parse_size(&s).map_err(anyhow::Error::msg)?,
             None => 256 << 20,
         };
+        let hz = hz.unwrap_or_else(|| default_hz(size));
         let file = take_option(&mut target, "--file").map(PathBuf::from);
         let cold = target.iter().any(|a| a == "--cold");
         // Made before anything is traced: no run ever pays for the making.
@@ -198,6 +209,8 @@ impl Plan {
             .arg(self.bin.join("workloads"))
             .arg(m.name())
             .args(&self.target)
+            .arg("--truth")
+            .arg(stem.with_extension("truth.json"))
             .stdout(out.try_clone()?)
             .stderr(out);
         let status = cmd.status().context("failed to start the profiler")?;
@@ -210,7 +223,8 @@ impl Plan {
         let read = |p: &Path| {
             std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
         };
-        RunNumbers::read(m, &read(&json)?, &read(&folded)?, self.hz)
+        let truth = Truth::read(&stem.with_extension("truth.json"))?;
+        RunNumbers::read(m, &read(&json)?, &read(&folded)?, self.hz, truth.wall_ns)
             .with_context(|| format!("{} is not a data-movement summary", json.display()))
     }
 
@@ -374,5 +388,9 @@ mod tests {
         assert_eq!(compared_method("splice"), Some(Method::Splice));
         assert_eq!(compared_method("read-write"), None);
         assert_eq!(compared_method("blocking"), None);
+        assert_eq!(default_hz(256 << 20), DEFAULT_HZ);
+        assert_eq!(default_hz(64 << 20), 19_996);
+        assert_eq!(default_hz(1 << 20), MAX_HZ);
+        assert_eq!(default_hz(4 << 30), DEFAULT_HZ);
     }
 }
