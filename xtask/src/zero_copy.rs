@@ -79,6 +79,8 @@ pub(crate) struct Plan {
     prof: Vec<String>,
     /// The user's output options, for the first run of the first method only.
     outputs: Vec<String>,
+    /// Where the user asked for the workload's truth (of that same run).
+    truth: Option<PathBuf>,
     /// Workload options for every run (`--file`, `--size` included).
     target: Vec<String>,
     /// Where `finish` writes the numbers and the verdicts as JSON.
@@ -116,7 +118,7 @@ impl Plan {
             }
         }
         let mut target = target.to_vec();
-        take_option(&mut target, "--truth");
+        let truth = take_option(&mut target, "--truth").map(PathBuf::from);
         let rounds = match take_option(&mut target, "--rounds") {
             Some(v) => v
                 .parse::<usize>()
@@ -172,6 +174,7 @@ impl Plan {
             hz,
             prof,
             outputs,
+            truth,
             target,
             comparison_json,
         })
@@ -239,7 +242,13 @@ impl Plan {
             .collect();
         for round in 1..=self.rounds {
             for (i, &m) in methods.iter().enumerate() {
-                let r = self.run(m, round, round == 1 && i == 0)?;
+                let first = round == 1 && i == 0;
+                let r = self.run(m, round, first)?;
+                if let (true, Some(to)) = (first, &self.truth) {
+                    let from = self.dir.join(format!("{}-1.truth.json", m.name()));
+                    std::fs::copy(&from, to)
+                        .with_context(|| format!("cannot write {}", to.display()))?;
+                }
                 eprintln!(
                     "xtask: round {round}/{}: {:<16} {:>5.0} MiB/s, {:.0} CPU samples",
                     self.rounds,
