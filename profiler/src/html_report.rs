@@ -87,9 +87,10 @@ impl Run {
         ]
     }
 
-    /// Per-call latencies (total), grouped by call kind: only the kinds that moved data and
-    /// that the workload makes itself (its ground truth names them), so that the dynamic
-    /// loader's mmap, munmap, reads of libraries and the writing of the truth are left out.
+    /// Per-call latencies (total), grouped by call kind: only the kinds that moved data, and
+    /// on plain files only the calls the workload times itself (its ground truth names them),
+    /// so that the dynamic loader's mmap, munmap and reads of libraries, and the writing of the
+    /// truth, are left out.
     pub fn latencies(&self) -> Vec<(String, Vec<u64>)> {
         let own: std::collections::HashSet<&str> =
             self.truth.calls.iter().map(|c| c.call.as_str()).collect();
@@ -97,7 +98,7 @@ impl Run {
         for r in self
             .rows
             .iter()
-            .filter(|r| own.is_empty() || own.contains(r.call.as_str()))
+            .filter(|r| r.fd_kind != "file" || own.is_empty() || own.contains(r.call.as_str()))
         {
             let e = g.entry(label(r)).or_default();
             e.0 |= r.bytes > 0 || r.sent_bytes > 0;
@@ -312,7 +313,7 @@ mod tests {
         let names: Vec<_> = lat.iter().map(|(n, _)| n.as_str()).collect();
         // The pipe read moved no byte: not plotted.
         assert_eq!(names, ["recvfrom socket", "splice file→pipe"]);
-        // A workload that times only its receives: its other calls are not its own.
+        // A workload that times only its receives: its other calls on files are not its own.
         let mut own = r.clone();
         own.truth.calls = vec![workloads::truth::CallTruth {
             call: "recvfrom".into(),
