@@ -1,8 +1,9 @@
 //! Root tests of tracing programs the profiler did not start: attach by pid to a running
 //! Python program (its threads and the children it forks included), while an identical
 //! program runs beside it untraced; and a real server from the distribution (nginx) under
-//! load, its bytes matched to what its clients received. Built only with the `root-tests`
-//! feature (`cargo xtask test` turns it on); there, a test that cannot run fails.
+//! load, its bytes matched to what its clients received; a receiver asleep in a call at
+//! attach, that call counted. Built only with the `root-tests` feature (`cargo xtask test`
+//! turns it on); there, a test that cannot run fails.
 #![cfg(feature = "root-tests")]
 
 use std::{
@@ -11,11 +12,11 @@ use std::{
     process::{Child, ChildStderr, Command, Stdio},
 };
 
-use profiler::export::CallRow;
+use profiler::render::export::CallRow;
 
 fn assert_root() {
     assert!(
-        profiler::privilege::missing().is_empty(),
+        profiler::plan::privilege::missing().is_empty(),
         "root tests need root (or CAP_BPF + CAP_PERFMON): run `sudo cargo xtask test`"
     );
 }
@@ -157,6 +158,7 @@ struct Attached {
 
 fn attach(pids: &str, csv: &Path, calls: &str) -> Attached {
     let mut child = Command::new(env!("CARGO_BIN_EXE_profiler"))
+        .arg("-v")
         .args(["-p", pids, "--calls", calls, "-d", "60s", "--csv"])
         .arg(csv)
         .stdout(Stdio::piped())
@@ -188,7 +190,7 @@ impl Attached {
             "profiler failed:\n{}{rest}",
             self.banner
         );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        String::from_utf8_lossy(&out.stderr).into_owned()
     }
 }
 
@@ -314,6 +316,7 @@ fn bad_pids_fail_with_the_reason() {
     assert_root();
     let run = |pid: &str| {
         let out = Command::new(env!("CARGO_BIN_EXE_profiler"))
+            .arg("-v")
             .args(["-p", pid, "-d", "1s"])
             .output()
             .expect("run profiler");
@@ -325,7 +328,7 @@ fn bad_pids_fail_with_the_reason() {
     assert!(run("2").contains("kernel thread"));
     let mut zombie = Command::new("true").spawn().expect("spawn");
     let zpid = zombie.id();
-    while profiler::target::alive(zpid) {
+    while profiler::plan::target::alive(zpid) {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     assert!(run(&zpid.to_string()).contains("is a zombie"));
@@ -558,6 +561,7 @@ fn descriptor_classes_survive_exit_and_reuse() {
     let (dir, script, file) = setup("classes", CLASSES, 4096);
     let csv = dir.join("calls.csv");
     let out = Command::new(env!("CARGO_BIN_EXE_profiler"))
+        .arg("-v")
         .args(["--calls", "read,recvfrom", "--csv"])
         .arg(&csv)
         .arg("--")
@@ -600,5 +604,102 @@ fn descriptor_classes_survive_exit_and_reuse() {
     };
     assert_eq!((recv("unix"), recv("udp")), (11, 13));
     assert!(rows.iter().all(|r| r.fd_class != "unknown"), "{rows:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A paced receiver: a thread sends MSGS messages of 64 bytes, one every 300 ms, over TCP
+/// loopback; the main thread receives them with `recvfrom` and, at the end, prints one line
+/// per call: `call BEFORE_NS AFTER_NS RET` (CLOCK_MONOTONIC, as the probes read it).
+const PACED: &str = r#"
+import socket, sys, threading, time
+msgs = int(sys.argv[1])
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(1)
+def send():
+    s = socket.create_connection(listener.getsockname())
+    for _ in range(msgs):
+        time.sleep(0.3)
+        s.sendall(b"m" * 64)
+    s.close()
+threading.Thread(target=send).start()
+conn, _ = listener.accept()
+print("ready", flush=True)
+calls = []
+while True:
+    before = time.monotonic_ns()
+    b = conn.recv(64)
+    calls.append((before, time.monotonic_ns(), len(b)))
+    if not b:
+        break
+for c in calls:
+    print("call", *c)
+"#;
+
+#[test]
+fn a_call_in_flight_at_attach_is_counted_with_its_start_unknown() {
+    let (dir, script, _) = setup("inflight", PACED, 0);
+    let mut receiver = Command::new("python3")
+        .arg(&script)
+        .arg("8")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run python3");
+    let mut out = BufReader::new(receiver.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("ready line");
+    assert_eq!(line.trim(), "ready");
+    // Attach while the receiver sleeps in recvfrom, waiting for a message.
+    std::thread::sleep(std::time::Duration::from_millis(450));
+    let csv = dir.join("calls.csv");
+    let prof = attach(&receiver.id().to_string(), &csv, "recvfrom");
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut out, &mut text).expect("receiver output");
+    assert!(receiver.wait().expect("receiver").success());
+    prof.finish();
+    let truth: Vec<(u64, u64, u64)> = text
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<u64> = l
+                .strip_prefix("call ")?
+                .split(' ')
+                .map(|v| v.parse().expect("number"))
+                .collect();
+            Some((f[0], f[1], f[2]))
+        })
+        .collect();
+    let rows: Vec<CallRow> = rows(&csv)
+        .into_iter()
+        .filter(|r| r.call == "recvfrom" && r.fd_class == "tcp")
+        .collect();
+    let unknown: Vec<&CallRow> = rows.iter().filter(|r| !r.start_known).collect();
+    assert_eq!(
+        unknown.len(),
+        1,
+        "the receiver was asleep in recvfrom at attach: one call of unknown start: {rows:?}"
+    );
+    let attach_ns = unknown[0].start_ns;
+    assert!(
+        truth
+            .iter()
+            .any(|&(before, after, _)| before < attach_ns && after > attach_ns),
+        "the call of unknown start began before the run and ended after: {truth:?}"
+    );
+    assert!(
+        rows.iter()
+            .filter(|r| r.start_known)
+            .all(|r| r.start_ns > attach_ns),
+        "{rows:?}"
+    );
+    // Every call that ended after tracing began is counted, with its bytes.
+    let ended_after: Vec<&(u64, u64, u64)> = truth
+        .iter()
+        .filter(|&&(_, after, _)| after > attach_ns)
+        .collect();
+    assert_eq!(rows.len(), ended_after.len(), "{rows:?}\n{truth:?}");
+    assert_eq!(
+        rows.iter().map(|r| r.bytes).sum::<u64>(),
+        ended_after.iter().map(|c| c.2).sum::<u64>()
+    );
     let _ = std::fs::remove_dir_all(dir);
 }

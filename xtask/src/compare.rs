@@ -10,7 +10,7 @@ use workloads::{
 
 /// The profiler's sorting of kernel functions into copy routines and other work, compiled here
 /// from its one source so that both count a copy sample alike.
-#[path = "../../profiler/src/classify.rs"]
+#[path = "../../profiler/src/analyze/classify.rs"]
 #[allow(dead_code)]
 mod classify;
 
