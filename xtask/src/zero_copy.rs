@@ -227,8 +227,14 @@ impl Plan {
             std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
         };
         let truth = Truth::read(&stem.with_extension("truth.json"))?;
-        RunNumbers::read(m, &read(&json)?, &read(&folded)?, self.hz, truth.wall_ns)
-            .with_context(|| format!("{} is not a data-movement summary", json.display()))
+        RunNumbers::read(
+            m,
+            &read(&json)?,
+            &read(&folded)?,
+            self.hz,
+            (truth.bytes, truth.wall_ns),
+        )
+        .with_context(|| format!("{} is not a data-movement summary", json.display()))
     }
 
     /// Every method in every round, interleaved: round 1 runs each once in order, then round 2…
