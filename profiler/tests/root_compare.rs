@@ -80,25 +80,14 @@ fn splice_gives_the_same_verdict_with_and_without_the_cached_file() {
     // Deleted again: the second run must make it again, outside the traced runs.
     std::fs::remove_dir_all(&cache).expect("delete the cache");
     let (second, text2) = compare_splice(&cache, &dir);
-    // What the sender's bytes and copies do is the same verdict every time.
-    for key in ["method", "user_memory", "copies", "receiver_bound"] {
+    // What the sender's bytes and copies do is the same verdict every time. The verdict's
+    // timing parts (the sender's time on CPU, the throughput, which side is busier) move with
+    // the machine's other load: timings belong to the benchmark, not to a pass/fail test.
+    for key in ["method", "user_memory", "copies"] {
         assert_eq!(
             word(&first, key),
             word(&second, key),
             "{key}: two runs, two verdicts:\n{text}\n----\n{text2}"
-        );
-    }
-    // The sender's time on CPU (which holds the loopback receive work the kernel does in the
-    // sender's context) and the throughput move with the machine's other load: between two
-    // runs they may cross the 20% line, but never point opposite ways.
-    for key in ["sender_cpu", "throughput"] {
-        let pair = (word(&first, key), word(&second, key));
-        assert!(
-            !matches!(
-                (pair.0.as_str(), pair.1.as_str()),
-                ("\"lower\"" | "\"gone\"", "\"higher\"") | ("\"higher\"", "\"lower\"" | "\"gone\"")
-            ),
-            "{key}: {pair:?}:\n{text}\n----\n{text2}"
         );
     }
     for v in [&first, &second] {
@@ -110,6 +99,7 @@ fn splice_gives_the_same_verdict_with_and_without_the_cached_file() {
         );
         assert!(sp < 1e6, "splice: {sp} bytes through user memory per GiB");
         assert_eq!(v["verdicts"][0]["user_memory"], "gone", "{v}");
+        assert_eq!(v["verdicts"][0]["copies"], "gone", "{v}");
         // Read-write's sender copies twice; splice's copies nothing itself.
         let (rw_copy, sp_copy) = (
             median(v, "read-write", "sender_copy_ns"),
