@@ -23,9 +23,11 @@ fn assert_root() {
 
 /// A scratch folder for one test.
 fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ioprof-attach-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).expect("scratch folder");
-    d
+    tempfile::Builder::new()
+        .prefix(&format!("ioprof-attach-{name}-"))
+        .tempdir()
+        .expect("scratch folder")
+        .keep()
 }
 
 /// The program traced by pid. It prints `ready`, waits for a line on stdin (so that it is

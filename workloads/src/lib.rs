@@ -12,6 +12,7 @@ pub mod models;
 pub mod net;
 pub mod overhead;
 pub mod splice;
+pub mod spread;
 pub mod tokio_recv;
 pub mod transfer;
 pub mod truncate;

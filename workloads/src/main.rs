@@ -190,11 +190,7 @@ struct FloodArgs {
     truth: Option<PathBuf>,
 }
 
-fn parse_size(s: &str) -> Result<u64, String> {
-    s.parse::<bytesize::ByteSize>()
-        .map(|b| b.as_u64())
-        .map_err(|e| format!("`{s}` is not a size: {e}"))
-}
+use workloads::files::parse_size;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -510,7 +510,11 @@ mod tests {
 
     #[test]
     fn every_method_moves_the_whole_file() {
-        let dir = std::env::temp_dir().join(format!("ioprof-methods-{}", std::process::id()));
+        let dir = tempfile::Builder::new()
+            .prefix("ioprof-methods-")
+            .tempdir()
+            .expect("scratch folder")
+            .keep();
         let file = dir.join("f.bin");
         let t = FileTransfer {
             file: Some(file.clone()),
@@ -538,7 +542,11 @@ mod tests {
 
     #[test]
     fn cold_start_drops_the_file_and_still_moves_it() {
-        let dir = std::env::temp_dir().join(format!("ioprof-cold-{}", std::process::id()));
+        let dir = tempfile::Builder::new()
+            .prefix("ioprof-cold-")
+            .tempdir()
+            .expect("scratch folder")
+            .keep();
         let t = FileTransfer {
             file: Some(dir.join("f.bin")),
             size: 1 << 20,

@@ -337,9 +337,19 @@ where
     F: FnOnce(&File, &File, &mut Timer) -> anyhow::Result<u64>,
 {
     let path = prepare(t)?;
-    let dest = path.with_extension(format!("copy-{}", std::process::id()));
     let src = File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
-    let dst = File::create(&dest).with_context(|| format!("cannot create {}", dest.display()))?;
+    // A fresh file under a random name beside the source (never an existing file or a planted
+    // link), removed when dropped.
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let scratch = tempfile::Builder::new()
+        .prefix(".copy-")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+    let dest = scratch.path().to_path_buf();
+    let dst = scratch.as_file().try_clone()?;
     let mut timer = Timer::new((t.size / CHUNK as u64) as usize + 64);
     let t0 = now_ns();
     let f0 = thread_faults()?;
@@ -348,7 +358,7 @@ where
     let wall_ns = now_ns() - t0;
     drop(dst);
     let digest = copied.and_then(|_| digest_file(&dest));
-    let _ = std::fs::remove_file(&dest);
+    drop(scratch);
     let calls = timer.into_calls();
     let copied = calls.iter().map(|c| c.ret.max(0) as u64).sum();
     Ok(Truth {

@@ -16,9 +16,11 @@ use workloads::truth::Truth;
 
 /// A scratch folder for one test.
 pub fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ioprof-root-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).expect("scratch folder");
-    d
+    tempfile::Builder::new()
+        .prefix(&format!("ioprof-root-{name}-"))
+        .tempdir()
+        .expect("scratch folder")
+        .keep()
 }
 
 /// A binary built beside the tests (`cargo xtask test` builds the workspace first).

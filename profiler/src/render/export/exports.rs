@@ -109,7 +109,11 @@ mod tests {
 
     #[test]
     fn writes_each_export_and_refuses_two_on_stdout() {
-        let dir = std::env::temp_dir().join(format!("ioprof-exports-{}", std::process::id()));
+        let dir = tempfile::Builder::new()
+            .prefix("ioprof-exports-")
+            .tempdir()
+            .expect("scratch folder")
+            .keep();
         std::fs::create_dir_all(&dir).expect("dir");
         let paths: Vec<PathBuf> = ["c.csv", "s.csv", "j.jsonl", "t.json"]
             .iter()
