@@ -12,6 +12,9 @@ use std::{
     process::{Child, ChildStderr, Command, Stdio},
 };
 
+mod common;
+
+use common::{ensure_program, free_port};
 use profiler::render::export::CallRow;
 
 fn assert_root() {
@@ -335,43 +338,6 @@ fn bad_pids_fail_with_the_reason() {
     }
     assert!(run(&zpid.to_string()).contains("is a zombie"));
     zombie.wait().expect("reap");
-}
-
-/// Installs a Debian package when its program is missing (CI starts from a bare machine).
-fn ensure_program(program: &str, package: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if found {
-        return;
-    }
-    let ok = Command::new("apt-get")
-        .args(["install", "-y", "-qq", package])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .is_ok_and(|s| s.success())
-        || (Command::new("apt-get")
-            .args(["update", "-qq"])
-            .status()
-            .is_ok_and(|s| s.success())
-            && Command::new("apt-get")
-                .args(["install", "-y", "-qq", package])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status()
-                .is_ok_and(|s| s.success()));
-    assert!(
-        ok,
-        "`{program}` is missing and `apt-get install {package}` failed"
-    );
-}
-
-/// A free loopback port (the listener is closed before the server binds it).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// Ends a server on every way out of a test: SIGTERM to the master, which ends its workers

@@ -364,3 +364,40 @@ pub fn flood_into(csv: &Path, duration: &str) -> Running {
         std::ffi::OsStr::new(duration),
     ])
 }
+
+/// Installs a Debian package when its program is missing (CI starts from a bare machine).
+pub fn ensure_program(program: &str, package: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return;
+    }
+    let ok = Command::new("apt-get")
+        .args(["install", "-y", "-qq", package])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .is_ok_and(|s| s.success())
+        || (Command::new("apt-get")
+            .args(["update", "-qq"])
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new("apt-get")
+                .args(["install", "-y", "-qq", package])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+                .is_ok_and(|s| s.success()));
+    assert!(
+        ok,
+        "`{program}` is missing and `apt-get install {package}` failed"
+    );
+}
+
+/// A free loopback port (the listener is closed before the server binds it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
