@@ -229,13 +229,18 @@ pub fn analyze(plan: &Plan, data: &RunData, cpu: Option<Cpu>) -> Findings {
     let comm = |pid: u32| r.names.get(&pid).cloned().unwrap_or_else(|| "?".into());
     let per_call = plan.mode.per_call();
     let analyses = per_call && !plan.bounded;
+    let events = if analyses {
+        infer::outside_copies_only(&data.calls, &r.events)
+    } else {
+        Vec::new()
+    };
     let verdicts = if analyses {
-        infer::infer_run(&data.calls, &r.events)
+        infer::infer_run(&data.calls, &events)
     } else {
         Vec::new()
     };
     let messages = if analyses {
-        models::messages(&data.calls, &r.events)
+        models::messages(&data.calls, &events)
     } else {
         Vec::new()
     };

@@ -360,6 +360,36 @@ pub fn infer(events: &[Event]) -> Vec<Verdict> {
         .collect()
 }
 
+/// The records of a run without the socket copies that fell inside a traced call of the same
+/// thread: a call already in flight when tracing started has no entry in the kernel, so its
+/// copies arrive as if done outside any call; they are the call's own copy, not the kernel
+/// copying for the thread (io_uring task work).
+pub fn outside_copies_only(calls: &[TracedCall], records: &[Record]) -> Vec<Record> {
+    let mut spans: std::collections::HashMap<u32, Vec<(u64, u64)>> =
+        std::collections::HashMap::new();
+    for c in calls {
+        spans
+            .entry(c.rec.tid)
+            .or_default()
+            .push((c.rec.start_ns, c.rec.end_ns));
+    }
+    for s in spans.values_mut() {
+        s.sort_unstable();
+    }
+    let inside = |tid: u32, t: u64| {
+        spans.get(&tid).is_some_and(|s| {
+            // The last call that started at or before `t`.
+            let i = s.partition_point(|&(start, _)| start <= t);
+            i > 0 && s[i - 1].1 >= t
+        })
+    };
+    records
+        .iter()
+        .filter(|r| !matches!(r, Record::Copy(c) if inside(c.tid, c.time_ns)))
+        .copied()
+        .collect()
+}
+
 /// Verdicts for a run's calls and other records.
 pub fn infer_run(calls: &[TracedCall], records: &[Record]) -> Vec<Verdict> {
     let events: Vec<Event> = calls
@@ -382,6 +412,33 @@ pub fn infer_run(calls: &[TracedCall], records: &[Record]) -> Vec<Verdict> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_copy_inside_a_call_is_not_outside() {
+        use probe_common::{CallRecord, CopyRecord, RecordKind};
+        let rec = CallRecord {
+            kind: RecordKind::Call as u32,
+            pid: 1,
+            tid: 7,
+            nr: libc::SYS_recvfrom as u32,
+            start_ns: 100,
+            end_ns: 200,
+            ret: 10,
+            ..Default::default()
+        };
+        let call = TracedCall::new(rec, |_, _| crate::capture::fdkind::FdKind::Socket);
+        let copy = |tid, time_ns| {
+            Record::Copy(CopyRecord {
+                kind: RecordKind::Copy as u32,
+                pid: 1,
+                tid,
+                bytes: 10,
+                time_ns,
+            })
+        };
+        let kept = outside_copies_only(&[call], &[copy(7, 150), copy(7, 250), copy(8, 150)]);
+        assert_eq!(kept, vec![copy(7, 250), copy(8, 150)]);
+    }
 
     fn call(tid: u32, t: u64, name: &str, role: Role, fd: i64, ret: i64, slept: bool) -> Event {
         Event::Call {
