@@ -98,8 +98,8 @@ pub struct CallRecord {
     pub faults_kernel: u32,
     /// Faults that went to a file's pages (`filemap:mm_filemap_fault`).
     pub file_faults: u32,
-    /// [`call_flags`] bits.
-    pub flags: u32,
+    /// Bytes the call received from sockets (`sock:sock_recv_length`; per-call runs only).
+    pub recv_bytes: u32,
     /// Bytes handed to sockets inside the call (`sock:sock_send_length`).
     pub sent_bytes: u64,
     // issue 6:
@@ -108,6 +108,10 @@ pub struct CallRecord {
     /// What the call's destination descriptor was at entry (calls with two), a [`fd_class`]
     /// value.
     pub fd_out_class: u32,
+    /// [`call_flags`] bits.
+    pub flags: u32,
+    /// Explicit padding.
+    pub _pad5: u32,
 }
 
 /// A [`CallRecord`] in 64 bytes: times as deltas from the start, ids, descriptor classes and
@@ -122,9 +126,9 @@ pub struct CompactCall {
     pub pid: u32,
     /// Thread id.
     pub tid: u32,
-    /// Call number (bits 0-9), descriptor classes (10-13, 14-17), flags (18-19), argument
-    /// indexes of the two descriptors (20-21, 22-23; 3: none), switches (24-27) and copy
-    /// markers (28-31).
+    /// Call number (bits 0-9), descriptor classes (10-13, 14-17), flags (18), whether the
+    /// bytes received from sockets are the return value (19; else none), argument indexes of
+    /// the two descriptors (20-21, 22-23; 3: none), switches (24-27) and copy markers (28-31).
     pub packed: u32,
     /// Entry time.
     pub start_ns: u64,
@@ -184,6 +188,11 @@ impl CompactCall {
             return None;
         }
         let total = narrow(rec.end_ns - rec.start_ns)?;
+        let received = match rec.recv_bytes {
+            0 => 0,
+            r if r as i64 == rec.ret => 1,
+            _ => return None,
+        };
         let first_copy = if rec.first_copy_ns == 0 {
             0
         } else if rec.first_copy_ns >= rec.start_ns && rec.first_copy_ns <= rec.end_ns {
@@ -194,7 +203,8 @@ impl CompactCall {
         let packed = small(rec.nr, 10)?
             | small(rec.fd_class, 4)? << 10
             | small(rec.fd_out_class, 4)? << 14
-            | small(rec.flags, 2)? << 18
+            | small(rec.flags, 1)? << 18
+            | received << 19
             | from << 20
             | to << 22
             | small(rec.switches, 4)? << 24
@@ -248,7 +258,8 @@ impl CompactCall {
             runq_ns: self.runq_ns as u64,
             wait_blocked_ns: self.wait_blocked_ns as u64,
             wait_runq_ns: self.wait_runq_ns as u64,
-            flags: bits(18, 2),
+            flags: bits(18, 1),
+            recv_bytes: if bits(19, 1) != 0 { self.ret as u32 } else { 0 },
             fd_class: bits(10, 4),
             fd_out_class: bits(14, 4),
             ..CallRecord::default()
@@ -731,6 +742,36 @@ pub const CALL_FDS_SLOTS: u32 = 512;
 /// Bit of a `CALL_FDS` value that says the slot was set (an unset slot reads 0).
 pub const CALL_FDS_SET: u32 = 1 << 16;
 
+/// Bit of a `CALL_FDS` value: the call's positive return value counts the bytes it moved
+/// (`read`, `writev`, `splice` …; not `mmap`'s address nor `poll`'s ready count).
+pub const CALL_BYTES_RET: u32 = 1 << 17;
+
+/// Bit of a `CALL_FDS` value: the call returns a count of messages (`recvmmsg`); its bytes are
+/// those it received from sockets (`sock:sock_recv_length`).
+pub const CALL_BYTES_RECEIVED: u32 = 1 << 18;
+
+/// Bit of a `CALL_FDS` value: the call returns a count of messages (`sendmmsg`); its bytes are
+/// those handed to sockets (`sock:sock_send_length`).
+pub const CALL_BYTES_SENT: u32 = 1 << 19;
+
+/// The bytes a finished call moved, by its `CALL_FDS` value: its return value, the bytes it
+/// received from sockets, or the bytes it handed to sockets; 0 for a failed call and for a
+/// call that moves no data.
+#[inline(always)]
+pub fn call_bytes(spec: u32, rec: &CallRecord) -> u64 {
+    if rec.ret <= 0 {
+        0
+    } else if spec & CALL_BYTES_RET != 0 {
+        rec.ret as u64
+    } else if spec & CALL_BYTES_RECEIVED != 0 {
+        u64::from(rec.recv_bytes)
+    } else if spec & CALL_BYTES_SENT != 0 {
+        rec.sent_bytes
+    } else {
+        0
+    }
+}
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: a `#[repr(C)]` record of `u32`s with explicit padding.
@@ -773,9 +814,9 @@ mod tests {
 
     #[test]
     fn record_sizes_are_pinned() {
-        assert_eq!(size_of::<CallRecord>(), 152);
+        assert_eq!(size_of::<CallRecord>(), 160);
         assert_eq!(size_of::<CompactCall>(), 64);
-        assert_eq!(size_of::<InFlight>(), 176);
+        assert_eq!(size_of::<InFlight>(), 184);
         assert_eq!(size_of::<FdOffsets>(), 48);
         assert_eq!(size_of::<ProcRecord>(), 40);
         assert_eq!(size_of::<SignalRecord>(), 40);
@@ -897,6 +938,29 @@ mod tests {
         ] {
             assert_eq!(CompactCall::pack(&big, 0, NO_FD_ARG), None, "{big:?}");
         }
+    }
+
+    #[test]
+    fn only_data_calls_count_bytes_and_messages_are_no_bytes() {
+        let rec = CallRecord {
+            ret: 0x7f00_0000_0000,
+            copy_bytes: 200,
+            recv_bytes: 300,
+            sent_bytes: 400,
+            ..CallRecord::default()
+        };
+        // An mmap address, a poll count: no bytes.
+        assert_eq!(call_bytes(CALL_FDS_SET, &rec), 0);
+        assert_eq!(
+            call_bytes(CALL_FDS_SET | CALL_BYTES_RET, &rec),
+            rec.ret as u64
+        );
+        // recvmmsg / sendmmsg return 3 messages: the bytes come from the socket hooks.
+        let mmsg = CallRecord { ret: 3, ..rec };
+        assert_eq!(call_bytes(CALL_FDS_SET | CALL_BYTES_RECEIVED, &mmsg), 300);
+        assert_eq!(call_bytes(CALL_FDS_SET | CALL_BYTES_SENT, &mmsg), 400);
+        let failed = CallRecord { ret: -11, ..rec };
+        assert_eq!(call_bytes(CALL_FDS_SET | CALL_BYTES_RET, &failed), 0);
     }
 
     #[test]

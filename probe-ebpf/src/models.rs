@@ -4,7 +4,7 @@
 use aya_ebpf::{macros::map, macros::tracepoint, maps::LruHashMap, programs::TracePointContext};
 use probe_common::{RecordKind, SockRecord, UringRecord};
 
-use crate::maps::{current_ids, field, is_traced, now, send};
+use crate::maps::{current_ids, field, in_flight, is_traced, now, send};
 
 /// Sockets a traced process has read from, by kernel address, with the reader's tgid: data
 /// reaching them is reported whoever delivers it.
@@ -79,15 +79,19 @@ pub fn sock_recv_length(ctx: TracePointContext) -> u32 {
         return 0;
     }
     // SAFETY: offset from the sock_recv_length format above.
-    let sk = unsafe { field::<u64>(&ctx, RECV_SK) };
+    let (sk, ret) = unsafe { (field::<u64>(&ctx, RECV_SK), field::<i32>(&ctx, RECV_RET)) };
+    // The bytes of a batched receive (recvmmsg), whose return value counts messages.
+    if ret > 0
+        && let Some(s) = in_flight(tid)
+    {
+        s.rec.recv_bytes = s.rec.recv_bytes.saturating_add(ret as u32);
+    }
     // User space learns which sockets a process reads once: a socket already known for this
     // process costs one lookup and no record (reads run at every call, failed ones included).
     // SAFETY: the value is a plain integer copied out at once.
     if unsafe { WATCHED_SOCKS.get(&sk) } == Some(&tgid) {
         return 0;
     }
-    // SAFETY: offset from the sock_recv_length format above.
-    let ret = unsafe { field::<i32>(&ctx, RECV_RET) };
     let _ = WATCHED_SOCKS.insert(&sk, &tgid, 0);
     send_sock(RecordKind::RecvLength, tgid, tid, ret, sk);
     0

@@ -132,9 +132,12 @@ pub fn add(rec: &CallRecord) {
     let s = unsafe { &mut *p };
     let st = stages(rec);
     s.calls += 1;
-    if rec.ret > 0 {
+    // Only calls that move data count bytes: an mmap address or a poll count is none.
+    let spec = crate::fdclass::CALL_FDS.get(rec.nr).copied().unwrap_or(0);
+    let bytes = probe_common::call_bytes(spec, rec);
+    if bytes > 0 {
         s.data_calls += 1;
-        s.bytes += rec.ret as u64;
+        s.bytes += bytes;
     }
     if st.marker {
         s.marker_calls += 1;

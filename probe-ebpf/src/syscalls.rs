@@ -151,6 +151,9 @@ fn enter(nr: u32, args: impl FnOnce() -> [u64; 3]) {
         r.runq_ns = 0;
         r.wait_blocked_ns = 0;
         r.wait_runq_ns = 0;
+        // The bytes of recvmmsg and sendmmsg.
+        r.recv_bytes = 0;
+        r.sent_bytes = 0;
         r.start_ns = now();
     }
     s.off_ns = 0;

@@ -56,6 +56,27 @@ pub enum FdArgs {
 }
 
 impl Call {
+    /// Whether the call returns a count of messages, not bytes (`recvmmsg`, `sendmmsg`).
+    pub fn returns_messages(&self) -> bool {
+        matches!(self.name, "recvmmsg" | "sendmmsg")
+    }
+
+    /// Where the bytes a call moved are read: [`probe_common::CALL_BYTES_RET`] for a call
+    /// whose positive return value counts them, the socket receives or sends for the batched
+    /// socket calls, nothing for calls that move no data.
+    pub fn bytes_spec(&self) -> u32 {
+        match (
+            self.role.returns_bytes(),
+            self.returns_messages(),
+            self.role,
+        ) {
+            (false, _, _) => 0,
+            (true, false, _) => probe_common::CALL_BYTES_RET,
+            (true, true, Role::Receive) => probe_common::CALL_BYTES_RECEIVED,
+            (true, true, _) => probe_common::CALL_BYTES_SENT,
+        }
+    }
+
     /// `(fd, fd_out)` of a call from its raw arguments; -1 where there is none.
     pub fn fds(&self, args: &[u64; 3]) -> (i64, i64) {
         let fd = |i: usize| args[i] as i32 as i64;
@@ -80,12 +101,19 @@ calls! {
     "read" => SYS_read, Receive, FdArgs::First;
     "readv" => SYS_readv, Receive, FdArgs::First;
     "pread64" => SYS_pread64, Receive, FdArgs::First;
+    "preadv" => SYS_preadv, Receive, FdArgs::First;
+    "preadv2" => SYS_preadv2, Receive, FdArgs::First;
     "recvfrom" => SYS_recvfrom, Receive, FdArgs::First;
     "recvmsg" => SYS_recvmsg, Receive, FdArgs::First;
+    "recvmmsg" => SYS_recvmmsg, Receive, FdArgs::First;
     "write" => SYS_write, Send, FdArgs::First;
     "writev" => SYS_writev, Send, FdArgs::First;
+    "pwrite64" => SYS_pwrite64, Send, FdArgs::First;
+    "pwritev" => SYS_pwritev, Send, FdArgs::First;
+    "pwritev2" => SYS_pwritev2, Send, FdArgs::First;
     "sendto" => SYS_sendto, Send, FdArgs::First;
     "sendmsg" => SYS_sendmsg, Send, FdArgs::First;
+    "sendmmsg" => SYS_sendmmsg, Send, FdArgs::First;
     "splice" => SYS_splice, Transfer, FdArgs::FromTo { from: 0, to: 2 };
     "sendfile64" => SYS_sendfile, Transfer, FdArgs::FromTo { from: 1, to: 0 };
     "select" => SYS_select, Multiplex, FdArgs::None;
@@ -104,11 +132,16 @@ calls! {
     "munmap" => SYS_munmap, Memory, FdArgs::None;
 }
 
-/// The calls traced when the user names none.
+/// The calls traced when the user names none: every call that moves data, in its plain,
+/// positioned, vectored and batched forms, and every call an I/O model waits in.
 pub const DEFAULT: &[&str] = &[
     "read",
+    "readv",
+    "preadv",
+    "preadv2",
     "recvfrom",
     "recvmsg",
+    "recvmmsg",
     "splice",
     // issue 3: where the I/O models wait, and the C library's aio helper's first try.
     "pread64",
@@ -122,8 +155,13 @@ pub const DEFAULT: &[&str] = &[
     "io_getevents",
     // issue 4: every call that moves a file's data, and the mappings of mmap.
     "write",
+    "writev",
+    "pwrite64",
+    "pwritev",
+    "pwritev2",
     "sendto",
     "sendmsg",
+    "sendmmsg",
     "sendfile64",
     "vmsplice",
     "tee",
@@ -168,6 +206,42 @@ mod tests {
         }
         assert_eq!(name_of(libc::SYS_recvfrom as u32), "recvfrom");
         assert_eq!(name_of(100_000), "syscall_100000");
+    }
+
+    #[test]
+    fn the_default_list_has_every_call_that_moves_data() {
+        for c in ALL.iter().filter(|c| c.role.returns_bytes()) {
+            assert!(
+                DEFAULT.contains(&c.name),
+                "{} is not traced by default",
+                c.name
+            );
+        }
+        for name in [
+            "readv", "writev", "preadv2", "pwritev2", "recvmmsg", "sendmmsg",
+        ] {
+            assert!(DEFAULT.contains(&name), "{name}");
+        }
+    }
+
+    #[test]
+    fn messages_and_addresses_are_no_bytes() {
+        let spec = |n: &str| by_name(n).expect(n).bytes_spec();
+        for n in ["read", "writev", "pwrite64", "splice", "copy_file_range"] {
+            assert_eq!(spec(n), probe_common::CALL_BYTES_RET, "{n}");
+        }
+        assert_eq!(spec("recvmmsg"), probe_common::CALL_BYTES_RECEIVED);
+        assert_eq!(spec("sendmmsg"), probe_common::CALL_BYTES_SENT);
+        for n in [
+            "mmap",
+            "munmap",
+            "poll",
+            "select",
+            "epoll_wait",
+            "io_uring_enter",
+        ] {
+            assert_eq!(spec(n), 0, "{n}");
+        }
     }
 
     #[test]

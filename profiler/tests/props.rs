@@ -3,13 +3,13 @@
 //! streaming statistics stay within 1% of the exact ones.
 use probe_common::{CallRecord, CopyRecord, RecordKind, SignalRecord};
 use profiler::{
-    attribution::Distribution,
-    decode::{DecodeError, Record, decode},
-    export::CallRow,
-    fdkind::FdKind,
-    sink::{CallSink, CsvStream},
-    stats::Stream,
-    traced::TracedCall,
+    analyze::attribution::Distribution,
+    analyze::stats::Stream,
+    capture::decode::{DecodeError, Record, decode},
+    capture::fdkind::FdKind,
+    capture::sink::{CallSink, CsvStream},
+    capture::traced::TracedCall,
+    render::export::CallRow,
 };
 use proptest::prelude::*;
 

@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use profiler::export::CallRow;
+use profiler::render::export::CallRow;
 
 mod common;
 
@@ -65,7 +65,7 @@ fn blocking_wait_matches_the_sender_pacing() {
         blocked >= 0.8 * mean_wait,
         "blocked {blocked} of wait {mean_wait}"
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stderr);
     assert!(stdout.contains("recvfrom socket: 200 calls"), "{stdout}");
 }
 
@@ -113,7 +113,7 @@ fn splice_moves_the_file_and_the_receiver_waits_then_copies() {
         recv.iter()
             .all(|r| r.wait_ns + r.copy_ns <= r.total_ns + 1_000)
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stderr);
     assert!(stdout.contains("splice file→pipe"), "{stdout}");
     let _ = std::fs::remove_file(file);
 }
@@ -152,7 +152,7 @@ fn unprivileged_run_names_what_is_missing() {
 #[test]
 fn signals_sent_to_the_target_are_recorded() {
     use probe_common::SignalEvent;
-    use profiler::{decode::Record, loader::LoadOptions, session};
+    use profiler::{capture::decode::Record, capture::loader::LoadOptions, capture::session};
     assert_root();
     let opts = session::RunOptions {
         target: session::Target::Command(vec![

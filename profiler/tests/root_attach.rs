@@ -12,11 +12,11 @@ use std::{
     process::{Child, ChildStderr, Command, Stdio},
 };
 
-use profiler::export::CallRow;
+use profiler::render::export::CallRow;
 
 fn assert_root() {
     assert!(
-        profiler::privilege::missing().is_empty(),
+        profiler::plan::privilege::missing().is_empty(),
         "root tests need root (or CAP_BPF + CAP_PERFMON): run `sudo cargo xtask test`"
     );
 }
@@ -156,6 +156,7 @@ struct Attached {
 
 fn attach(pids: &str, csv: &Path, calls: &str) -> Attached {
     let mut child = Command::new(env!("CARGO_BIN_EXE_profiler"))
+        .arg("-v")
         .args(["-p", pids, "--calls", calls, "-d", "60s", "--csv"])
         .arg(csv)
         .stdout(Stdio::piped())
@@ -187,7 +188,7 @@ impl Attached {
             "profiler failed:\n{}{rest}",
             self.banner
         );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        String::from_utf8_lossy(&out.stderr).into_owned()
     }
 }
 
@@ -313,6 +314,7 @@ fn bad_pids_fail_with_the_reason() {
     assert_root();
     let run = |pid: &str| {
         let out = Command::new(env!("CARGO_BIN_EXE_profiler"))
+            .arg("-v")
             .args(["-p", pid, "-d", "1s"])
             .output()
             .expect("run profiler");
@@ -324,7 +326,7 @@ fn bad_pids_fail_with_the_reason() {
     assert!(run("2").contains("kernel thread"));
     let mut zombie = Command::new("true").spawn().expect("spawn");
     let zpid = zombie.id();
-    while profiler::target::alive(zpid) {
+    while profiler::plan::target::alive(zpid) {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     assert!(run(&zpid.to_string()).contains("is a zombie"));
@@ -557,6 +559,7 @@ fn descriptor_classes_survive_exit_and_reuse() {
     let (dir, script, file) = setup("classes", CLASSES, 4096);
     let csv = dir.join("calls.csv");
     let out = Command::new(env!("CARGO_BIN_EXE_profiler"))
+        .arg("-v")
         .args(["--calls", "read,recvfrom", "--csv"])
         .arg(&csv)
         .arg("--")

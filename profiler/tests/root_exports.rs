@@ -9,7 +9,7 @@ use std::{
     process::{Command, Stdio},
 };
 
-use profiler::export::{
+use profiler::render::export::{
     CallRow,
     summary::{STAGES, SummaryRow},
     trace::{self, Trace},
@@ -18,7 +18,7 @@ use workloads::truth::Truth;
 
 fn assert_root() {
     assert!(
-        profiler::privilege::missing().is_empty(),
+        profiler::plan::privilege::missing().is_empty(),
         "root tests need root (or CAP_BPF + CAP_PERFMON): run `sudo cargo xtask test`"
     );
 }
@@ -93,6 +93,7 @@ fn every_export_of_a_run_reads_back_with_its_units() {
     );
     run_ok(
         Command::new(env!("CARGO_BIN_EXE_profiler"))
+            .arg("-v")
             .arg("--csv")
             .arg(&csv)
             .arg("--summary-csv")
@@ -174,7 +175,7 @@ fn every_export_of_a_run_reads_back_with_its_units() {
     );
 
     // The HTML report reads the run back and charts it.
-    let page = profiler::html_report::write_report(&top).expect("report");
+    let page = profiler::render::html_report::write_report(&top).expect("report");
     let html = std::fs::read_to_string(page).expect("page");
     assert_eq!(
         html.matches("<svg").count(),
@@ -195,6 +196,7 @@ fn signals_are_instants_on_their_thread_in_the_trace() {
     let tr = d.join("trace.json");
     run_ok(
         Command::new(env!("CARGO_BIN_EXE_profiler"))
+            .arg("-v")
             .args(["--calls", "read", "--trace"])
             .arg(&tr)
             .args([
@@ -223,6 +225,7 @@ fn signals_are_instants_on_their_thread_in_the_trace() {
 /// The profiler writing JSON lines to stdout for a blocking run of `count` messages.
 fn json_to_stdout(count: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_profiler"));
+    c.arg("-v");
     c.args(["--json", "-", "--"]).arg(workloads_bin()).args([
         "blocking",
         "--interval",

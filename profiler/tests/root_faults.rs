@@ -13,7 +13,7 @@ use std::{
 
 use common::*;
 use nix::sys::signal::Signal;
-use profiler::export::CallRow;
+use profiler::render::export::CallRow;
 use workloads::truth::Truth;
 
 /// Long enough that only a signal ends the flood within the test.
@@ -48,8 +48,8 @@ fn check_flood_run(what: &str, done: &Finished, csv: &std::path::Path) -> Vec<Ca
         done.status,
         done.stderr
     );
-    let calls = summary_calls(&done.stdout);
-    assert!(done.stdout.contains("recvfrom socket:"), "{}", done.stdout);
+    let calls = summary_calls(&done.stderr);
+    assert!(done.stderr.contains("recvfrom socket:"), "{}", done.stderr);
     let rows = read_complete_csv(csv);
     assert!(
         calls > 1000,
@@ -106,12 +106,12 @@ fn launched_command_killed_mid_trace_is_reported_with_its_signal() {
     // The profiler mirrors the command's end: 128 + SIGKILL.
     assert_eq!(done.status.code(), Some(137), "{}", done.stderr);
     assert!(
-        done.stdout.contains("command killed by signal 9"),
+        done.stderr.contains("command killed by signal 9"),
         "{}",
-        done.stdout
+        done.stderr
     );
     let rows = read_complete_csv(&csv);
-    assert_eq!(rows.len() as u64, summary_calls(&done.stdout));
+    assert_eq!(rows.len() as u64, summary_calls(&done.stderr));
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -129,10 +129,10 @@ fn sigint_and_sigterm_leave_every_output_complete() {
         let done = prof.wait(Duration::from_secs(20));
         let calls = check_flood_run(sig.as_ref(), &done, &csv).len();
         assert!(
-            done.stdout
+            done.stderr
                 .contains(&format!("wrote {calls} rows to {}", csv.display())),
             "{}",
-            done.stdout
+            done.stderr
         );
         // The launched command was ended with the profiler.
         assert!(!alive(target), "{sig}: the command outlived the profiler");
@@ -291,6 +291,7 @@ fn two_profilers_at_once_each_see_only_their_own_target() {
         let csv = dir.join(format!("{name}.csv"));
         let truth = dir.join(format!("{name}.json"));
         let child = Command::new(profiler_bin())
+            .arg("-v")
             .arg("--csv")
             .arg(&csv)
             .arg("--")

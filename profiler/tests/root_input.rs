@@ -18,6 +18,7 @@ fn refused(name: &str, args: &[&str], want: &[&str]) {
     let dir = scratch(&format!("input-{name}"));
     let marker = dir.join("ran");
     let out = Command::new(profiler_bin())
+        .arg("-v")
         .args(args)
         .arg("--")
         .arg("touch")
@@ -84,6 +85,7 @@ fn bad_pids_are_refused() {
     assert_root();
     let run = |name: &str, pid: &str, want: &[&str]| {
         let out = Command::new(profiler_bin())
+            .arg("-v")
             .args(["-p", pid, "-d", "1s"])
             .output()
             .expect("run the profiler");

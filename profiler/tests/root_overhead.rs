@@ -7,16 +7,17 @@ use std::path::{Path, PathBuf};
 
 use probe_common::{SummaryKey, mode};
 use profiler::{
-    attribution,
-    loader::LoadOptions,
-    session::{self, RunResult, Target},
-    summary, syscalls,
+    analyze::attribution,
+    analyze::summary,
+    capture::loader::LoadOptions,
+    capture::session::{self, RunResult, Target},
+    syscalls,
 };
 use workloads::truth::Truth;
 
 fn assert_root() {
     assert!(
-        profiler::privilege::missing().is_empty(),
+        profiler::plan::privilege::missing().is_empty(),
         "root tests need root (or CAP_BPF + CAP_PERFMON): run `sudo cargo xtask test`"
     );
 }
@@ -38,7 +39,7 @@ fn workloads_bin() -> PathBuf {
 /// A run with its calls.
 struct Ran {
     r: RunResult,
-    calls: Vec<profiler::traced::TracedCall>,
+    calls: Vec<profiler::capture::traced::TracedCall>,
 }
 
 fn run(tag: &str, args: &[&str], load: LoadOptions) -> (Ran, Truth) {

@@ -8,13 +8,13 @@ use std::{
     process::Command,
 };
 
-use profiler::{classify, flame};
+use profiler::{analyze::classify, render::flame};
 
 const FREQ: &str = "1999";
 
 fn assert_root() {
     assert!(
-        profiler::privilege::missing().is_empty(),
+        profiler::plan::privilege::missing().is_empty(),
         "root tests need root (or CAP_BPF + CAP_PERFMON): run `sudo cargo xtask test`"
     );
 }
@@ -53,6 +53,7 @@ fn profile(dir: &Path, call: &str, mode: &str, file: &Path, rounds: &str, svg: b
     let folded = dir.join(format!("{mode}.folded"));
     let svg_path = dir.join(format!("{mode}.svg"));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_profiler"));
+    cmd.arg("-v");
     cmd.args(["--calls", call, "--freq", FREQ, "--folded"])
         .arg(&folded);
     if svg {
@@ -66,7 +67,7 @@ fn profile(dir: &Path, call: &str, mode: &str, file: &Path, rounds: &str, svg: b
         .arg(rounds)
         .output()
         .expect("run profiler");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stdout = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
         out.status.success(),
         "profiler failed: {}\n{stdout}",
@@ -199,10 +200,11 @@ fn reads_copy_more_than_sendfile_and_the_flame_graph_shows_it() {
 fn sampling_off_still_says_how_copy_time_was_measured() {
     assert_root();
     let out = Command::new(env!("CARGO_BIN_EXE_profiler"))
+        .arg("-v")
         .args(["--calls", "read", "--freq", "0", "--", "true"])
         .output()
         .expect("run profiler");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}");
     let line = stdout
         .lines()

@@ -9,7 +9,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::{Run, profile_run, scratch};
-use profiler::export::CallRow;
+use profiler::render::export::CallRow;
 use workloads::{methods::Method, transfer::digest_file};
 
 /// A test file of `size` bytes in a scratch folder (removed by the caller).
@@ -102,8 +102,18 @@ fn every_method_delivers_the_file_and_the_byte_counts_match_the_truth() {
             }
             Method::CopyFileRange => assert_eq!(moved("copy_file_range"), size, "{name}"),
         }
-        // Bytes that reached the socket (or the copy), counted in the kernel.
-        assert_eq!(r.movement.bytes, size, "{name}: bytes moved");
+        // Bytes that reached the socket, counted in the kernel; the bytes moved are the
+        // largest stream, with the dynamic loader's reads of its libraries. The copy's bytes
+        // are checked above: its workload reads the copy back to check it, which moves the
+        // file's bytes again.
+        if m != Method::CopyFileRange {
+            assert_eq!(r.movement.to.sockets, size, "{name}: bytes delivered");
+            assert!(
+                (size..size + (64 << 10)).contains(&r.movement.bytes),
+                "{name}: bytes moved {} for {size}",
+                r.movement.bytes
+            );
+        }
         if m != Method::CopyFileRange {
             let received: u64 = r
                 .rows
@@ -199,7 +209,7 @@ fn mmap_truncate_survives_both_ways_and_its_signals_are_listed() {
             ],
         );
         // profile_run checked the exit status: 0.
-        let stdout = String::from_utf8_lossy(&r.out.stdout);
+        let stdout = String::from_utf8_lossy(&r.out.stderr);
         let pid = r.truth.pid;
         assert!(
             stdout.contains(&format!("{signal} sent to task ")),

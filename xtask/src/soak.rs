@@ -180,6 +180,7 @@ pub fn run(args: &Args, bins: &Path, out: &Path) -> anyhow::Result<Report> {
         .unwrap_or_else(|| PathBuf::from("/dev/null"));
     let mut child = Command::new(bins.join("profiler"))
         .arg("--bounded")
+        .args(["--show", "calls"])
         .arg("--csv")
         .arg(&csv)
         .arg("--")
@@ -200,13 +201,18 @@ pub fn run(args: &Args, bins: &Path, out: &Path) -> anyhow::Result<Report> {
     let pid = child.id();
     let (tx, started) = mpsc::channel();
     let stderr = child.stderr.take().context("no stderr")?;
+    // The report comes on stderr, after the banner.
     let err_thread = std::thread::spawn(move || {
+        let mut all = String::new();
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if line.starts_with("Tracing ") {
                 let _ = tx.send(());
             }
             eprintln!("  | {line}");
+            all.push_str(&line);
+            all.push('\n');
         }
+        all
     });
     let mut stdout = child.stdout.take().context("no stdout")?;
     let out_thread = std::thread::spawn(move || {
@@ -250,12 +256,12 @@ pub fn run(args: &Args, bins: &Path, out: &Path) -> anyhow::Result<Report> {
         }
     }
     let status = child.wait()?;
-    let _ = err_thread.join();
+    let text = err_thread.join().unwrap_or_default();
     let stdout = out_thread.join().unwrap_or_default();
     println!("{stdout}");
     anyhow::ensure!(attached, "the profiler never started tracing ({status})");
     anyhow::ensure!(status.success(), "the profiler failed ({status})");
-    let (calls, sent, lost, undecodable, events) = parse_summary(&stdout).context(
+    let (calls, sent, lost, undecodable, events) = parse_summary(&text).context(
         "the profiler's summary line (`N calls in …; records sent S, lost L`) is missing",
     )?;
     report.calls_seen = calls;

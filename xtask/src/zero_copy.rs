@@ -2,7 +2,7 @@
 //! and the comparison against `read-write` that follows `cargo xtask profile METHOD`.
 use std::{
     path::{Path, PathBuf},
-    process::{Command, ExitCode, Stdio},
+    process::{Command, ExitCode},
 };
 
 use anyhow::Context as _;
@@ -56,7 +56,11 @@ fn run_method(
         let out = dir.join(format!("{}.txt", m.name()));
         let f = std::fs::File::create(&out)
             .with_context(|| format!("cannot write {}", out.display()))?;
-        cmd.stdout(f).stderr(Stdio::null());
+        // The report comes on stderr; the workload's own lines on stdout.
+        let f2 = f
+            .try_clone()
+            .with_context(|| format!("cannot write {}", out.display()))?;
+        cmd.stdout(f2).stderr(f);
     }
     let status = cmd.status().context("failed to start the profiler")?;
     anyhow::ensure!(

@@ -12,7 +12,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match profiler::html_report::write_report(&cli.dir) {
+    match profiler::render::html_report::write_report(&cli.dir) {
         Ok(p) => {
             println!("{}", p.display());
             ExitCode::SUCCESS

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use profiler::export::CallRow;
+use profiler::render::export::CallRow;
 use workloads::truth::Truth;
 
 /// A scratch folder for one test.
@@ -46,7 +46,7 @@ pub fn profiler_bin() -> PathBuf {
 /// Fails unless the tests run with the privileges the probes need.
 pub fn assert_root() {
     assert!(
-        profiler::privilege::missing().is_empty(),
+        profiler::plan::privilege::missing().is_empty(),
         "root tests need root (or CAP_BPF + CAP_PERFMON): run `sudo cargo xtask test`"
     );
 }
@@ -72,6 +72,7 @@ impl Running {
     /// runs (its `Tracing … (pid N)` banner).
     pub fn start(args: &[&std::ffi::OsStr]) -> Self {
         let mut child = Command::new(profiler_bin())
+            .arg("-v")
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -243,7 +244,7 @@ pub struct Run {
     /// The workload's truth.
     pub truth: Truth,
     /// The data-movement summary (`--movement-json`).
-    pub movement: profiler::movement::Movement,
+    pub movement: profiler::analyze::movement::Movement,
 }
 
 /// Runs a workload under the profiler; returns its output, the CSV rows and the truth.
@@ -260,6 +261,7 @@ pub fn profile_run(name: &str, workload_args: &[&str]) -> Run {
     let truth = dir.join("truth.json");
     let movement = dir.join("movement.json");
     let out = Command::new(env!("CARGO_BIN_EXE_profiler"))
+        .arg("-v")
         .arg("--csv")
         .arg(&csv)
         .arg("--movement-json")

@@ -1,0 +1,357 @@
+//! Plan: what to trace and where to write, resolved once from the command line. Every check
+//! happens here, before any output file is touched and before anything is attached, so that a
+//! rejected command line changes nothing.
+
+pub mod checks;
+pub mod cli;
+pub mod inputs;
+pub mod privilege;
+pub mod target;
+
+use std::{path::PathBuf, time::Duration};
+
+use crate::{capture::session::Target, syscalls::Call};
+
+/// Largest ring buffer the profiler asks the kernel for.
+pub const MAX_RINGBUF_BYTES: u32 = 1 << 30;
+
+/// What the kernel does per call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Sums and histograms per process and call in the kernel; no per-call record.
+    Summary,
+    /// One record per call through the ring buffer.
+    PerCall,
+    /// Both at once.
+    Both,
+    /// The call hooks attached with programs that return at once: nothing is measured.
+    Floor,
+}
+
+impl Mode {
+    /// The kernel's mode bits (`probe_common::mode`), for the loader.
+    pub fn kernel_bits(self) -> u32 {
+        use probe_common::mode::{AGGREGATE, FLOOR, RECORDS};
+        match self {
+            Self::Summary => AGGREGATE,
+            Self::PerCall => RECORDS,
+            Self::Both => RECORDS | AGGREGATE,
+            Self::Floor => FLOOR,
+        }
+    }
+
+    /// True when the kernel sends one record per call.
+    pub fn per_call(self) -> bool {
+        matches!(self, Self::PerCall | Self::Both)
+    }
+
+    /// True when the kernel keeps per-process sums.
+    pub fn summed(self) -> bool {
+        matches!(self, Self::Summary | Self::Both)
+    }
+
+    /// Words for the report.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Floor => "floor (hooks attached, programs empty: nothing is measured)",
+            Self::PerCall => "per-call (one record per call)",
+            Self::Summary => "summary (sums and histograms in the kernel, no per-call record)",
+            Self::Both => "per-call and summary",
+        }
+    }
+}
+
+/// A detail of the report that is shown only on request (`--show`, `-v`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Detail {
+    /// The kernel hooks in use (shown anyway when one is missing).
+    Hooks,
+    /// Every thread with its model and evidence, and the per-descriptor-class call table.
+    Threads,
+    /// The stage table of every call kind, and the kernel's summary table.
+    Calls,
+    /// The data-movement breakdown per call kind.
+    Movement,
+    /// The per-message table (wait kind, copier) and the signals.
+    Messages,
+    /// CPU samples per call kind and stage.
+    Samples,
+}
+
+/// Where an output goes: a file, or standard output (`-`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Dest {
+    /// Standard output.
+    Stdout,
+    /// A file, created or truncated when the run starts.
+    File(PathBuf),
+}
+
+impl Dest {
+    fn of(p: &std::path::Path) -> Self {
+        if crate::render::export::output::is_stdout(p) {
+            Self::Stdout
+        } else {
+            Self::File(p.to_path_buf())
+        }
+    }
+
+    /// The path as given (`-` for standard output).
+    pub fn path(&self) -> PathBuf {
+        match self {
+            Self::Stdout => PathBuf::from(crate::render::export::output::STDOUT),
+            Self::File(p) => p.clone(),
+        }
+    }
+}
+
+/// The outputs of a run: checked and distinct, not yet opened.
+#[derive(Clone, Debug, Default)]
+pub struct Outputs {
+    /// The terminal report (`-o`); `None`: standard error.
+    pub report: Option<Dest>,
+    /// `--findings`.
+    pub findings: Option<Dest>,
+    /// `--csv`.
+    pub csv: Option<Dest>,
+    /// `--summary-csv`.
+    pub summary_csv: Option<Dest>,
+    /// `--json`.
+    pub json: Option<Dest>,
+    /// `--trace`.
+    pub trace: Option<Dest>,
+    /// `--model-json`.
+    pub model_json: Option<Dest>,
+    /// `--movement-json`.
+    pub movement_json: Option<Dest>,
+    /// `--folded`.
+    pub folded: Option<Dest>,
+    /// `--flamegraph`.
+    pub flamegraph: Option<Dest>,
+}
+
+impl Outputs {
+    /// Every output with the option that names it.
+    pub fn all(&self) -> Vec<(&'static str, &Dest)> {
+        [
+            ("-o", &self.report),
+            ("--findings", &self.findings),
+            ("--csv", &self.csv),
+            ("--summary-csv", &self.summary_csv),
+            ("--json", &self.json),
+            ("--trace", &self.trace),
+            ("--model-json", &self.model_json),
+            ("--movement-json", &self.movement_json),
+            ("--folded", &self.folded),
+            ("--flamegraph", &self.flamegraph),
+        ]
+        .into_iter()
+        .filter_map(|(o, d)| d.as_ref().map(|d| (o, d)))
+        .collect()
+    }
+
+    /// True when an output needs one record per call.
+    fn need_records(&self) -> bool {
+        self.all().iter().any(|(o, _)| *o != "-o")
+    }
+}
+
+/// A resolved run.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// What to trace.
+    pub target: Target,
+    /// Calls to trace.
+    pub calls: Vec<&'static Call>,
+    /// What the kernel does per call.
+    pub mode: Mode,
+    /// Ring buffer size in bytes.
+    pub ringbuf_bytes: u32,
+    /// Per-program statistics.
+    pub self_stats: bool,
+    /// Slots of the kernel's per-thread tables.
+    pub thread_slots: u32,
+    /// CPU sampling frequency (0: off).
+    pub freq: u64,
+    /// End after this long.
+    pub duration: Option<Duration>,
+    /// Keep no call in memory.
+    pub bounded: bool,
+    /// Loader details.
+    pub verbose: bool,
+    /// Details shown in the report.
+    pub show: Vec<Detail>,
+    /// The run's name in the data-movement summary.
+    pub label: String,
+    /// Outputs, checked, not opened.
+    pub outputs: Outputs,
+}
+
+/// What the command line asks for.
+#[derive(Clone, Debug)]
+pub enum Job {
+    /// Trace.
+    Trace(Box<Plan>),
+    /// Print earlier runs' data-movement summaries side by side.
+    Compare(Vec<PathBuf>),
+}
+
+/// Why a command line was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// A one-line reason that names what to change.
+    #[error("{0}")]
+    Usage(String),
+}
+
+fn usage<T>(msg: impl Into<String>) -> Result<T, PlanError> {
+    Err(PlanError::Usage(msg.into()))
+}
+
+impl Job {
+    /// Resolves and checks a command line; touches no file.
+    pub fn resolve(cli: cli::Cli) -> Result<Self, PlanError> {
+        if !cli.compare.is_empty() {
+            for p in &cli.compare {
+                checks::readable(p)?;
+            }
+            return Ok(Self::Compare(cli.compare));
+        }
+        Ok(Self::Trace(Box::new(Plan::resolve(cli)?)))
+    }
+}
+
+impl Plan {
+    /// Resolves and checks a tracing command line; touches no file.
+    pub fn resolve(cli: cli::Cli) -> Result<Self, PlanError> {
+        let calls = checks::calls(&cli.calls)?;
+        if !(4096..=MAX_RINGBUF_BYTES).contains(&cli.ringbuf_size)
+            || !cli.ringbuf_size.is_power_of_two()
+        {
+            return usage(format!(
+                "--ringbuf-size must be a power of two from 4096 to {MAX_RINGBUF_BYTES} bytes, \
+                 not {}",
+                cli.ringbuf_size
+            ));
+        }
+        let target = match (cli.pid.is_empty(), cli.command.is_empty()) {
+            (false, true) => Target::Pids(cli.pid.clone()),
+            (true, false) => Target::Command(cli.command.clone()),
+            _ => return usage("say what to trace: -p PID, or -- COMMAND ARGS… (see --help)"),
+        };
+        match &target {
+            Target::Pids(p) => {
+                inputs::check_pids(p).map_err(|e| PlanError::Usage(format!("{e:#}")))?
+            }
+            Target::Command(argv) => checks::command(&argv[0])?,
+        }
+        checks::freq(cli.freq)?;
+        let outputs = outputs(&cli)?;
+        checks::distinct(&outputs)?;
+        if cli.bounded {
+            let others: Vec<_> = outputs
+                .all()
+                .iter()
+                .map(|(o, _)| *o)
+                .filter(|o| !matches!(*o, "-o" | "--csv"))
+                .collect();
+            if !others.is_empty() {
+                return usage(format!(
+                    "--bounded keeps no call in memory: of the per-call outputs it writes only \
+                     --csv, not {}",
+                    others.join(", ")
+                ));
+            }
+        }
+        if cli.freq == 0 && (outputs.folded.is_some() || outputs.flamegraph.is_some()) {
+            return usage("--folded and --flamegraph need CPU samples: drop --freq 0");
+        }
+        let mode = match cli.mode {
+            cli::CliMode::Auto if cli.self_stats && !outputs.need_records() => Mode::Summary,
+            cli::CliMode::Auto | cli::CliMode::PerCall => Mode::PerCall,
+            cli::CliMode::Summary => Mode::Summary,
+            cli::CliMode::Both => Mode::Both,
+            cli::CliMode::Floor => Mode::Floor,
+        };
+        if outputs.need_records() && !mode.per_call() {
+            return usage(
+                "--findings, --csv, --summary-csv, --json, --trace, --model-json, \
+                 --movement-json, --folded and --flamegraph need per-call records: use --mode \
+                 auto, per-call or both",
+            );
+        }
+        let mut show = if cli.verbose {
+            <Detail as clap::ValueEnum>::value_variants().to_vec()
+        } else {
+            cli.show.clone()
+        };
+        show.sort();
+        show.dedup();
+        let label = cli.label.clone().unwrap_or_else(|| match &target {
+            Target::Command(argv) => run_label(argv),
+            Target::Pids(p) => format!(
+                "pid {}",
+                p.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+            ),
+        });
+        Ok(Self {
+            target,
+            calls,
+            mode,
+            ringbuf_bytes: cli.ringbuf_size,
+            self_stats: cli.self_stats,
+            thread_slots: cli.thread_slots,
+            freq: cli.freq,
+            duration: cli.duration,
+            bounded: cli.bounded,
+            verbose: cli.verbose,
+            show,
+            label,
+            outputs,
+        })
+    }
+
+    /// True when the report shows `d`.
+    pub fn shows(&self, d: Detail) -> bool {
+        self.show.contains(&d)
+    }
+}
+
+fn outputs(cli: &cli::Cli) -> Result<Outputs, PlanError> {
+    let d = |p: &Option<PathBuf>| -> Result<Option<Dest>, PlanError> {
+        p.as_deref()
+            .map(|p| {
+                let d = Dest::of(p);
+                if let Dest::File(f) = &d {
+                    checks::writable(f)?;
+                }
+                Ok(d)
+            })
+            .transpose()
+    };
+    Ok(Outputs {
+        report: d(&cli.output)?,
+        findings: d(&cli.findings)?,
+        csv: d(&cli.csv)?,
+        summary_csv: d(&cli.summary_csv)?,
+        json: d(&cli.json)?,
+        trace: d(&cli.trace)?,
+        model_json: d(&cli.model_json)?,
+        movement_json: d(&cli.movement_json)?,
+        folded: d(&cli.folded)?,
+        flamegraph: d(&cli.flamegraph)?,
+    })
+}
+
+/// `workloads sendfile` → `sendfile`; any other command → its file name and first argument.
+fn run_label(argv: &[String]) -> String {
+    let name = std::path::Path::new(&argv[0])
+        .file_name()
+        .map_or_else(|| argv[0].clone(), |n| n.to_string_lossy().into_owned());
+    match argv.get(1) {
+        Some(a) if name == "workloads" && !a.starts_with('-') => a.clone(),
+        Some(a) if !a.starts_with('-') => format!("{name} {a}"),
+        _ => name,
+    }
+}

@@ -1,0 +1,171 @@
+//! Summary CSV: one row per process × call kind × stage, with counts, sums and percentiles.
+//! The columns are a stable interface, documented in the README.
+use std::{collections::BTreeMap, io::Write};
+
+use serde::{Deserialize, Serialize};
+
+use super::CallRow;
+use crate::analyze::attribution::Distribution;
+
+/// How a stage's time is read from a call row.
+pub type StageOf = fn(&CallRow) -> u64;
+
+/// The stages of the summary, in order, with how each is read from a call row.
+pub const STAGES: &[(&str, StageOf)] = &[
+    ("total", |r| r.total_ns),
+    ("wait", |r| r.wait_ns),
+    ("wait_blocked", |r| r.wait_blocked_ns),
+    ("wait_runq", |r| r.wait_runq_ns),
+    ("wait_oncpu", |r| r.wait_oncpu_ns),
+    ("copy", |r| r.copy_ns),
+    ("blocked", |r| r.blocked_ns),
+    ("runq", |r| r.runq_ns),
+];
+
+/// One summary row. Times are nanoseconds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SummaryRow {
+    /// Process id.
+    pub pid: u32,
+    /// System call name.
+    pub call: String,
+    /// What the call's data came from.
+    pub fd_kind: String,
+    /// What the call's data went to (`none` for calls with one descriptor).
+    pub fd_out_kind: String,
+    /// One of [`STAGES`].
+    pub stage: String,
+    /// Calls in the group.
+    pub calls: u64,
+    /// Calls of the group that moved data.
+    pub data_calls: u64,
+    /// Calls of the group split at a copy marker.
+    pub marker_calls: u64,
+    /// Bytes the group moved.
+    pub bytes: u64,
+    /// Sum of the stage over the group's calls.
+    pub sum_ns: u64,
+    /// Mean per call.
+    pub mean_ns: f64,
+    /// Median per call (nearest rank).
+    pub p50_ns: u64,
+    /// 99th percentile per call (nearest rank).
+    pub p99_ns: u64,
+    /// Largest.
+    pub max_ns: u64,
+    /// `sum_ns` as a percentage of the group's `total` sum.
+    pub share_pct: f64,
+}
+
+/// Summarises call rows: groups in (pid, call, fd_kind, fd_out_kind) order, stages in
+/// [`STAGES`] order.
+pub fn summarize(rows: &[CallRow]) -> Vec<SummaryRow> {
+    let mut groups: BTreeMap<(u32, &str, &str, &str), Vec<&CallRow>> = BTreeMap::new();
+    for r in rows {
+        groups
+            .entry((r.pid, &r.call, &r.fd_kind, &r.fd_out_kind))
+            .or_default()
+            .push(r);
+    }
+    let mut out = Vec::new();
+    for ((pid, call, fd_kind, fd_out_kind), g) in groups {
+        let calls = g.len() as u64;
+        let data_calls = g.iter().filter(|r| r.bytes > 0).count() as u64;
+        let marker_calls = g.iter().filter(|r| r.stage_source == "marker").count() as u64;
+        let bytes = g.iter().map(|r| r.bytes).sum();
+        let total: u64 = g.iter().map(|r| r.total_ns).sum();
+        for (stage, get) in STAGES {
+            let d = Distribution::of(g.iter().map(|r| get(r)).collect());
+            out.push(SummaryRow {
+                pid,
+                call: call.into(),
+                fd_kind: fd_kind.into(),
+                fd_out_kind: fd_out_kind.into(),
+                stage: (*stage).into(),
+                calls,
+                data_calls,
+                marker_calls,
+                bytes,
+                sum_ns: d.sum,
+                mean_ns: d.mean,
+                p50_ns: d.p50,
+                p99_ns: d.p99,
+                max_ns: d.max,
+                share_pct: if total == 0 {
+                    0.0
+                } else {
+                    100.0 * d.sum as f64 / total as f64
+                },
+            });
+        }
+    }
+    out
+}
+
+/// Writes the summary of `rows` as CSV with a header.
+pub fn write_summary_csv<W: Write>(out: W, rows: &[CallRow]) -> anyhow::Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    for r in summarize(rows) {
+        w.serialize(r)?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::export::tests::sample_rows;
+
+    #[test]
+    fn summary_reads_back_with_every_cell_filled() {
+        let rows = sample_rows();
+        let mut buf = Vec::new();
+        write_summary_csv(&mut buf, &rows).expect("write");
+        let text = String::from_utf8(buf).expect("utf8");
+        assert_eq!(
+            text.lines().next(),
+            Some(
+                "pid,call,fd_kind,fd_out_kind,stage,calls,data_calls,marker_calls,bytes,sum_ns,\
+                 mean_ns,p50_ns,p99_ns,max_ns,share_pct"
+            )
+        );
+        let mut rdr = csv::Reader::from_reader(text.as_bytes());
+        for rec in rdr.records() {
+            let rec = rec.expect("record");
+            assert!(rec.iter().all(|c| !c.is_empty()), "empty cell in {rec:?}");
+        }
+        let back: Vec<SummaryRow> = csv::Reader::from_reader(text.as_bytes())
+            .deserialize()
+            .collect::<Result<_, _>>()
+            .expect("read back");
+        assert_eq!(back, summarize(&rows));
+        // Three groups in the sample (two recvfrom of one process, one splice, one read of
+        // another process), each with every stage.
+        assert_eq!(back.len(), 3 * STAGES.len());
+        let get = |call: &str, stage: &str| {
+            back.iter()
+                .find(|r| r.call == call && r.stage == stage)
+                .expect("row")
+        };
+        let recv_total = get("recvfrom", "total");
+        assert_eq!((recv_total.calls, recv_total.bytes), (2, 8192));
+        assert_eq!(recv_total.sum_ns, 5_000 + 7_000);
+        assert!((recv_total.share_pct - 100.0).abs() < 1e-9);
+        let recv_wait = get("recvfrom", "wait");
+        assert_eq!((recv_wait.sum_ns, recv_wait.max_ns), (4_000 + 6_500, 6_500));
+        assert!((recv_wait.mean_ns - 5_250.0).abs() < 1e-9);
+        // Wait and copy of marker calls add up to the total.
+        let recv_copy = get("recvfrom", "copy");
+        assert!((recv_wait.share_pct + recv_copy.share_pct - 100.0).abs() < 1e-9);
+        let read_wait = get("read", "wait");
+        assert_eq!(
+            (
+                read_wait.calls,
+                read_wait.data_calls,
+                read_wait.marker_calls
+            ),
+            (1, 0, 0)
+        );
+    }
+}

@@ -1,0 +1,271 @@
+//! The terminal report: one screen by default (what was traced, each thread's model, the
+//! calls that carry the I/O time, the data moved, warnings, the cost line); details on
+//! request (`--show`, `-v`).
+use std::{collections::BTreeMap, fmt::Write as _};
+
+use crate::{
+    analyze::findings::{CallKind, Findings, Thread},
+    render::report::{fmt_bytes, fmt_ns},
+};
+
+/// Threads listed one by one before the rest are counted per model.
+const THREAD_LINES: usize = 6;
+/// Call kinds listed before the rest fold into "other calls".
+const CALL_LINES: usize = 8;
+/// Calls under this share of the time that moved no data fold into "other calls".
+const FOLD_SHARE: f64 = 0.01;
+/// Bytes under which per-GiB figures and throughput mean nothing.
+pub const MIN_BYTES_FOR_RATES: u64 = 1 << 20;
+
+/// `nginx (pid 1234)`, `cat (pid 9)`, `2 processes (pid 1,2)`.
+pub fn what(f: &Findings) -> String {
+    let pids: Vec<String> = f.traced.pids.iter().map(u32::to_string).collect();
+    let name = |pid: u32| {
+        f.processes
+            .iter()
+            .find(|p| p.pid == pid)
+            .map_or("?", |p| p.comm.as_str())
+            .to_string()
+    };
+    match f.traced.pids.as_slice() {
+        [one] => format!("{} (pid {one})", name(*one)),
+        _ => format!("{} processes (pid {})", f.traced.pids.len(), pids.join(",")),
+    }
+}
+
+/// The headline and the records line.
+fn head(f: &Findings, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "Traced {} for {}: {} calls, {} mode; {}",
+        what(f),
+        fmt_ns(f.traced.wall_ns as f64),
+        f.records.calls,
+        match f.traced.mode {
+            crate::plan::Mode::PerCall => "per-call",
+            crate::plan::Mode::Summary => "summary",
+            crate::plan::Mode::Both => "per-call and summary",
+            crate::plan::Mode::Floor => "floor",
+        },
+        f.traced.end
+    );
+    let r = &f.records;
+    let _ = writeln!(
+        out,
+        "{} calls in {:.2}s; records sent {}, lost {}{}",
+        r.calls,
+        f.traced.wall_ns as f64 / 1e9,
+        r.sent,
+        r.lost,
+        if r.undecodable > 0 {
+            format!(", undecodable {}", r.undecodable)
+        } else {
+            String::new()
+        }
+    );
+}
+
+fn thread_line(t: &Thread) -> String {
+    format!(
+        "  {} {}/{}: {} — {}",
+        t.comm, t.pid, t.tid, t.model, t.evidence
+    )
+}
+
+/// Threads: each one when few, else the first ones and a count per model.
+fn threads(f: &Findings, all: bool, out: &mut String) {
+    if f.threads.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "threads (I/O model — evidence):");
+    let shown = if all { f.threads.len() } else { THREAD_LINES };
+    for t in f.threads.iter().take(shown) {
+        let _ = writeln!(out, "{}", thread_line(t));
+    }
+    let rest = &f.threads[shown.min(f.threads.len())..];
+    if !rest.is_empty() {
+        let mut per: BTreeMap<&str, usize> = BTreeMap::new();
+        for t in rest {
+            *per.entry(t.model).or_default() += 1;
+        }
+        let words: Vec<String> = per.iter().map(|(m, n)| format!("{n} {m}")).collect();
+        let _ = writeln!(
+            out,
+            "  … {} more threads: {} (--show threads lists them)",
+            rest.len(),
+            words.join(", ")
+        );
+    }
+}
+
+fn pct(part: u64, whole: u64) -> f64 {
+    100.0 * part as f64 / whole.max(1) as f64
+}
+
+/// Calls: the ones that carry the I/O time, with wait and copy; the rest in one line.
+fn calls(f: &Findings, out: &mut String) {
+    if f.calls.is_empty() {
+        let _ = writeln!(out, "no traced calls");
+        return;
+    }
+    let (mut main, mut other): (Vec<&CallKind>, Vec<&CallKind>) = (Vec::new(), Vec::new());
+    for c in &f.calls {
+        if main.len() < CALL_LINES && (c.bytes > 0 || c.share >= FOLD_SHARE) {
+            main.push(c);
+        } else {
+            other.push(c);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "I/O time by call (time inside the calls, share; wait for data, part asleep; copy):"
+    );
+    for c in &main {
+        let _ = writeln!(
+            out,
+            "  {:<24} {:>7} calls {:>10} {:>9} {:>4.0}%  wait {:>9} ({:.0}% asleep)  copy {:>9}{}",
+            c.label,
+            c.calls,
+            fmt_bytes(c.bytes),
+            fmt_ns(c.total_ns as f64),
+            100.0 * c.share,
+            fmt_ns(c.wait_ns as f64),
+            pct(c.wait_blocked_ns, c.wait_ns),
+            fmt_ns(c.copy_ns as f64),
+            if c.marker_calls == 0 && c.data_calls > 0 {
+                "*"
+            } else {
+                ""
+            }
+        );
+    }
+    if !other.is_empty() {
+        let n: u64 = other.iter().map(|c| c.calls).sum();
+        let t: u64 = other.iter().map(|c| c.total_ns).sum();
+        let names: Vec<&str> = other
+            .iter()
+            .take(4)
+            .map(|c| c.label.split(' ').next().unwrap_or(""))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  other calls: {n} calls of {} kinds ({}{}), {} in all",
+            other.len(),
+            names.join(", "),
+            if other.len() > 4 { ", …" } else { "" },
+            fmt_ns(t as f64)
+        );
+    }
+}
+
+/// The data moved, and where it passed through user memory.
+fn data(f: &Findings, out: &mut String) {
+    let d = &f.data;
+    let Some(m) = &d.movement else {
+        let _ = writeln!(
+            out,
+            "data: {} returned by {} calls",
+            fmt_bytes(d.bytes_moved),
+            d.data_calls
+        );
+        return;
+    };
+    let rate = if m.bytes >= MIN_BYTES_FOR_RATES && m.span_ns > 0 {
+        format!(
+            ", {:.0} MiB/s over {}",
+            m.bytes as f64 / (1 << 20) as f64 / (m.span_ns as f64 / 1e9),
+            fmt_ns(m.span_ns as f64)
+        )
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        out,
+        "data moved: {} in {} calls{rate}",
+        fmt_bytes(d.bytes_moved),
+        d.data_calls
+    );
+    let _ = writeln!(
+        out,
+        "  through user memory: {} read from files, {} written to sockets, {} received",
+        fmt_bytes(m.user_reads),
+        fmt_bytes(m.user_writes),
+        fmt_bytes(m.user_receives)
+    );
+}
+
+fn warnings(f: &Findings, out: &mut String) {
+    for w in &f.warnings {
+        let _ = writeln!(out, "warning: {w}");
+    }
+}
+
+/// The default report (the cost line is added by the caller, last).
+pub fn summary(f: &Findings, all_threads: bool) -> String {
+    let mut out = String::new();
+    head(f, &mut out);
+    threads(f, all_threads, &mut out);
+    calls(f, &mut out);
+    data(f, &mut out);
+    warnings(f, &mut out);
+    out
+}
+
+/// The hook list.
+pub fn hooks(f: &Findings) -> String {
+    let mut out = String::from("hooks:\n");
+    for h in &f.hooks {
+        let _ = match &h.error {
+            None => writeln!(out, "  {}", h.name),
+            Some(e) => writeln!(out, "  {} (unavailable: {e}; {})", h.name, h.without),
+        };
+    }
+    out
+}
+
+/// Every record that is not a call, so that calls + these = records read.
+pub fn other_events(r: &crate::capture::session::RunResult) -> String {
+    use crate::capture::decode::Record;
+    let count = |f: fn(&Record) -> bool| r.events.iter().filter(|e| f(e)).count();
+    let signals = count(|e| matches!(e, Record::Signal(_)));
+    let copies = count(|e| matches!(e, Record::Copy(_)));
+    let sockets = count(|e| matches!(e, Record::Sock(_)));
+    let rings = count(|e| matches!(e, Record::Uring(_)));
+    let procs = r.procs.len() + r.events.len() - signals - copies - sockets - rings;
+    let samples = r.samples.records.len();
+    if procs + signals + copies + sockets + rings + samples == 0 {
+        return String::new();
+    }
+    format!(
+        "other events: {signals} signal events, {copies} copies outside traced calls, \
+         {sockets} socket events, {rings} io_uring events, {procs} process events, \
+         {samples} CPU samples\n"
+    )
+}
+
+/// The signals delivered, time after the first traced event.
+pub fn signals(
+    calls: &[crate::capture::traced::TracedCall],
+    events: &[crate::capture::decode::Record],
+) -> String {
+    let signals: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            crate::capture::decode::Record::Signal(s) => Some(*s),
+            _ => None,
+        })
+        .collect();
+    if signals.is_empty() {
+        return String::new();
+    }
+    let t0 = calls
+        .iter()
+        .map(|c| c.rec.start_ns)
+        .chain(signals.iter().map(|s| s.time_ns))
+        .min()
+        .unwrap_or(0);
+    format!(
+        "signals (time after the first traced event):\n{}",
+        crate::analyze::movement::signal_lines(&signals, t0)
+    )
+}
