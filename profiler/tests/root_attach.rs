@@ -178,7 +178,7 @@ fn attach(pids: &str, csv: &Path, calls: &str) -> Attached {
 }
 
 impl Attached {
-    /// Waits for the profiler to end by itself (every traced process gone); returns stdout.
+    /// Waits for the profiler to end by itself (every traced process gone); returns its report.
     fn finish(mut self) -> String {
         let mut rest = String::new();
         let _ = std::io::Read::read_to_string(&mut self.err, &mut rest);
@@ -188,7 +188,8 @@ impl Attached {
             "profiler failed:\n{}{rest}",
             self.banner
         );
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        // The report is on stderr, read above.
+        format!("{}{rest}", self.banner)
     }
 }
 
