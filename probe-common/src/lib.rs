@@ -1,6 +1,9 @@
 //! Records and constants shared by the kernel probes and the profiler: plain `#[repr(C)]` data,
-//! nothing else.
+//! and the one stage split ([`split_stages`]) that both sides apply to a call record.
 #![no_std]
+
+mod stages;
+pub use stages::{SplitBy, StageSplit, split_stages};
 
 /// What a ring-buffer record is; every record starts with this as a `u32`.
 #[repr(u32)]
@@ -885,6 +888,15 @@ mod tests {
             .expect("fits")
             .unpack();
         assert_eq!(back, rec);
+        // A receive whose socket bytes are its return value.
+        let received = CallRecord {
+            recv_bytes: 4096,
+            ..rec
+        };
+        let back = CompactCall::pack(&received, 0, NO_FD_ARG)
+            .expect("fits")
+            .unpack();
+        assert_eq!(back, received);
         // A splice: descriptors in the first and third arguments, others read as 0.
         let splice = CallRecord {
             args: [3, 0xdead, u64::MAX],
@@ -907,6 +919,11 @@ mod tests {
     fn calls_that_do_not_fit_stay_whole() {
         let rec = call();
         for big in [
+            // Socket bytes that are not the return value (recvmmsg returns messages).
+            CallRecord {
+                recv_bytes: 3,
+                ..rec
+            },
             CallRecord {
                 end_ns: rec.start_ns + (1 << 32),
                 ..rec

@@ -178,7 +178,7 @@ fn attach(pids: &str, csv: &Path, calls: &str) -> Attached {
 }
 
 impl Attached {
-    /// Waits for the profiler to end by itself (every traced process gone); returns its report.
+    /// Waits for the profiler to end by itself (every traced process gone); returns stdout.
     fn finish(mut self) -> String {
         let mut rest = String::new();
         let _ = std::io::Read::read_to_string(&mut self.err, &mut rest);
@@ -188,8 +188,7 @@ impl Attached {
             "profiler failed:\n{}{rest}",
             self.banner
         );
-        // The report is on stderr, read above.
-        format!("{}{rest}", self.banner)
+        rest
     }
 }
 
