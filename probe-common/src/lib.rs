@@ -129,9 +129,9 @@ pub struct CompactCall {
     pub pid: u32,
     /// Thread id.
     pub tid: u32,
-    /// Call number (bits 0-9), descriptor classes (10-13, 14-17), flags (18-19), argument
-    /// indexes of the two descriptors (20-21, 22-23; 3: none), switches (24-27) and copy
-    /// markers (28-31).
+    /// Call number (bits 0-9), descriptor classes (10-13, 14-17), flags (18), whether the
+    /// bytes received from sockets are the return value (19; else none), argument indexes of
+    /// the two descriptors (20-21, 22-23; 3: none), switches (24-27) and copy markers (28-31).
     pub packed: u32,
     /// Entry time.
     pub start_ns: u64,
@@ -184,15 +184,18 @@ impl CompactCall {
                 -1
             }
         };
-        if rec.faults_user | rec.faults_kernel | rec.file_faults | rec.recv_bytes != 0
-            || rec.sent_bytes != 0
-        {
+        if rec.faults_user | rec.faults_kernel | rec.file_faults != 0 || rec.sent_bytes != 0 {
             return None;
         }
         if rec.ret < i32::MIN as i64 || rec.ret > i32::MAX as i64 || rec.end_ns < rec.start_ns {
             return None;
         }
         let total = narrow(rec.end_ns - rec.start_ns)?;
+        let received = match rec.recv_bytes {
+            0 => 0,
+            r if r as i64 == rec.ret => 1,
+            _ => return None,
+        };
         let first_copy = if rec.first_copy_ns == 0 {
             0
         } else if rec.first_copy_ns >= rec.start_ns && rec.first_copy_ns <= rec.end_ns {
@@ -203,7 +206,8 @@ impl CompactCall {
         let packed = small(rec.nr, 10)?
             | small(rec.fd_class, 4)? << 10
             | small(rec.fd_out_class, 4)? << 14
-            | small(rec.flags, 2)? << 18
+            | small(rec.flags, 1)? << 18
+            | received << 19
             | from << 20
             | to << 22
             | small(rec.switches, 4)? << 24
@@ -257,7 +261,8 @@ impl CompactCall {
             runq_ns: self.runq_ns as u64,
             wait_blocked_ns: self.wait_blocked_ns as u64,
             wait_runq_ns: self.wait_runq_ns as u64,
-            flags: bits(18, 2),
+            flags: bits(18, 1),
+            recv_bytes: if bits(19, 1) != 0 { self.ret as u32 } else { 0 },
             fd_class: bits(10, 4),
             fd_out_class: bits(14, 4),
             ..CallRecord::default()
@@ -957,6 +962,15 @@ mod tests {
             .expect("fits")
             .unpack();
         assert_eq!(back, rec);
+        // A receive whose socket bytes are its return value.
+        let received = CallRecord {
+            recv_bytes: 4096,
+            ..rec
+        };
+        let back = CompactCall::pack(&received, 0, NO_FD_ARG)
+            .expect("fits")
+            .unpack();
+        assert_eq!(back, received);
         // A splice: descriptors in the first and third arguments, others read as 0.
         let splice = CallRecord {
             args: [3, 0xdead, u64::MAX],
@@ -979,6 +993,11 @@ mod tests {
     fn calls_that_do_not_fit_stay_whole() {
         let rec = call();
         for big in [
+            // Socket bytes that are not the return value (recvmmsg returns messages).
+            CallRecord {
+                recv_bytes: 3,
+                ..rec
+            },
             CallRecord {
                 end_ns: rec.start_ns + (1 << 32),
                 ..rec
