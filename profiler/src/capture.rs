@@ -24,7 +24,7 @@ use crate::{
     capture::{
         loader::{Hook, LoadOptions},
         session::{RunOptions, RunResult},
-        sink::{CallSink as _, CsvStream, Failsafe},
+        sink::{CallSink as _, CsvStream, Failsafe, Kept},
         traced::TracedCall,
     },
     plan::Plan,
@@ -34,8 +34,12 @@ use crate::{
 pub struct RunData {
     /// What the session saw (events, summaries, samples, counters, lost counts).
     pub result: RunResult,
-    /// Every call, in arrival order (empty in summary mode and with `--bounded`).
+    /// Every call, in arrival order, up to [`KEEP_LIMIT`] (empty in summary mode and with
+    /// `--bounded`).
     pub calls: Vec<TracedCall>,
+    /// Calls that came after [`KEEP_LIMIT`]: in the stage statistics, not in the analyses
+    /// that need every call.
+    pub calls_not_kept: u64,
     /// Streaming stage statistics of every call (kept in every per-call run).
     pub stats: CallStats,
     /// Rows written as calls arrived (`--bounded --csv`).
@@ -43,6 +47,12 @@ pub struct RunData {
     /// Why the streamed CSV stopped being written, if it did.
     pub csv_error: Option<anyhow::Error>,
 }
+
+/// Most calls kept for the analyses that need every call (thread models, messages, data
+/// movement) when no export writes a row per call: 256 bytes each, so a run of any length
+/// keeps at most 256 MiB of them. Later calls are still counted in the stage statistics.
+/// With a per-call export every call is kept (`--bounded` streams the CSV instead).
+pub const KEEP_LIMIT: usize = 1 << 20;
 
 /// The loader's options for a plan: the kernel's mode bits are derived here.
 pub fn load_options(plan: &Plan) -> LoadOptions {
@@ -75,7 +85,12 @@ pub fn capture<W: Write>(
     // A CSV that fails stops nothing else: its error is reported with the run's report.
     let mut csv = csv.map(CsvStream::new).transpose()?.map(Failsafe::new);
     let mut stats = CallStats::default();
-    let mut kept: Option<Vec<TracedCall>> = (!plan.bounded).then(Vec::new);
+    let limit = if plan.outputs.per_call_rows() {
+        usize::MAX
+    } else {
+        KEEP_LIMIT
+    };
+    let mut kept: Option<Kept> = (!plan.bounded).then(|| Kept::new(limit));
     let result = session::run(&opts, &mut (&mut stats, (&mut csv, &mut kept)), on_attached)?;
     csv.finish()?;
     let csv_error = csv.as_mut().and_then(Failsafe::take_error).map(|e| {
@@ -89,7 +104,8 @@ pub fn capture<W: Write>(
     });
     Ok(RunData {
         result,
-        calls: kept.unwrap_or_default(),
+        calls_not_kept: kept.as_ref().map_or(0, |k| k.beyond),
+        calls: kept.map(|k| k.calls).unwrap_or_default(),
         stats,
         streamed_rows: csv
             .as_ref()

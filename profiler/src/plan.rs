@@ -154,6 +154,15 @@ impl Outputs {
         .collect()
     }
 
+    /// True when an export writes one row per call (`--csv`, `--summary-csv`, `--json`,
+    /// `--trace`): then every call is kept, none dropped from the rows.
+    pub fn per_call_rows(&self) -> bool {
+        self.csv.is_some()
+            || self.summary_csv.is_some()
+            || self.json.is_some()
+            || self.trace.is_some()
+    }
+
     /// True when an output needs one record per call.
     fn need_records(&self) -> bool {
         self.all().iter().any(|(o, _)| *o != "-o")

@@ -161,6 +161,9 @@ pub struct Records {
     pub samples_lost: u64,
     /// Unexpected cases the kernel programs logged.
     pub kernel_diagnostics: u64,
+    /// Calls beyond the most a run keeps for the analyses that need every call: in the
+    /// stage table, not in the models, messages and data movement.
+    pub calls_not_kept: u64,
 }
 
 /// One kernel hook.
@@ -205,7 +208,7 @@ fn processes(data: &RunData, comm: &dyn Fn(u32) -> String) -> Vec<Process> {
 }
 
 /// The run's record counts.
-fn records(r: &RunResult, per_call: bool) -> Records {
+fn records(r: &RunResult, per_call: bool, calls_not_kept: u64) -> Records {
     Records {
         calls: if per_call {
             r.calls
@@ -220,6 +223,7 @@ fn records(r: &RunResult, per_call: bool) -> Records {
         samples: r.samples.records.len() as u64,
         samples_lost: r.samples.lost,
         kernel_diagnostics: r.diagnostics.len() as u64,
+        calls_not_kept,
     }
 }
 
@@ -280,7 +284,7 @@ pub fn analyze(plan: &Plan, data: &RunData, cpu: Option<Cpu>) -> Findings {
         data_calls: calls.iter().map(|c| c.data_calls).sum(),
         movement,
     };
-    let records = records(r, per_call);
+    let records = records(r, per_call, data.calls_not_kept);
     let hooks: Vec<HookState> = r
         .hooks
         .iter()
@@ -428,6 +432,14 @@ fn warnings(plan: &Plan, r: &Records, hooks: &[HookState], calls: &[CallKind]) -
         .any(|c| c.data_calls > 0 && c.marker_calls == 0)
     {
         w.push("copy time without a copy marker is the calls' time on CPU (an upper bound)".into());
+    }
+    if r.calls_not_kept > 0 {
+        w.push(format!(
+            "{} calls came after the first {} kept: the stage table counts them, the models, \
+             messages and data movement do not (for long runs use --mode summary or --bounded)",
+            r.calls_not_kept,
+            crate::capture::KEEP_LIMIT
+        ));
     }
     if plan.mode == Mode::Summary {
         w.push("summary mode: no per-thread models (use --mode per-call)".into());

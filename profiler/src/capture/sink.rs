@@ -25,6 +25,40 @@ impl CallSink for Vec<TracedCall> {
     }
 }
 
+/// Keeps calls up to a limit, then counts the rest: the analyses that need every call see the
+/// first `limit`, memory stays bounded however long the run.
+#[derive(Debug, Default)]
+pub struct Kept {
+    /// The kept calls, in arrival order.
+    pub calls: Vec<TracedCall>,
+    /// Most calls kept.
+    pub limit: usize,
+    /// Calls that came after the limit was reached.
+    pub beyond: u64,
+}
+
+impl Kept {
+    /// An empty keeper of at most `limit` calls.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            calls: Vec::new(),
+            limit,
+            beyond: 0,
+        }
+    }
+}
+
+impl CallSink for Kept {
+    fn call(&mut self, c: &TracedCall) -> anyhow::Result<()> {
+        if self.calls.len() < self.limit {
+            self.calls.push(c.clone());
+        } else {
+            self.beyond += 1;
+        }
+        Ok(())
+    }
+}
+
 impl CallSink for CallStats {
     fn call(&mut self, c: &TracedCall) -> anyhow::Result<()> {
         self.add(c);
@@ -384,6 +418,18 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn kept_stops_at_its_limit_and_counts_the_rest() {
+        let c = TracedCall::new(probe_common::CallRecord::default(), |_, _| {
+            crate::capture::fdkind::FdKind::Unknown
+        });
+        let mut k = Kept::new(2);
+        for _ in 0..5 {
+            k.call(&c).expect("keep");
+        }
+        assert_eq!((k.calls.len(), k.beyond), (2, 3));
     }
 
     #[test]
