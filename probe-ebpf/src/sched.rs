@@ -3,7 +3,7 @@
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use probe_common::{CLONE_THREAD, SLEEP_STATE_MASK};
 
-use crate::maps::{current_ids, field, in_flight, is_traced, now, trace};
+use crate::maps::{current_ids, field, filtering, in_flight, is_traced, now, trace};
 
 // sched/sched_switch/format:
 //   field:pid_t prev_pid;   offset:24; size:4;
@@ -81,7 +81,8 @@ pub fn task_newtask(ctx: TracePointContext) -> u32 {
             field::<u64>(&ctx, NEWTASK_FLAGS),
         )
     };
-    if flags & CLONE_THREAD == 0 && is_traced(tgid) {
+    // A system-wide run traces by its filter: forks need no record.
+    if flags & CLONE_THREAD == 0 && !filtering() && is_traced(tgid) {
         trace(pid);
         crate::procs::forked(pid, tgid);
     }

@@ -235,12 +235,20 @@ impl Plan {
                 cli.ringbuf_size
             ));
         }
+        let system_wide = cli.all || cli.comm.is_some() || cli.cgroup.is_some();
         let target = match (cli.pid.is_empty(), cli.command.is_empty()) {
+            _ if system_wide => Target::All(
+                crate::capture::system::Filter::resolve(cli.comm.as_deref(), cli.cgroup.as_deref())
+                    .map_err(|e| PlanError::Usage(e.to_string()))?,
+            ),
             (false, true) => Target::Pids(cli.pid.clone()),
             (true, false) => Target::Command(cli.command.clone()),
-            _ => return usage("say what to trace: -p PID, or -- COMMAND ARGS… (see --help)"),
+            _ => {
+                return usage("say what to trace: -p PID, -- COMMAND ARGS…, or --all (see --help)");
+            }
         };
         match &target {
+            Target::All(_) => {}
             Target::Pids(p) => {
                 inputs::check_pids(p).map_err(|e| PlanError::Usage(format!("{e:#}")))?
             }
@@ -268,6 +276,14 @@ impl Plan {
             return usage("--folded and --flamegraph need CPU samples: drop --freq 0");
         }
         let mode = match cli.mode {
+            // Every process on the machine: sums in the kernel, never a record per call.
+            _ if system_wide && (outputs.need_records() || cli.mode != cli::CliMode::Auto) => {
+                return usage(
+                    "--all, --comm and --cgroup run in summary mode: drop --mode and the \
+                     per-call outputs",
+                );
+            }
+            _ if system_wide => Mode::Summary,
             cli::CliMode::Auto if cli.self_stats && !outputs.need_records() => Mode::Summary,
             cli::CliMode::Auto | cli::CliMode::PerCall => Mode::PerCall,
             cli::CliMode::Summary => Mode::Summary,
@@ -290,6 +306,7 @@ impl Plan {
         show.dedup();
         let label = cli.label.clone().unwrap_or_else(|| match &target {
             Target::Command(argv) => run_label(argv),
+            Target::All(f) => f.describe(),
             Target::Pids(p) => format!(
                 "pid {}",
                 p.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
@@ -302,7 +319,8 @@ impl Plan {
             ringbuf_bytes: cli.ringbuf_size,
             self_stats: cli.self_stats,
             thread_slots: cli.thread_slots,
-            freq: cli.freq,
+            // CPU samples of every process would flood the record buffer.
+            freq: if system_wide { 0 } else { cli.freq },
             duration: cli.duration,
             bounded: cli.bounded,
             verbose: cli.verbose,

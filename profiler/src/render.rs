@@ -7,6 +7,7 @@ pub mod flame;
 pub mod html_report;
 pub mod report;
 pub mod terminal;
+pub mod top;
 
 use std::{
     io::{self, Write},
@@ -113,6 +114,7 @@ pub fn banner(plan: &Plan, hooks: &[Hook], pids: &[u32], names: &dyn Fn(u32) -> 
         crate::capture::session::Target::Command(argv) => {
             format!("`{}` (pid {})", argv.join(" "), join(pids))
         }
+        crate::capture::session::Target::All(f) => f.describe(),
         crate::capture::session::Target::Pids(_) => match pids {
             [one] => format!("{} (pid {one})", names(*one)),
             _ => format!(
@@ -168,6 +170,11 @@ pub fn render(plan: &Plan, f: &Findings, data: &RunData, mut w: Writers) -> anyh
     let r = &data.result;
     let calls = &data.calls;
     let mut text = terminal::summary(f, plan.shows(Detail::Threads));
+    if let crate::capture::session::Target::All(_) = &plan.target {
+        text.push('\n');
+        let procs = crate::analyze::top::by_process(&r.summaries, &r.names);
+        text.push_str(&top::table(&procs, top::ROWS));
+    }
     if plan.shows(Detail::Hooks) {
         text.push_str(&terminal::hooks(f));
     }

@@ -60,6 +60,8 @@ pub struct LoadOptions {
     /// Slots of the kernel's thread and process tables (a power of two, at most
     /// [`probe_common::THREAD_SLOTS`]); fewer force the clash tables into use (tests).
     pub thread_slots: u32,
+    /// System-wide runs: the processes the kernel traces by itself (`None`: the traced set).
+    pub filter: Option<crate::capture::system::Filter>,
 }
 
 impl Default for LoadOptions {
@@ -72,6 +74,7 @@ impl Default for LoadOptions {
             sample_hz: 0,
             message_events: true,
             thread_slots: probe_common::THREAD_SLOTS,
+            filter: None,
         }
     }
 }
@@ -184,6 +187,15 @@ impl Probes {
             .override_global("MODE", &opts.mode, true)
             .override_global("WAKE_BYTES", &wake, true)
             .override_global("SLOT_MASK", &slot_mask, true);
+        let me = std::process::id();
+        let (flags, comm, cgroup) = opts.filter.as_ref().map_or((0, [0; 2], 0), |f| {
+            (f.flags(), f.comm_words(), f.cgroup_id())
+        });
+        loader
+            .override_global("FILTER", &flags, true)
+            .override_global("SELF_TGID", &me, true)
+            .override_global("FILTER_COMM", &comm, true)
+            .override_global("FILTER_CGROUP", &cgroup, true);
         if let Ok(o) = &fd_offsets {
             loader.override_global("FD_OFFSETS", o, true);
         }
