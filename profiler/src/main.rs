@@ -5,12 +5,24 @@ use clap::Parser as _;
 use profiler::{
     analyze::{findings, movement::Cpu},
     capture::{self, launch::Exit, progress::Progress, session::EndReason},
-    plan::{Job, Plan, cli::Cli},
+    plan::{
+        Job, Plan,
+        cli::Cli,
+        serve::{ServeCli, ServePlan},
+    },
     render::{self, Writers},
 };
 
 fn main() -> ExitCode {
-    let job = match Job::resolve(Cli::parse()) {
+    // `profiler serve …` is a mode of its own, with its own options.
+    let serving = std::env::args_os().nth(1).is_some_and(|a| a == "serve");
+    let job = if serving {
+        ServePlan::resolve(ServeCli::parse_from(std::env::args_os().skip(1)))
+            .map(|p| Job::Serve(Box::new(p)))
+    } else {
+        Job::resolve(Cli::parse())
+    };
+    let job = match job {
         Ok(j) => j,
         Err(e) => {
             eprintln!("profiler: error: {e}");
@@ -20,6 +32,7 @@ fn main() -> ExitCode {
     let run = match job {
         Job::Compare(files) => render::compare(&files).map(|_| ExitCode::SUCCESS),
         Job::Trace(plan) => trace(&plan),
+        Job::Serve(plan) => profiler::serve::run(&plan).map(|_| ExitCode::SUCCESS),
     };
     run.unwrap_or_else(|e| {
         eprintln!("profiler: error: {e:#}");

@@ -6,6 +6,7 @@ pub mod checks;
 pub mod cli;
 pub mod inputs;
 pub mod privilege;
+pub mod serve;
 pub mod target;
 
 use std::{path::PathBuf, time::Duration};
@@ -195,6 +196,8 @@ pub enum Job {
     Trace(Box<Plan>),
     /// Print earlier runs' data-movement summaries side by side.
     Compare(Vec<PathBuf>),
+    /// Serve metrics until stopped.
+    Serve(Box<serve::ServePlan>),
 }
 
 /// Why a command line was refused.

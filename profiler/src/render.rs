@@ -5,6 +5,7 @@
 pub mod export;
 pub mod flame;
 pub mod html_report;
+pub mod prometheus;
 pub mod report;
 pub mod terminal;
 pub mod top;

@@ -462,6 +462,20 @@ impl Probes {
 }
 
 impl Probes {
+    /// Deletes the summary-mode sums of the given keys (of processes that ended), so that
+    /// the map keeps room for the living.
+    pub fn forget_summaries(&mut self, keys: &[SummaryKey]) -> anyhow::Result<()> {
+        let mut map: PerCpuHashMap<_, SummaryKey, CallSummary> =
+            PerCpuHashMap::try_from(self.ebpf.map_mut("SUMMARY").context("no SUMMARY map")?)?;
+        for k in keys {
+            // A key already gone is no error.
+            let _ = map.remove(k);
+        }
+        Ok(())
+    }
+}
+
+impl Probes {
     /// The summary-mode sums per process and call, added up over CPUs.
     pub fn summaries(&self) -> anyhow::Result<crate::analyze::summary::Summaries> {
         let map: PerCpuHashMap<_, SummaryKey, CallSummary> =
