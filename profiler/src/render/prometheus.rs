@@ -49,13 +49,17 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
-/// One histogram: buckets from the first to the last that ever held a value (the sums only
-/// grow, so that range only widens), then `+Inf`, `_sum` and `_count`.
-fn histogram(out: &mut String, name: &str, l: &str, hist: &[u64; HIST_BUCKETS], sum_ns: u64) {
+/// One histogram: the buckets of its range (see [`Series::ranges`]), then `+Inf`, `_sum` and
+/// `_count`.
+fn histogram(
+    out: &mut String,
+    name: &str,
+    l: &str,
+    (hist, sum_ns): (&[u64; HIST_BUCKETS], u64),
+    range: Option<(usize, usize)>,
+) {
     let count: u64 = hist.iter().sum();
-    let first = hist.iter().position(|&c| c > 0);
-    let last = hist.iter().rposition(|&c| c > 0);
-    if let (Some(first), Some(last)) = (first, last) {
+    if let Some((first, last)) = range {
         let mut cum = hist[..first].iter().sum::<u64>();
         for (i, c) in hist
             .iter()
@@ -128,11 +132,11 @@ pub fn exposition(series: &Series, health: &Health) -> String {
             (&s.hist_copy, s.copy_ns)
         }),
     ];
-    for (name, help, f) in hists {
+    for (i, (name, help, f)) in hists.into_iter().enumerate() {
         family(&mut out, name, "histogram", help);
         for (l, s) in &series.sums {
-            let (h, sum) = f(s);
-            histogram(&mut out, name, &labels(l), h, sum);
+            let range = series.ranges.get(l).and_then(|r| r[i]);
+            histogram(&mut out, name, &labels(l), f(s), range);
         }
     }
     health_metrics(&mut out, series, health);
@@ -239,15 +243,16 @@ mod tests {
             .lines()
             .filter(|x| x.starts_with("ioprof_wait_seconds_bucket"))
             .collect();
-        // Three buckets from the first to the last used, then +Inf.
-        assert_eq!(buckets.len(), 4, "{buckets:?}");
+        // From an octave below the shortest value to two above the longest, then +Inf.
+        assert_eq!(buckets.len(), 8 + 3 + 16 + 1, "{buckets:?}");
         let end = hist_bucket_end(hist_bucket(5_000_000)) as f64 / 1e9;
+        assert!(buckets[7].ends_with("} 0"), "{buckets:?}");
         assert!(
-            buckets[0].ends_with(&format!("le=\"{end}\"}} 2")),
+            buckets[8].ends_with(&format!("le=\"{end}\"}} 2")),
             "{buckets:?}"
         );
         assert!(
-            buckets[2].ends_with("} 3") && buckets[3].contains("+Inf\"} 3"),
+            buckets[10].ends_with("} 3") && buckets[27].contains("+Inf\"} 3"),
             "{buckets:?}"
         );
         assert!(

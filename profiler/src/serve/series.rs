@@ -40,8 +40,26 @@ pub struct Series {
     pub dropped: u64,
     /// The most label sets kept (the `other` set included).
     pub max: usize,
+    /// Per label set, the buckets each histogram shows (total, wait, copy): from an octave
+    /// below its shortest value to two above its longest, widened when a value falls outside,
+    /// never narrowed, so that Prometheus sees the same buckets from scrape to scrape.
+    pub ranges: HashMap<Labels, [Option<(usize, usize)>; 3]>,
     last: HashMap<SummaryKey, CallSummary>,
     overflowed: std::collections::HashSet<Labels>,
+}
+
+/// Buckets shown below a histogram's shortest value and above its longest.
+const BELOW: usize = 1 << probe_common::HIST_SUB_BITS;
+const ABOVE: usize = 2 << probe_common::HIST_SUB_BITS;
+
+/// `range` widened to hold every bucket of `hist` in use, with the margins.
+fn widen(range: Option<(usize, usize)>, hist: &[u64]) -> Option<(usize, usize)> {
+    let first = hist.iter().position(|&c| c > 0)?.saturating_sub(BELOW);
+    let last = (hist.iter().rposition(|&c| c > 0)? + ABOVE).min(hist.len() - 2);
+    Some(match range {
+        Some((a, b)) => (a.min(first), b.max(last)),
+        None => (first, last),
+    })
 }
 
 /// `a - b`, field by field (saturating: a key deleted and reused starts again from zero).
@@ -82,6 +100,7 @@ impl Series {
             sums: BTreeMap::new(),
             dropped: 0,
             max: max.max(1),
+            ranges: HashMap::new(),
             last: HashMap::new(),
             overflowed: Default::default(),
         }
@@ -112,7 +131,15 @@ impl Series {
                 model: models.get(&k.pid).copied().unwrap_or("unknown"),
             };
             let labels = self.admit(labels);
-            crate::analyze::summary::merge(self.sums.entry(labels).or_default(), &d);
+            let sums = self.sums.entry(labels.clone()).or_default();
+            crate::analyze::summary::merge(sums, &d);
+            let r = self.ranges.entry(labels).or_default();
+            for (r, h) in r
+                .iter_mut()
+                .zip([&sums.hist_total, &sums.hist_wait, &sums.hist_copy])
+            {
+                *r = widen(*r, h);
+            }
         }
     }
 
@@ -188,6 +215,12 @@ mod tests {
         };
         assert_eq!(s.sums[&b].calls, 2);
         assert_eq!(s.sums[&b].hist_wait.iter().sum::<u64>(), 2);
+        // Its wait buckets: an octave below its one value, two above; no total, no copy yet.
+        let at = probe_common::hist_bucket(10);
+        assert_eq!(
+            s.ranges[&b],
+            [None, Some((at.saturating_sub(8), at + 16)), None]
+        );
         // Process 2 ended and its keys were deleted; a new process 2 starts from zero.
         s.forget(2);
         s.update(
