@@ -35,10 +35,13 @@ pub fn run(plan: &ServePlan) -> anyhow::Result<()> {
         calls: plan.calls.clone(),
         mode: Mode::Summary.kernel_bits(),
         message_events: false,
-        filter: Some(plan.filter.clone()),
+        filter: plan.filter.clone(),
         ..LoadOptions::default()
     };
     let mut probes = Probes::load(&opts)?;
+    for &p in &plan.pids {
+        probes.trace_pid(p)?;
+    }
     let events = probes.take_events()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -77,10 +80,11 @@ async fn serve(plan: &ServePlan, state: &mut State) -> anyhow::Result<()> {
     let addr = listener
         .local_addr()
         .context("failed to read the bound address")?;
-    eprintln!(
-        "Serving {} at http://{addr}/metrics… SIGTERM or Ctrl-C to end.",
-        plan.filter.describe()
+    let who = plan.filter.as_ref().map_or_else(
+        || format!("pid {:?} and its children", plan.pids),
+        |f| f.describe(),
     );
+    eprintln!("Serving {who} at http://{addr}/metrics… SIGTERM or Ctrl-C to end.");
     let mut term = signal(SignalKind::terminate()).context("failed to handle SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("failed to handle SIGINT")?;
     let mut tick = tokio::time::interval(DRAIN_EVERY);

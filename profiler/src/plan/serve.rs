@@ -29,6 +29,10 @@ pub struct ServeCli {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
     pub listen: SocketAddr,
 
+    /// Trace only these running processes and the children they fork (comma-separated pids).
+    #[arg(short, long, value_delimiter = ',', conflicts_with_all = ["comm", "cgroup"])]
+    pub pid: Vec<u32>,
+
     /// Trace only threads of this command name.
     #[arg(long, value_name = "NAME")]
     pub comm: Option<String>,
@@ -52,8 +56,10 @@ pub struct ServeCli {
 pub struct ServePlan {
     /// Where to listen.
     pub listen: SocketAddr,
-    /// Which processes.
-    pub filter: Filter,
+    /// Which processes: the kernel's filter, or (`None`) the pids and their children.
+    pub filter: Option<Filter>,
+    /// With no filter, the processes traced.
+    pub pids: Vec<u32>,
     /// Calls to trace.
     pub calls: Vec<&'static Call>,
     /// The most label sets.
@@ -71,8 +77,17 @@ impl ServePlan {
         }
         Ok(Self {
             listen: cli.listen,
-            filter: Filter::resolve(cli.comm.as_deref(), cli.cgroup.as_deref())
-                .map_err(|e| PlanError::Usage(e.to_string()))?,
+            filter: if cli.pid.is_empty() {
+                Some(
+                    Filter::resolve(cli.comm.as_deref(), cli.cgroup.as_deref())
+                        .map_err(|e| PlanError::Usage(e.to_string()))?,
+                )
+            } else {
+                crate::plan::inputs::check_pids(&cli.pid)
+                    .map_err(|e| PlanError::Usage(format!("{e:#}")))?;
+                None
+            },
+            pids: cli.pid.clone(),
             calls: checks::calls(&cli.calls)?,
             max_series: cli.max_series,
         })
@@ -93,6 +108,13 @@ mod tests {
         let e = ServePlan::resolve(ServeCli::parse_from(["serve", "--max-series", "1"]))
             .expect_err("too few");
         assert!(e.to_string().contains("--max-series"), "{e}");
+        assert!(p.filter.is_some() && p.pids.is_empty());
+        // The test runner's parent: a live process of the same user.
+        let parent = nix::unistd::getppid().as_raw() as u32;
+        let arg = parent.to_string();
+        let p = ServePlan::resolve(ServeCli::parse_from(["serve", "-p", &arg])).expect("plan");
+        assert_eq!((p.filter, p.pids), (None, vec![parent]));
+        assert!(ServeCli::try_parse_from(["serve", "-p", "1", "--comm", "x"]).is_err());
         assert!(ServeCli::try_parse_from(["serve", "--listen", "nowhere"]).is_err());
     }
 }
