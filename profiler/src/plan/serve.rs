@@ -23,7 +23,7 @@ EXIT STATUS:
 /// and serves their calls' counts, bytes and wait and copy times at /metrics in the Prometheus
 /// text format (and `ok` at /healthz).
 #[derive(Debug, Parser)]
-#[command(name = "profiler serve", after_help = EXAMPLES)]
+#[command(name = "profiler serve", bin_name = "profiler serve", after_help = EXAMPLES)]
 pub struct ServeCli {
     /// Address and port of the HTTP endpoint (port 0: any free port, printed at the start).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
