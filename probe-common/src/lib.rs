@@ -1,6 +1,9 @@
 //! Records and constants shared by the kernel probes and the profiler: plain `#[repr(C)]` data,
-//! nothing else.
+//! and the one stage split ([`split_stages`]) that both sides apply to a call record.
 #![no_std]
+
+mod stages;
+pub use stages::{SplitBy, StageSplit, split_stages};
 
 /// What a ring-buffer record is; every record starts with this as a `u32`.
 #[repr(u32)]
@@ -8,6 +11,8 @@
 pub enum RecordKind {
     /// A traced system call that has returned: a [`CallRecord`].
     Call = 1,
+    /// The same in 64 bytes, where every value fits: a [`CompactCall`].
+    CompactCall = 4,
     /// A signal generated for or delivered to a traced process: a [`SignalRecord`].
     Signal = 2,
     /// A copy of socket data to user memory by a traced thread outside any traced call (an
@@ -35,6 +40,7 @@ impl RecordKind {
     pub fn from_u32(v: u32) -> Option<Self> {
         match v {
             1 => Some(Self::Call),
+            4 => Some(Self::CompactCall),
             2 => Some(Self::Signal),
             3 => Some(Self::Copy),
             30 => Some(Self::Sample),
@@ -109,6 +115,154 @@ pub struct CallRecord {
     pub flags: u32,
     /// Explicit padding.
     pub _pad5: u32,
+}
+
+/// A [`CallRecord`] in 64 bytes: times as deltas from the start, ids, descriptor classes and
+/// small counts packed, the descriptor arguments alone. Sent where every value the profiler
+/// reads fits ([`CompactCall::pack`]); [`CompactCall::unpack`] gives the record back.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CompactCall {
+    /// [`RecordKind::CompactCall`] as `u32`.
+    pub kind: u32,
+    /// Process id (the kernel's tgid).
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// Call number (bits 0-9), descriptor classes (10-13, 14-17), flags (18-19), argument
+    /// indexes of the two descriptors (20-21, 22-23; 3: none), switches (24-27) and copy
+    /// markers (28-31).
+    pub packed: u32,
+    /// Entry time.
+    pub start_ns: u64,
+    /// Return value.
+    pub ret: i32,
+    /// Bytes reported by the copy markers.
+    pub copy_bytes: u32,
+    /// The source descriptor argument.
+    pub fd: i32,
+    /// The destination descriptor argument.
+    pub fd_out: i32,
+    /// Entry to exit.
+    pub total_ns: u32,
+    /// First copy marker after entry plus one (0: none).
+    pub first_copy: u32,
+    /// Time asleep.
+    pub blocked_ns: u32,
+    /// Time runnable, not running.
+    pub runq_ns: u32,
+    /// Time asleep before the first copy marker.
+    pub wait_blocked_ns: u32,
+    /// Run-queue time before the first copy marker.
+    pub wait_runq_ns: u32,
+}
+
+/// Argument index meaning "no such descriptor" in [`CompactCall::packed`].
+const NO_INDEX: u32 = 3;
+
+#[inline(always)]
+fn narrow(v: u64) -> Option<u32> {
+    if v > u32::MAX as u64 {
+        None
+    } else {
+        Some(v as u32)
+    }
+}
+
+impl CompactCall {
+    /// `rec` in 64 bytes, when every value read from it fits; `from` and `to` are the argument
+    /// indexes of its descriptors ([`NO_FD_ARG`]: none).
+    #[inline(always)]
+    pub fn pack(rec: &CallRecord, from: u32, to: u32) -> Option<Self> {
+        let small = |v: u32, bits: u32| if v < (1 << bits) { Some(v) } else { None };
+        let index = |i: u32| if i <= 2 { i } else { NO_INDEX };
+        let (from, to) = (index(from), index(to));
+        let arg = |i: u32| {
+            if i <= 2 {
+                rec.args[i as usize] as i32
+            } else {
+                -1
+            }
+        };
+        if rec.faults_user | rec.faults_kernel | rec.file_faults | rec.recv_bytes != 0
+            || rec.sent_bytes != 0
+        {
+            return None;
+        }
+        if rec.ret < i32::MIN as i64 || rec.ret > i32::MAX as i64 || rec.end_ns < rec.start_ns {
+            return None;
+        }
+        let total = narrow(rec.end_ns - rec.start_ns)?;
+        let first_copy = if rec.first_copy_ns == 0 {
+            0
+        } else if rec.first_copy_ns >= rec.start_ns && rec.first_copy_ns <= rec.end_ns {
+            narrow(rec.first_copy_ns - rec.start_ns + 1)?
+        } else {
+            return None;
+        };
+        let packed = small(rec.nr, 10)?
+            | small(rec.fd_class, 4)? << 10
+            | small(rec.fd_out_class, 4)? << 14
+            | small(rec.flags, 2)? << 18
+            | from << 20
+            | to << 22
+            | small(rec.switches, 4)? << 24
+            | small(rec.copy_events, 4)? << 28;
+        Some(Self {
+            kind: RecordKind::CompactCall as u32,
+            pid: rec.pid,
+            tid: rec.tid,
+            packed,
+            start_ns: rec.start_ns,
+            ret: rec.ret as i32,
+            copy_bytes: narrow(rec.copy_bytes)?,
+            fd: arg(from),
+            fd_out: arg(to),
+            total_ns: total,
+            first_copy,
+            blocked_ns: narrow(rec.blocked_ns)?,
+            runq_ns: narrow(rec.runq_ns)?,
+            wait_blocked_ns: narrow(rec.wait_blocked_ns)?,
+            wait_runq_ns: narrow(rec.wait_runq_ns)?,
+        })
+    }
+
+    /// The record this was packed from (arguments other than descriptors read as 0).
+    pub fn unpack(&self) -> CallRecord {
+        let bits = |at: u32, n: u32| (self.packed >> at) & ((1 << n) - 1);
+        let mut args = [0u64; 3];
+        for (at, fd) in [(20, self.fd), (22, self.fd_out)] {
+            if let Some(a) = args.get_mut(bits(at, 2) as usize) {
+                *a = fd as i64 as u64;
+            }
+        }
+        CallRecord {
+            kind: RecordKind::Call as u32,
+            pid: self.pid,
+            tid: self.tid,
+            nr: bits(0, 10),
+            args,
+            ret: self.ret as i64,
+            start_ns: self.start_ns,
+            end_ns: self.start_ns + self.total_ns as u64,
+            first_copy_ns: if self.first_copy == 0 {
+                0
+            } else {
+                self.start_ns + self.first_copy as u64 - 1
+            },
+            copy_bytes: self.copy_bytes as u64,
+            copy_events: bits(28, 4),
+            switches: bits(24, 4),
+            blocked_ns: self.blocked_ns as u64,
+            runq_ns: self.runq_ns as u64,
+            wait_blocked_ns: self.wait_blocked_ns as u64,
+            wait_runq_ns: self.wait_runq_ns as u64,
+            flags: bits(18, 2),
+            fd_class: bits(10, 4),
+            fd_out_class: bits(14, 4),
+            ..CallRecord::default()
+        }
+    }
 }
 
 /// Bits of [`CallRecord::flags`].
@@ -674,6 +828,8 @@ mod pod {
     // SAFETY: as above.
     unsafe impl aya::Pod for super::InFlight {}
     // SAFETY: as above.
+    unsafe impl aya::Pod for super::CompactCall {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::SignalRecord {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::CopyRecord {}
@@ -703,6 +859,7 @@ mod tests {
     #[test]
     fn record_sizes_are_pinned() {
         assert_eq!(size_of::<CallRecord>(), 160);
+        assert_eq!(size_of::<CompactCall>(), 64);
         assert_eq!(size_of::<InFlight>(), 184);
         assert_eq!(size_of::<FdOffsets>(), 48);
         assert_eq!(size_of::<ProcRecord>(), 40);
@@ -725,6 +882,7 @@ mod tests {
             Some(RecordKind::Call)
         );
         for k in [
+            RecordKind::CompactCall,
             RecordKind::Signal,
             RecordKind::Copy,
             RecordKind::DataReady,
@@ -737,6 +895,93 @@ mod tests {
             assert_eq!(RecordKind::from_u32(k as u32), Some(k));
         }
         assert_eq!(RecordKind::from_u32(0), None);
+    }
+
+    fn call() -> CallRecord {
+        CallRecord {
+            kind: RecordKind::Call as u32,
+            pid: 10,
+            tid: 11,
+            nr: 45,
+            args: [7, 0, 0],
+            ret: 4096,
+            start_ns: 1_000_000_000,
+            end_ns: 1_000_050_000,
+            first_copy_ns: 1_000_040_000,
+            copy_bytes: 4096,
+            copy_events: 1,
+            switches: 2,
+            blocked_ns: 30_000,
+            runq_ns: 5_000,
+            wait_blocked_ns: 30_000,
+            wait_runq_ns: 4_000,
+            flags: call_flags::START_UNKNOWN,
+            fd_class: fd_class::TCP,
+            fd_out_class: fd_class::NONE,
+            ..CallRecord::default()
+        }
+    }
+
+    #[test]
+    fn compact_calls_give_back_what_is_read() {
+        let rec = call();
+        let back = CompactCall::pack(&rec, 0, NO_FD_ARG)
+            .expect("fits")
+            .unpack();
+        assert_eq!(back, rec);
+        // A splice: descriptors in the first and third arguments, others read as 0.
+        let splice = CallRecord {
+            args: [3, 0xdead, u64::MAX],
+            first_copy_ns: 0,
+            ret: -11,
+            ..rec
+        };
+        let back = CompactCall::pack(&splice, 0, 2).expect("fits").unpack();
+        assert_eq!(back.args, [3, 0, u64::MAX]);
+        assert_eq!(
+            back,
+            CallRecord {
+                args: back.args,
+                ..splice
+            }
+        );
+    }
+
+    #[test]
+    fn calls_that_do_not_fit_stay_whole() {
+        let rec = call();
+        for big in [
+            CallRecord {
+                end_ns: rec.start_ns + (1 << 32),
+                ..rec
+            },
+            CallRecord {
+                ret: 1 << 40,
+                ..rec
+            },
+            CallRecord {
+                switches: 16,
+                ..rec
+            },
+            CallRecord {
+                faults_user: 1,
+                ..rec
+            },
+            CallRecord {
+                sent_bytes: 1,
+                ..rec
+            },
+            CallRecord {
+                first_copy_ns: rec.end_ns + 1,
+                ..rec
+            },
+            CallRecord {
+                end_ns: rec.start_ns - 1,
+                ..rec
+            },
+        ] {
+            assert_eq!(CompactCall::pack(&big, 0, NO_FD_ARG), None, "{big:?}");
+        }
     }
 
     #[test]

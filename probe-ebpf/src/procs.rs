@@ -1,7 +1,11 @@
 //! Traced processes come and go: a fork by a traced process is reported, and when the last
 //! thread of a traced process ends, its pid leaves the traced set (so that a later process
 //! given the same pid is not traced) and its final command name is reported.
-use aya_ebpf::{helpers::bpf_get_current_comm, macros::tracepoint, programs::TracePointContext};
+use aya_ebpf::{
+    helpers::bpf_get_current_comm,
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
+};
 use probe_common::{ProcEvent, ProcRecord, RecordKind};
 
 use crate::maps::{current_ids, field, in_flight, is_traced, now, untrace};
@@ -32,19 +36,31 @@ pub fn forked(pid: u32, parent: u32) {
 
 #[tracepoint]
 pub fn process_exit(ctx: TracePointContext) -> u32 {
+    // SAFETY: offset from the sched_process_exit format above.
+    exited(|| unsafe { field::<u8>(&ctx, EXIT_GROUP_DEAD) } != 0);
+    0
+}
+
+/// `sched_process_exit(struct task_struct *p, bool group_dead)`, in the exiting thread.
+#[raw_tracepoint(tracepoint = "sched_process_exit")]
+pub fn raw_process_exit(ctx: RawTracePointContext) -> u32 {
+    exited(|| ctx.arg::<u64>(1) & 0xff != 0);
+    0
+}
+
+/// The current thread ends; `group_dead`: it is the last of its process.
+#[inline(always)]
+fn exited(group_dead: impl FnOnce() -> bool) {
     let (tgid, tid) = current_ids();
     if !is_traced(tgid) {
-        return 0;
+        return;
     }
     // A thread that ends inside a call (killed while blocked) frees its slot.
     if let Some(s) = in_flight(tid) {
         s.rec.start_ns = 0;
     }
-    // SAFETY: offset from the sched_process_exit format above.
-    let group_dead = unsafe { field::<u8>(&ctx, EXIT_GROUP_DEAD) };
-    if group_dead != 0 {
+    if group_dead() {
         untrace(tgid);
         send(ProcEvent::Exit, tgid, 0);
     }
-    0
 }

@@ -1,5 +1,8 @@
 //! Socket copy markers: the start and size of each copy of socket data to user memory.
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use aya_ebpf::{
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
+};
 
 use probe_common::{CopyRecord, RecordKind};
 
@@ -12,9 +15,22 @@ const COPY_LEN: usize = 16;
 
 #[tracepoint]
 pub fn skb_copy(ctx: TracePointContext) -> u32 {
-    let (tgid, tid) = current_ids();
     // SAFETY: offset from the skb_copy_datagram_iovec format above.
-    let len = unsafe { field::<i32>(&ctx, COPY_LEN) };
+    copied(unsafe { field::<i32>(&ctx, COPY_LEN) });
+    0
+}
+
+/// `skb_copy_datagram_iovec(const struct sk_buff *skb, int len)`.
+#[raw_tracepoint(tracepoint = "skb_copy_datagram_iovec")]
+pub fn raw_skb_copy(ctx: RawTracePointContext) -> u32 {
+    copied(ctx.arg::<u64>(1) as i32);
+    0
+}
+
+/// The current thread copies `len` bytes of socket data to user memory.
+#[inline(always)]
+fn copied(len: i32) {
+    let (tgid, tid) = current_ids();
     let Some(s) = in_flight(tid) else {
         // A copy outside any traced call (an io_uring worker, task work): report it alone.
         if is_traced(tgid) {
@@ -28,7 +44,7 @@ pub fn skb_copy(ctx: TracePointContext) -> u32 {
             };
             send(&rec, t);
         }
-        return 0;
+        return;
     };
     {
         if s.rec.first_copy_ns == 0 {
@@ -39,5 +55,4 @@ pub fn skb_copy(ctx: TracePointContext) -> u32 {
         s.rec.copy_bytes += len.max(0) as u64;
         s.rec.copy_events += 1;
     }
-    0
 }

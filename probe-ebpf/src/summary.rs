@@ -2,16 +2,16 @@
 //! two) of each traced process's calls, split into stages in the kernel so that no per-call
 //! record is needed.
 //!
-//! The stage rules here are those of the profiler's `attribution::stages`, line for line; a
-//! root test checks that both give the same sums for the same calls.
+//! The stages come from [`probe_common::split_stages`], the function user space applies to
+//! per-call records; a root test checks that both give the same sums for the same calls.
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
     macros::map,
     maps::{PerCpuArray, PerCpuHashMap},
 };
 use probe_common::{
-    COUNTER_SUMMARY_FULL, CallRecord, CallSummary, HIST_BUCKETS, MAX_SUMMARY_KEYS, SummaryKey,
-    hist_bucket, mode,
+    COUNTER_SUMMARY_FULL, CallRecord, CallSummary, HIST_BUCKETS, MAX_SUMMARY_KEYS, SplitBy,
+    SummaryKey, hist_bucket, mode, split_stages,
 };
 
 use crate::maps::COUNTERS;
@@ -46,64 +46,6 @@ pub fn count_slot(slot: u32) {
     }
 }
 
-/// Stages of one call, as `attribution::stages` computes them.
-struct Stages {
-    total: u64,
-    wait: u64,
-    copy: u64,
-    blocked: u64,
-    runq: u64,
-    wait_blocked: u64,
-    wait_runq: u64,
-    marker: bool,
-}
-
-#[inline(always)]
-fn stages(rec: &CallRecord) -> Stages {
-    let total = rec.end_ns.saturating_sub(rec.start_ns);
-    let blocked = rec.blocked_ns.min(total);
-    let runq = rec.runq_ns.min(total - blocked);
-    if rec.first_copy_ns != 0
-        && rec.first_copy_ns >= rec.start_ns
-        && rec.first_copy_ns <= rec.end_ns
-    {
-        let wait = rec.first_copy_ns - rec.start_ns;
-        let wait_blocked = rec.wait_blocked_ns.min(wait);
-        Stages {
-            total,
-            wait,
-            copy: rec.end_ns - rec.first_copy_ns,
-            blocked,
-            runq,
-            wait_blocked,
-            wait_runq: rec.wait_runq_ns.min(wait - wait_blocked),
-            marker: true,
-        }
-    } else if rec.ret > 0 {
-        Stages {
-            total,
-            wait: blocked,
-            copy: total - blocked - runq,
-            blocked,
-            runq,
-            wait_blocked: blocked,
-            wait_runq: 0,
-            marker: false,
-        }
-    } else {
-        Stages {
-            total,
-            wait: total,
-            copy: 0,
-            blocked,
-            runq,
-            wait_blocked: blocked,
-            wait_runq: runq,
-            marker: false,
-        }
-    }
-}
-
 #[inline(always)]
 fn bump(hist: &mut [u64; HIST_BUCKETS], v: u64) {
     if let Some(b) = hist.get_mut(hist_bucket(v)) {
@@ -131,7 +73,7 @@ pub fn add(rec: &CallRecord) {
     };
     // SAFETY: a per-CPU value is only touched by programs on this CPU, which do not nest.
     let s = unsafe { &mut *p };
-    let st = stages(rec);
+    let st = split_stages(rec);
     s.calls += 1;
     // Only calls that move data count bytes: an mmap address or a poll count is none.
     let spec = crate::fdclass::CALL_FDS.get(rec.nr).copied().unwrap_or(0);
@@ -140,20 +82,20 @@ pub fn add(rec: &CallRecord) {
         s.data_calls += 1;
         s.bytes += bytes;
     }
-    if st.marker {
+    if st.by == SplitBy::Marker {
         s.marker_calls += 1;
     }
     if rec.ret < 0 {
         s.errors += 1;
     }
-    s.total_ns += st.total;
-    s.wait_ns += st.wait;
-    s.copy_ns += st.copy;
-    s.blocked_ns += st.blocked;
-    s.runq_ns += st.runq;
-    s.wait_blocked_ns += st.wait_blocked;
-    s.wait_runq_ns += st.wait_runq;
-    bump(&mut s.hist_total, st.total);
-    bump(&mut s.hist_wait, st.wait);
-    bump(&mut s.hist_copy, st.copy);
+    s.total_ns += st.total_ns;
+    s.wait_ns += st.wait_ns;
+    s.copy_ns += st.copy_ns;
+    s.blocked_ns += st.blocked_ns;
+    s.runq_ns += st.runq_ns;
+    s.wait_blocked_ns += st.wait_blocked_ns;
+    s.wait_runq_ns += st.wait_runq_ns;
+    bump(&mut s.hist_total, st.total_ns);
+    bump(&mut s.hist_wait, st.wait_ns);
+    bump(&mut s.hist_copy, st.copy_ns);
 }

@@ -10,7 +10,8 @@ use aya_ebpf::{
     programs::{RawTracePointContext, TracePointContext},
 };
 use probe_common::{
-    CALL_FDS_SET, COUNTER_CALLS_LOST, CallRecord, Counter, InFlight, RecordKind, call_flags, mode,
+    CALL_FDS_SET, COUNTER_CALLS_LOST, CallRecord, CompactCall, Counter, InFlight, RecordKind,
+    call_flags, mode,
 };
 
 use crate::{
@@ -215,21 +216,34 @@ fn exit(ret: i64, nr: impl FnOnce() -> u64, args: impl FnOnce() -> [u64; 3]) {
         summary::add(&state.rec);
     }
     if run_mode & mode::RECORDS != 0 {
-        let flag = wakeup_flag::<CallRecord>(state.rec.end_ns);
-        match EVENTS.reserve::<CallRecord>(0) {
-            Some(mut slot) => {
-                slot.write(state.rec);
-                slot.submit(flag);
-                count(Counter::Sent);
-            }
-            None => {
-                count(Counter::Lost);
-                summary::count_slot(COUNTER_CALLS_LOST);
-            }
+        let spec = CALL_FDS.get(state.rec.nr).copied().unwrap_or(0);
+        let sent = match CompactCall::pack(&state.rec, spec & 0xff, (spec >> 8) & 0xff) {
+            Some(c) => submit(&c, state.rec.end_ns),
+            None => submit(&state.rec, state.rec.end_ns),
+        };
+        if sent {
+            count(Counter::Sent);
+        } else {
+            count(Counter::Lost);
+            summary::count_slot(COUNTER_CALLS_LOST);
         }
     }
     // The entry stays for the thread's next call; it is no longer in flight.
     state.rec.start_ns = 0;
+}
+
+/// Sends a call record made at `now_ns` to user space; false when the ring buffer is full.
+#[inline(always)]
+fn submit<T: Copy + 'static>(rec: &T, now_ns: u64) -> bool {
+    let flag = wakeup_flag::<T>(now_ns);
+    match EVENTS.reserve::<T>(0) {
+        Some(mut slot) => {
+            slot.write(*rec);
+            slot.submit(flag);
+            true
+        }
+        None => false,
+    }
 }
 
 /// A traced call ending with no entry seen: when the run records calls in flight at its

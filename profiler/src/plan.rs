@@ -66,7 +66,7 @@ impl Mode {
 /// A detail of the report that is shown only on request (`--show`, `-v`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
 pub enum Detail {
-    /// The kernel hooks in use (shown anyway when one is missing).
+    /// The kernel hooks in use (a missing one is named among the warnings anyway).
     Hooks,
     /// Every thread with its model and evidence, and the per-descriptor-class call table.
     Threads,
@@ -238,25 +238,8 @@ impl Plan {
                 cli.ringbuf_size
             ));
         }
-        let system_wide = cli.all || cli.comm.is_some() || cli.cgroup.is_some();
-        let target = match (cli.pid.is_empty(), cli.command.is_empty()) {
-            _ if system_wide => Target::All(
-                crate::capture::system::Filter::resolve(cli.comm.as_deref(), cli.cgroup.as_deref())
-                    .map_err(|e| PlanError::Usage(e.to_string()))?,
-            ),
-            (false, true) => Target::Pids(cli.pid.clone()),
-            (true, false) => Target::Command(cli.command.clone()),
-            _ => {
-                return usage("say what to trace: -p PID, -- COMMAND ARGS…, or --all (see --help)");
-            }
-        };
-        match &target {
-            Target::All(_) => {}
-            Target::Pids(p) => {
-                inputs::check_pids(p).map_err(|e| PlanError::Usage(format!("{e:#}")))?
-            }
-            Target::Command(argv) => checks::command(&argv[0])?,
-        }
+        let system_wide = cli.system_wide();
+        let target = target(&cli)?;
         checks::freq(cli.freq)?;
         let outputs = outputs(&cli)?;
         checks::distinct(&outputs)?;
@@ -265,12 +248,12 @@ impl Plan {
                 .all()
                 .iter()
                 .map(|(o, _)| *o)
-                .filter(|o| !matches!(*o, "-o" | "--csv"))
+                .filter(|o| !matches!(*o, "-o" | "--csv" | "--findings"))
                 .collect();
             if !others.is_empty() {
                 return usage(format!(
                     "--bounded keeps no call in memory: of the per-call outputs it writes only \
-                     --csv, not {}",
+                     --csv and --findings, not {}",
                     others.join(", ")
                 ));
             }
@@ -278,28 +261,7 @@ impl Plan {
         if cli.freq == 0 && (outputs.folded.is_some() || outputs.flamegraph.is_some()) {
             return usage("--folded and --flamegraph need CPU samples: drop --freq 0");
         }
-        let mode = match cli.mode {
-            // Every process on the machine: sums in the kernel, never a record per call.
-            _ if system_wide && (outputs.need_records() || cli.mode != cli::CliMode::Auto) => {
-                return usage(
-                    "--all, --comm and --cgroup run in summary mode: drop --mode and the \
-                     per-call outputs",
-                );
-            }
-            _ if system_wide => Mode::Summary,
-            cli::CliMode::Auto if cli.self_stats && !outputs.need_records() => Mode::Summary,
-            cli::CliMode::Auto | cli::CliMode::PerCall => Mode::PerCall,
-            cli::CliMode::Summary => Mode::Summary,
-            cli::CliMode::Both => Mode::Both,
-            cli::CliMode::Floor => Mode::Floor,
-        };
-        if outputs.need_records() && !mode.per_call() {
-            return usage(
-                "--findings, --csv, --summary-csv, --json, --trace, --model-json, \
-                 --movement-json, --folded and --flamegraph need per-call records: use --mode \
-                 auto, per-call or both",
-            );
-        }
+        let mode = mode(&cli, &outputs)?;
         let mut show = if cli.verbose {
             <Detail as clap::ValueEnum>::value_variants().to_vec()
         } else {
@@ -339,6 +301,53 @@ impl Plan {
     }
 }
 
+/// What to trace: pids that exist and may be traced, or a command that can be started.
+fn target(cli: &cli::Cli) -> Result<Target, PlanError> {
+    let target = match (cli.pid.is_empty(), cli.command.is_empty()) {
+        _ if cli.system_wide() => Target::All(
+            crate::capture::system::Filter::resolve(cli.comm.as_deref(), cli.cgroup.as_deref())
+                .map_err(|e| PlanError::Usage(e.to_string()))?,
+        ),
+        (false, true) => Target::Pids(cli.pid.clone()),
+        (true, false) => Target::Command(cli.command.clone()),
+        _ => return usage("say what to trace: -p PID, -- COMMAND ARGS…, or --all (see --help)"),
+    };
+    match &target {
+        Target::All(_) => {}
+        Target::Pids(p) => inputs::check_pids(p).map_err(|e| PlanError::Usage(format!("{e:#}")))?,
+        Target::Command(argv) => checks::command(&argv[0])?,
+    }
+    Ok(target)
+}
+
+/// The kernel's mode: per-call records unless asked otherwise, and never a mode that cannot
+/// feed the outputs asked for.
+fn mode(cli: &cli::Cli, outputs: &Outputs) -> Result<Mode, PlanError> {
+    let mode = match cli.mode {
+        // Every process on the machine: sums in the kernel, never a record per call.
+        _ if cli.system_wide() && (outputs.need_records() || cli.mode != cli::CliMode::Auto) => {
+            return usage(
+                "--all, --comm and --cgroup run in summary mode: drop --mode and the per-call \
+                 outputs",
+            );
+        }
+        _ if cli.system_wide() => Mode::Summary,
+        cli::CliMode::Auto if cli.self_stats && !outputs.need_records() => Mode::Summary,
+        cli::CliMode::Auto | cli::CliMode::PerCall => Mode::PerCall,
+        cli::CliMode::Summary => Mode::Summary,
+        cli::CliMode::Both => Mode::Both,
+        cli::CliMode::Floor => Mode::Floor,
+    };
+    if outputs.need_records() && !mode.per_call() {
+        return usage(
+            "--findings, --csv, --summary-csv, --json, --trace, --model-json, \
+             --movement-json, --folded and --flamegraph need per-call records: use --mode \
+             auto, per-call or both",
+        );
+    }
+    Ok(mode)
+}
+
 fn outputs(cli: &cli::Cli) -> Result<Outputs, PlanError> {
     let d = |p: &Option<PathBuf>| -> Result<Option<Dest>, PlanError> {
         p.as_deref()
@@ -374,5 +383,52 @@ fn run_label(argv: &[String]) -> String {
         Some(a) if name == "workloads" && !a.starts_with('-') => a.clone(),
         Some(a) if !a.starts_with('-') => format!("{name} {a}"),
         _ => name,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    fn plan(args: &[&str]) -> Result<Plan, PlanError> {
+        let cli = cli::Cli::try_parse_from(std::iter::once("profiler").chain(args.iter().copied()))
+            .expect("parses");
+        Plan::resolve(cli)
+    }
+
+    #[test]
+    fn the_mode_is_typed_and_its_bits_come_last() {
+        let p = plan(&["--", "true"]).expect("plan");
+        assert_eq!(p.mode, Mode::PerCall);
+        assert_eq!(p.mode.kernel_bits(), probe_common::mode::RECORDS);
+        let p = plan(&["--self-stats", "--", "true"]).expect("plan");
+        assert_eq!(p.mode, Mode::Summary);
+        assert_eq!(
+            Mode::Both.kernel_bits(),
+            probe_common::mode::RECORDS | probe_common::mode::AGGREGATE
+        );
+        let e = plan(&["--mode", "summary", "--findings", "f.json", "--", "true"])
+            .expect_err("summary cannot feed --findings");
+        assert!(e.to_string().contains("need per-call records"), "{e}");
+    }
+
+    #[test]
+    fn dash_is_stdout_and_bounded_keeps_only_csv_and_findings() {
+        let p = plan(&["--bounded", "--csv", "-", "--", "true"]).expect("plan");
+        assert_eq!(p.outputs.csv, Some(Dest::Stdout));
+        assert!(plan(&["--bounded", "--findings", "f.json", "--", "true"]).is_ok());
+        let e = plan(&["--bounded", "--json", "j", "--", "true"]).expect_err("json");
+        assert!(e.to_string().contains("not --json"), "{e}");
+    }
+
+    #[test]
+    fn verbose_shows_every_detail() {
+        let p = plan(&["-v", "--", "true"]).expect("plan");
+        assert!(p.shows(Detail::Hooks) && p.shows(Detail::Samples));
+        let p = plan(&["--show", "calls,threads", "--", "true"]).expect("plan");
+        assert!(p.shows(Detail::Calls) && p.shows(Detail::Threads));
+        assert!(!p.shows(Detail::Hooks));
+        assert_eq!(plan(&["--", "true"]).expect("plan").show, vec![]);
     }
 }

@@ -2,11 +2,17 @@
 //! findings (and the run's rows for per-call exports). Every output is opened here, once the
 //! plan has been checked, through one route per destination.
 
+pub mod cost;
 pub mod export;
 pub mod flame;
+pub mod groups;
 pub mod html_report;
+pub mod messages;
+pub mod movement;
 pub mod prometheus;
 pub mod report;
+pub mod samples;
+pub mod summary;
 pub mod terminal;
 pub mod top;
 
@@ -18,7 +24,7 @@ use std::{
 use anyhow::Context as _;
 
 use crate::{
-    analyze::{findings::Findings, models, movement, sampling, summary},
+    analyze::{findings::Findings, models},
     capture::{RunData, loader::Hook, selfcost},
     plan::{Dest, Detail, Plan},
     render::export::{
@@ -181,7 +187,7 @@ pub fn render(plan: &Plan, f: &Findings, data: &RunData, mut w: Writers) -> anyh
     }
     if plan.shows(Detail::Threads) && !calls.is_empty() {
         text.push('\n');
-        text.push_str(&crate::analyze::groups::table(calls, &f.verdicts, &r.names));
+        text.push_str(&groups::table(calls, &f.verdicts, &r.names));
     }
     if plan.shows(Detail::Calls) {
         if plan.mode.per_call() {
@@ -203,7 +209,7 @@ pub fn render(plan: &Plan, f: &Findings, data: &RunData, mut w: Writers) -> anyh
     if plan.shows(Detail::Messages) {
         if !f.messages.is_empty() {
             text.push('\n');
-            text.push_str(&models::report(&f.messages));
+            text.push_str(&messages::report(&f.messages));
         }
         text.push_str(&terminal::signals(calls, &r.events));
     }
@@ -218,10 +224,10 @@ pub fn render(plan: &Plan, f: &Findings, data: &RunData, mut w: Writers) -> anyh
     } else {
         Box::new(io::sink())
     };
-    sampling::report(
+    samples::report(
         calls,
         &r.samples,
-        sampling::Outputs {
+        samples::Outputs {
             folded: w.folded.take(),
             flamegraph: w.flamegraph.take(),
         },
@@ -237,11 +243,11 @@ pub fn render(plan: &Plan, f: &Findings, data: &RunData, mut w: Writers) -> anyh
     if let Some(m) = &f.data.movement {
         write_json(w.movement_json.take(), m, "the data-movement summary")?;
     }
-    let rows = models::rows(calls, &f.messages);
+    let rows = messages::rows(calls, &f.messages);
     let exports = std::mem::replace(&mut w.exports, Exports::open(&[])?);
     exports.write(&rows, &r.events, &mut w.report)?;
     // Last, so that the cost covers the analyses and exports as well as the run.
-    let cost = selfcost::report(r.lost, &selfcost::own_usage(), r.programs.as_deref());
+    let cost = cost::report(r.lost, &selfcost::own_usage(), r.programs.as_deref());
     w.report.write_all(cost.as_bytes())?;
     w.report.flush()?;
     Ok(())
@@ -255,7 +261,7 @@ pub fn compare(files: &[PathBuf]) -> anyhow::Result<()> {
             let p: &Path = p;
             let text = std::fs::read_to_string(p)
                 .with_context(|| format!("cannot read {}", p.display()))?;
-            serde_json::from_str::<movement::Movement>(&text)
+            serde_json::from_str::<crate::analyze::movement::Movement>(&text)
                 .with_context(|| format!("{} is not a --movement-json file", p.display()))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;

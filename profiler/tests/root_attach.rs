@@ -188,7 +188,7 @@ impl Attached {
             "profiler failed:\n{}{rest}",
             self.banner
         );
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        rest
     }
 }
 

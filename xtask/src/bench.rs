@@ -13,6 +13,8 @@ use std::{
 use anyhow::Context as _;
 use workloads::truth::Truth;
 
+mod startstop;
+
 /// One benchmark workload.
 struct Load {
     /// Name in the tables.
@@ -126,6 +128,8 @@ pub fn run(reps: usize) -> anyhow::Result<()> {
     let load_before = loadavg();
     let mut samples: BTreeMap<(usize, Variant), Vec<Sample>> = BTreeMap::new();
     let mut bystander: BTreeMap<Variant, Vec<f64>> = BTreeMap::new();
+    let mut bystander_tracepoints: Vec<f64> = Vec::new();
+    let mut start_stop: BTreeMap<startstop::Starter, Vec<startstop::Timing>> = BTreeMap::new();
     let variants: Vec<Variant> = VARIANTS
         .iter()
         .copied()
@@ -151,9 +155,24 @@ pub fn run(reps: usize) -> anyhow::Result<()> {
         }
         for k in 0..variants.len() {
             let v = variants[(k + rep) % variants.len()];
-            match b.bystander(v) {
+            match b.bystander(v, false) {
                 Ok(ns) => bystander.entry(v).or_default().push(ns),
                 Err(e) => eprintln!("bench: bystander under {} failed: {e:#}", v.name()),
+            }
+        }
+        match b.bystander(Variant::Summary, true) {
+            Ok(ns) => bystander_tracepoints.push(ns),
+            Err(e) => eprintln!("bench: bystander under per-call tracepoints failed: {e:#}"),
+        }
+        // Start and stop: three times per round, each tool in a rotated order.
+        for k in 0..3 * startstop::STARTERS.len() {
+            let s = startstop::STARTERS[(k + rep) % startstop::STARTERS.len()];
+            if s == startstop::Starter::Bpftrace && b.missing.contains_key(&Variant::Bpftrace) {
+                continue;
+            }
+            match startstop::measure(&b.bin.join("profiler"), s) {
+                Ok(t) => start_stop.entry(s).or_default().push(t),
+                Err(e) => eprintln!("bench: start and stop under {s:?} failed: {e:#}"),
             }
         }
     }
@@ -168,16 +187,18 @@ pub fn run(reps: usize) -> anyhow::Result<()> {
         }
     }
     b.missing.retain(|_, m| !m.is_empty());
-    let md = render(
+    let mut md = render(
         &b,
         &loads,
         &samples,
-        &bystander,
+        (&bystander, &bystander_tracepoints),
         &programs,
         reps,
         (load_before, loadavg()),
         started.elapsed(),
     );
+    let start_stop: Vec<_> = start_stop.into_iter().collect();
+    startstop::render(&mut md, &start_stop);
     let path = b.root.join("BENCHMARKS.md");
     std::fs::write(&path, &md).with_context(|| format!("cannot write {}", path.display()))?;
     let _ = std::fs::remove_dir_all(&b.scratch);
@@ -390,7 +411,9 @@ impl Bench {
     }
 
     /// ns per `getppid` of an untraced process while `v` traces a sleeping one.
-    fn bystander(&self, v: Variant) -> anyhow::Result<f64> {
+    /// With `tracepoints`, the profiler attaches the per-call tracepoints instead of the raw
+    /// tracepoint pair.
+    fn bystander(&self, v: Variant, tracepoints: bool) -> anyhow::Result<f64> {
         let truth_path = self.scratch.join("bystander.json");
         let _ = std::fs::remove_file(&truth_path);
         let mut tool = if v == Variant::Untraced {
@@ -399,6 +422,9 @@ impl Bench {
             // The traced target: a process that sleeps while the bystander runs.
             let mut c = self.command(v, "recvfrom", &["sleep".into(), "4".into()], false);
             c.stdout(Stdio::null()).stderr(Stdio::null());
+            if tracepoints {
+                c.env("IOPROF_SYSCALL_HOOKS", "tracepoints");
+            }
             Some(c.spawn().context("failed to start the tracer")?)
         };
         if tool.is_some() {
@@ -607,7 +633,7 @@ fn render(
     b: &Bench,
     loads: &[Load],
     samples: &BTreeMap<(usize, Variant), Vec<Sample>>,
-    bystander: &BTreeMap<Variant, Vec<f64>>,
+    (bystander, bystander_tracepoints): (&BTreeMap<Variant, Vec<f64>>, &[f64]),
     programs: &[ProgramRuns],
     reps: usize,
     load_avg: (String, String),
@@ -779,6 +805,14 @@ fn render(
                 (Variant::Untraced, _) | (_, None) => "-".to_string(),
                 (_, Some((b, _, _))) => format!("{:.0}", med - b),
             }
+        );
+    }
+    if let (Some((med, lo, hi)), Some((b, _, _))) = (stats(bystander_tracepoints.to_vec()), by_base)
+    {
+        let _ = writeln!(
+            md,
+            "| profiler summary mode, per-call tracepoints instead of raw sys_enter/sys_exit | {med:.0} [{lo:.0}–{hi:.0}] | {:.0} |",
+            med - b
         );
     }
     md.push('\n');

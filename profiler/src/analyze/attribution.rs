@@ -1,6 +1,6 @@
 //! Stage attribution: pure functions from call records to the time each call spent waiting
 //! for data and copying it, and summaries over many calls. No I/O, no BPF.
-use probe_common::CallRecord;
+use probe_common::{CallRecord, SplitBy};
 
 /// How a call's stages were found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -58,56 +58,29 @@ impl Stages {
 
 /// How a call's stages are found, from what the kernel saw.
 pub fn source(rec: &CallRecord) -> StageSource {
-    if rec.first_copy_ns != 0
-        && rec.first_copy_ns >= rec.start_ns
-        && rec.first_copy_ns <= rec.end_ns
-    {
-        StageSource::Marker
-    } else if rec.ret > 0 {
-        StageSource::OnCpu
-    } else {
-        StageSource::NoData
+    split_source(probe_common::split_stages(rec).by)
+}
+
+fn split_source(by: SplitBy) -> StageSource {
+    match by {
+        SplitBy::Marker => StageSource::Marker,
+        SplitBy::OnCpu => StageSource::OnCpu,
+        SplitBy::NoData => StageSource::NoData,
     }
 }
 
-/// Splits one call into its stages.
+/// Splits one call into its stages ([`probe_common::split_stages`], the kernel's own rule).
 pub fn stages(rec: &CallRecord) -> Stages {
-    let total_ns = rec.end_ns.saturating_sub(rec.start_ns);
-    // The kernel's sums can exceed the call's span by a clock read's skew; clamp them.
-    let blocked_ns = rec.blocked_ns.min(total_ns);
-    let runq_ns = rec.runq_ns.min(total_ns - blocked_ns);
-    let bytes = rec.ret.max(0) as u64;
-    let base = Stages {
-        total_ns,
-        blocked_ns,
-        runq_ns,
-        bytes,
-        ..Stages::default()
-    };
-    match source(rec) {
-        StageSource::Marker => {
-            let wait_ns = rec.first_copy_ns - rec.start_ns;
-            let wait_blocked_ns = rec.wait_blocked_ns.min(wait_ns);
-            Stages {
-                wait_ns,
-                copy_ns: rec.end_ns - rec.first_copy_ns,
-                wait_blocked_ns,
-                wait_runq_ns: rec.wait_runq_ns.min(wait_ns - wait_blocked_ns),
-                ..base
-            }
-        }
-        StageSource::OnCpu => Stages {
-            wait_ns: blocked_ns,
-            copy_ns: total_ns - blocked_ns - runq_ns,
-            wait_blocked_ns: blocked_ns,
-            ..base
-        },
-        StageSource::NoData => Stages {
-            wait_ns: total_ns,
-            wait_blocked_ns: blocked_ns,
-            wait_runq_ns: runq_ns,
-            ..base
-        },
+    let s = probe_common::split_stages(rec);
+    Stages {
+        total_ns: s.total_ns,
+        wait_ns: s.wait_ns,
+        copy_ns: s.copy_ns,
+        blocked_ns: s.blocked_ns,
+        runq_ns: s.runq_ns,
+        wait_blocked_ns: s.wait_blocked_ns,
+        wait_runq_ns: s.wait_runq_ns,
+        bytes: rec.ret.max(0) as u64,
     }
 }
 

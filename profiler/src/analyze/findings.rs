@@ -12,7 +12,10 @@ use crate::{
         movement::{self, Cpu, Movement},
         summary,
     },
-    capture::{RunData, session::EndReason},
+    capture::{
+        RunData,
+        session::{EndReason, RunResult},
+    },
     plan::{Mode, Plan},
     syscalls,
 };
@@ -114,6 +117,8 @@ pub struct CallKind {
     pub wait_runq_ns: u64,
     /// Copying.
     pub copy_ns: u64,
+    /// Runnable but not running, in any stage.
+    pub runq_ns: u64,
     /// Calls whose copy started at a copy marker (else the copy is the time on CPU).
     pub marker_calls: u64,
     /// Share of the time inside all traced calls, 0 to 1.
@@ -174,6 +179,43 @@ fn end_words(e: EndReason) -> String {
     }
 }
 
+/// Every traced process, with the threads seen making traced calls.
+fn processes(data: &RunData, comm: &dyn Fn(u32) -> String) -> Vec<Process> {
+    let r = &data.result;
+    let mut tids: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
+    for c in &data.calls {
+        tids.entry(c.rec.pid).or_default().insert(c.rec.tid);
+    }
+    let mut pids: BTreeSet<u32> = r.pids.iter().copied().collect();
+    pids.extend(tids.keys());
+    pids.extend(r.summaries.keys().map(|k| k.pid));
+    pids.into_iter()
+        .map(|pid| Process {
+            pid,
+            comm: comm(pid),
+            threads: tids.get(&pid).map_or(0, BTreeSet::len),
+        })
+        .collect()
+}
+
+/// The run's record counts.
+fn records(r: &RunResult, per_call: bool) -> Records {
+    Records {
+        calls: if per_call {
+            r.calls
+        } else {
+            r.summaries.values().map(|s| s.calls).sum()
+        },
+        sent: r.sent,
+        lost: r.lost,
+        undecodable: r.undecodable,
+        untraced_in_flight: r.counter(probe_common::Counter::InFlightFull),
+        summary_full: r.summary_full,
+        samples: r.samples.records.len() as u64,
+        samples_lost: r.samples.lost,
+    }
+}
+
 /// The findings of a run. `cpu`: the traced command's CPU time, when known.
 pub fn analyze(plan: &Plan, data: &RunData, cpu: Option<Cpu>) -> Findings {
     let r = &data.result;
@@ -201,21 +243,7 @@ pub fn analyze(plan: &Plan, data: &RunData, cpu: Option<Cpu>) -> Findings {
             counts: v.evidence,
         })
         .collect();
-    let mut tids: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
-    for c in &data.calls {
-        tids.entry(c.rec.pid).or_default().insert(c.rec.tid);
-    }
-    let mut pids: BTreeSet<u32> = r.pids.iter().copied().collect();
-    pids.extend(tids.keys());
-    pids.extend(r.summaries.keys().map(|k| k.pid));
-    let processes = pids
-        .into_iter()
-        .map(|pid| Process {
-            pid,
-            comm: comm(pid),
-            threads: tids.get(&pid).map_or(0, BTreeSet::len),
-        })
-        .collect();
+    let processes = processes(data, &comm);
     let calls = if per_call {
         from_stats(data)
     } else {
@@ -240,20 +268,7 @@ pub fn analyze(plan: &Plan, data: &RunData, cpu: Option<Cpu>) -> Findings {
         data_calls: calls.iter().map(|c| c.data_calls).sum(),
         movement,
     };
-    let records = Records {
-        calls: if per_call {
-            r.calls
-        } else {
-            r.summaries.values().map(|s| s.calls).sum()
-        },
-        sent: r.sent,
-        lost: r.lost,
-        undecodable: r.undecodable,
-        untraced_in_flight: r.counter(probe_common::Counter::InFlightFull),
-        summary_full: r.summary_full,
-        samples: r.samples.records.len() as u64,
-        samples_lost: r.samples.lost,
-    };
+    let records = records(r, per_call);
     let hooks: Vec<HookState> = r
         .hooks
         .iter()
@@ -314,6 +329,7 @@ fn from_stats(data: &RunData) -> Vec<CallKind> {
                 wait_blocked_ns: s.wait_blocked.distribution().sum,
                 wait_runq_ns: s.wait_runq.distribution().sum,
                 copy_ns: s.copy.distribution().sum,
+                runq_ns: s.runq.distribution().sum,
                 marker_calls: s.marker_calls,
                 share: 0.0,
             })
@@ -345,6 +361,7 @@ fn from_summaries(sums: &summary::Summaries) -> Vec<CallKind> {
                     wait_blocked_ns: s.wait_blocked_ns,
                     wait_runq_ns: s.wait_runq_ns,
                     copy_ns: s.copy_ns,
+                    runq_ns: s.runq_ns,
                     marker_calls: s.marker_calls,
                     share: 0.0,
                 }

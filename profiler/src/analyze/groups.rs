@@ -1,17 +1,9 @@
 //! Groups a run's calls without any ground truth: per process, thread, descriptor class
 //! (TCP, UDP, Unix socket, pipe, file …) and call, with each thread's inferred I/O model and
-//! its evidence. Pure: calls in, table out.
-use std::{
-    collections::{BTreeMap, HashMap},
-    fmt::Write as _,
-};
+//! its evidence. Pure: calls in, groups out (the table is in `render::groups`).
+use std::collections::BTreeMap;
 
-use crate::{
-    analyze::infer::Verdict,
-    capture::fdkind::FdClass,
-    capture::traced::TracedCall,
-    render::report::{fmt_bytes, fmt_ns},
-};
+use crate::{capture::fdkind::FdClass, capture::traced::TracedCall};
 
 /// The key of one group.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -90,81 +82,13 @@ pub fn per_process(groups: &BTreeMap<GroupKey, GroupStats>) -> BTreeMap<GroupKey
     out
 }
 
-fn class_label(k: &GroupKey) -> String {
-    match k.out_class {
-        Some(o) => format!("{}→{}", k.class.as_str(), o.as_str()),
-        None => k.class.as_str().to_string(),
-    }
-}
-
-/// The table: one block per process (with its command name when known), one per thread with
-/// its I/O model and evidence, one row per descriptor class and call.
-pub fn table(calls: &[TracedCall], verdicts: &[Verdict], names: &HashMap<u32, String>) -> String {
-    let groups = group(calls);
-    let mut out = String::new();
-    if groups.is_empty() {
-        return out;
-    }
-    let verdict: HashMap<(u32, u32), &Verdict> =
-        verdicts.iter().map(|v| ((v.pid, v.tid), v)).collect();
-    let _ = writeln!(out, "per process, thread, descriptor class and call:");
-    let mut last_pid = None;
-    let mut last_tid = None;
-    for (k, s) in &groups {
-        if last_pid != Some(k.pid) {
-            let name = names.get(&k.pid).map_or("?", String::as_str);
-            let threads = groups
-                .keys()
-                .filter(|g| g.pid == k.pid)
-                .map(|g| g.tid)
-                .collect::<std::collections::BTreeSet<_>>()
-                .len();
-            let _ = writeln!(out, "pid {} ({name}), {threads} thread(s)", k.pid);
-            last_pid = Some(k.pid);
-            last_tid = None;
-        }
-        if last_tid != Some(k.tid) {
-            match verdict.get(&(k.pid, k.tid)) {
-                Some(v) => {
-                    let _ = writeln!(
-                        out,
-                        "  tid {}: {} ({})",
-                        k.tid,
-                        v.model.as_str(),
-                        v.evidence
-                    );
-                }
-                None => {
-                    let _ = writeln!(out, "  tid {}", k.tid);
-                }
-            }
-            let _ = writeln!(
-                out,
-                "    {:<12} {:<12} {:>8} {:>8} {:>12} {:>10} {:>10}",
-                "call", "descriptor", "calls", "errors", "bytes", "time", "asleep"
-            );
-            last_tid = Some(k.tid);
-        }
-        let _ = writeln!(
-            out,
-            "    {:<12} {:<12} {:>8} {:>8} {:>12} {:>10} {:>10}",
-            k.call,
-            class_label(k),
-            s.calls,
-            s.errors,
-            fmt_bytes(s.bytes),
-            fmt_ns(s.total_ns as f64),
-            fmt_ns(s.blocked_ns as f64)
-        );
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::render::groups::table;
     use crate::{analyze::infer, capture::fdkind::FdKind};
     use probe_common::{CallRecord, fd_class};
+    use std::collections::HashMap;
 
     fn rec(pid: u32, tid: u32, nr: i64, fd: u64, ret: i64, class: u32) -> TracedCall {
         TracedCall::new(

@@ -702,7 +702,7 @@ type ProcessMessages<'a> = (Vec<u64>, Vec<u64>, Vec<&'a Message>);
 /// starts where the previous message's copy ended, or later), so the first message whose copy
 /// ends at or after a time is found on the running maximum of copy ends. A process whose
 /// messages are not in that order is searched one by one.
-struct MessageIndex<'a> {
+pub struct MessageIndex<'a> {
     /// Per process: wait starts, running maximum of copy ends, the messages.
     by_pid: BTreeMap<u32, ProcessMessages<'a>>,
     /// Processes whose wait starts are out of order.
@@ -711,7 +711,8 @@ struct MessageIndex<'a> {
 }
 
 impl<'a> MessageIndex<'a> {
-    fn new(msgs: &'a [Message]) -> Self {
+    /// Indexes `msgs`.
+    pub fn new(msgs: &'a [Message]) -> Self {
         let mut by_pid: BTreeMap<u32, ProcessMessages<'a>> = BTreeMap::new();
         for m in msgs {
             let (starts, ends, ms) = by_pid.entry(m.pid).or_default();
@@ -734,7 +735,8 @@ impl<'a> MessageIndex<'a> {
         }
     }
 
-    fn find(&self, pid: u32, start_ns: u64) -> Option<&'a Message> {
+    /// The message of the call of `pid` that started at `start_ns`.
+    pub fn find(&self, pid: u32, start_ns: u64) -> Option<&'a Message> {
         let (starts, ends, ms) = self.by_pid.get(&pid)?;
         if self.unsorted.contains(&pid) {
             return message_of(self.msgs, pid, start_ns);
@@ -742,74 +744,6 @@ impl<'a> MessageIndex<'a> {
         let j = ends.partition_point(|&e| e < start_ns);
         (j < starts.len() && starts[j] <= start_ns).then(|| ms[j])
     }
-}
-
-/// The per-call CSV rows of `calls`, with the model and message each call belongs to.
-pub fn rows(calls: &[TracedCall], msgs: &[Message]) -> Vec<crate::render::export::CallRow> {
-    let index = MessageIndex::new(msgs);
-    calls
-        .iter()
-        .map(|c| {
-            let mut row = crate::render::export::CallRow::from(c);
-            if let Some(m) = index.find(c.rec.pid, c.rec.start_ns) {
-                row.model = m.model().into();
-                row.message = m.index as i64;
-            }
-            row
-        })
-        .collect()
-}
-
-/// The message block of the terminal report: one per process with messages.
-pub fn report(msgs: &[Message]) -> String {
-    use crate::render::report::{fmt_bytes, fmt_ns};
-    use std::fmt::Write as _;
-    let mut by: BTreeMap<u32, Vec<Message>> = BTreeMap::new();
-    for m in msgs {
-        by.entry(m.pid).or_default().push(m.clone());
-    }
-    let mut out = String::new();
-    for (pid, ms) in by {
-        let r = model_row(&ms);
-        let _ = writeln!(
-            out,
-            "messages of pid {pid}: {}, {}; model: {}",
-            r.messages,
-            fmt_bytes(r.bytes),
-            r.model
-        );
-        let parts: Vec<String> = WaitKind::ALL
-            .iter()
-            .map(|k| format!("{} {:.1}%", k.as_str(), r.wait_pct[*k as usize]))
-            .collect();
-        let _ = writeln!(
-            out,
-            "  wait   mean {} per message: {}",
-            fmt_ns(r.wait_ns),
-            parts.join(", ")
-        );
-        let _ = writeln!(
-            out,
-            "  copy   mean {} per message, by the {}",
-            fmt_ns(r.copy_ns),
-            r.copier
-        );
-        let _ = writeln!(
-            out,
-            "  told   data arrival → process knew: {}",
-            r.notify_ns
-                .map_or_else(|| "no arrival seen".to_string(), fmt_ns)
-        );
-        let _ = writeln!(
-            out,
-            "  cost   {:.1} calls, {:.1} failed attempts, {} on CPU per message",
-            r.calls,
-            r.failed,
-            fmt_ns(r.cpu_ns)
-        );
-        let _ = writeln!(out, "  slept longest: {}", r.blocker);
-    }
-    out
 }
 
 /// A summary of many messages: one row of the model table.

@@ -136,6 +136,20 @@ fn attach_raw(ebpf: &mut Ebpf, links: &mut Links) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Attaches raw tracepoint program `prog` to the tracepoint `tp`.
+pub fn attach_raw_one(
+    ebpf: &mut Ebpf,
+    prog: &'static str,
+    tp: &str,
+    links: &mut Links,
+) -> anyhow::Result<()> {
+    let id = raw_program(ebpf, prog)?
+        .attach(tp)
+        .with_context(|| format!("failed to attach raw tracepoint {tp}"))?;
+    links.raw.push((prog, id));
+    Ok(())
+}
+
 fn raw_program<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut RawTracePoint> {
     let p: &mut RawTracePoint = ebpf
         .program_mut(name)

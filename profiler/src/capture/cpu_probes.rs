@@ -128,10 +128,10 @@ pub fn attach_exact_kprobes(ebpf: &mut Ebpf) -> Result<Vec<String>, String> {
     }
 }
 
-/// Tries to load and attach the exact copy timers as fentry/fexit programs; returns the hooks
-/// in use, or why none.
-pub fn attach_exact(ebpf: &mut Ebpf) -> Result<Vec<String>, String> {
-    let btf = Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {e}"))?;
+/// Tries to load and attach the exact copy timers as fentry/fexit programs with the kernel's
+/// BTF (or why there is none); returns the hooks in use, or why none.
+pub fn attach_exact(ebpf: &mut Ebpf, btf: Result<Btf, String>) -> Result<Vec<String>, String> {
+    let btf = btf?;
     let mut hooks = Vec::new();
     let mut first_error = None;
     for &(func, enter, exit) in COPY_TIMERS {

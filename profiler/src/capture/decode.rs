@@ -2,8 +2,8 @@
 use std::mem::size_of;
 
 use probe_common::{
-    CallRecord, CopyRecord, ProcRecord, RecordKind, SampleRecord, SignalRecord, SockRecord,
-    UringRecord,
+    CallRecord, CompactCall, CopyRecord, ProcRecord, RecordKind, SampleRecord, SignalRecord,
+    SockRecord, UringRecord,
 };
 
 /// Why a record could not be decoded.
@@ -68,6 +68,9 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
     let kind = u32::from_ne_bytes(head);
     match RecordKind::from_u32(kind) {
         Some(RecordKind::Call) => read(bytes).map(Record::Call),
+        Some(RecordKind::CompactCall) => {
+            read::<CompactCall>(bytes).map(|c| Record::Call(c.unpack()))
+        }
         Some(RecordKind::Signal) => read(bytes).map(Record::Signal),
         Some(RecordKind::Copy) => read(bytes).map(Record::Copy),
         Some(RecordKind::Sample) => read(bytes).map(Record::Sample),
@@ -97,6 +100,9 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(decode(&bytes_of(&r)), Ok(Record::Call(r)));
+        let compact = CompactCall::pack(&r, probe_common::NO_FD_ARG, probe_common::NO_FD_ARG)
+            .expect("a small call fits");
+        assert_eq!(decode(&bytes_of(&compact)), Ok(Record::Call(r)));
         let s = SignalRecord {
             kind: RecordKind::Signal as u32,
             sig: 29,

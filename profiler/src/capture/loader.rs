@@ -171,10 +171,30 @@ impl Probes {
             .then(crate::capture::selfcost::enable_stats)
             .transpose()?;
         // issue 6: descriptor classes at entry need this kernel's structure layout.
-        let fd_offsets = crate::capture::btf::Btf::from_kernel().and_then(|b| b.fd_offsets());
+        // Each reader of the kernel's BTF parses it (tens of ms): ours for the descriptor
+        // offsets and the exact copy timers' run beside the probe loader's own.
+        let offsets_job = std::thread::spawn(|| {
+            let btf = crate::capture::btf::Btf::from_kernel()?;
+            Ok::<_, crate::capture::btf::BtfError>((
+                btf.fd_offsets(),
+                btf.member_offset("task_struct", "pid"),
+            ))
+        });
+        let exact_btf_job = (opts.mode != mode::FLOOR).then(|| {
+            std::thread::spawn(|| {
+                aya::Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {e}"))
+            })
+        });
+        let join_failed =
+            || crate::capture::btf::BtfError::Malformed("the BTF reader thread failed");
         let wake = wake_bytes(opts.ringbuf_bytes);
         let slot_mask = opts.thread_slots - 1;
         let mut loader = EbpfLoader::new();
+        let (fd_offsets, task_pid) = match offsets_job.join().unwrap_or_else(|_| Err(join_failed()))
+        {
+            Ok((fd, pid)) => (fd, pid.ok()),
+            Err(e) => (Err(e), None),
+        };
         let regs = CallRegs::of_this_arch();
         let layout = regs.unwrap_or(CallRegs {
             args: [0; 3],
@@ -196,6 +216,9 @@ impl Probes {
             .override_global("SELF_TGID", &me, true)
             .override_global("FILTER_COMM", &comm, true)
             .override_global("FILTER_CGROUP", &cgroup, true);
+        if let Some(off) = &task_pid {
+            loader.override_global("TASK_PID", off, true);
+        }
         if let Ok(o) = &fd_offsets {
             loader.override_global("FD_OFFSETS", o, true);
         }
@@ -345,6 +368,20 @@ impl Probes {
                 });
                 continue;
             }
+            // Raw tracepoints where this kernel allows (and, for those that read a task, the
+            // thread id offset is known): they attach and release without the tracing
+            // subsystem's waits.
+            if let Some((raw, needs_task_pid)) = raw_twin(prog)
+                && (task_pid.is_some() || !needs_task_pid)
+                && crate::capture::attach::attach_raw_one(&mut ebpf, raw, name, &mut links).is_ok()
+            {
+                hooks.push(Hook {
+                    name: format!("{category}:{name} (raw tracepoint)"),
+                    error: None,
+                    without,
+                });
+                continue;
+            }
             let tp = tracepoint(&mut ebpf, prog)?;
             let error = match tp.attach(category, name) {
                 Ok(id) => {
@@ -359,7 +396,13 @@ impl Probes {
                 without,
             });
         }
-        let copy_timing = attach_copy_timing(&mut ebpf, &mut hooks, opts.sample_hz)?;
+        let exact_btf = exact_btf_job
+            .map(|j| {
+                j.join()
+                    .unwrap_or_else(|_| Err("the BTF reader thread failed".into()))
+            })
+            .unwrap_or_else(|| Err("benchmark floor".into()));
+        let copy_timing = attach_copy_timing(&mut ebpf, &mut hooks, opts.sample_hz, exact_btf)?;
         Ok(Self {
             ebpf,
             stats,
@@ -515,8 +558,9 @@ fn attach_copy_timing(
     ebpf: &mut Ebpf,
     hooks: &mut Vec<Hook>,
     hz: u64,
+    btf: Result<aya::Btf, String>,
 ) -> anyhow::Result<CopyTiming> {
-    let fentry = cpu_probes::attach_exact(ebpf);
+    let fentry = cpu_probes::attach_exact(ebpf, btf);
     let kprobes = match &fentry {
         Ok(h) if !h.is_empty() => Err("not needed: fentry works".to_string()),
         _ => cpu_probes::attach_exact_kprobes(ebpf),
@@ -549,6 +593,21 @@ fn attach_copy_timing(
         });
     }
     Ok(timing)
+}
+
+/// The raw tracepoint program that does what tracepoint program `prog` does, and whether it
+/// needs the offset of `task_struct.pid`.
+fn raw_twin(prog: &str) -> Option<(&'static str, bool)> {
+    Some(match prog {
+        "sched_switch" => ("raw_sched_switch", true),
+        "sched_wakeup" => ("raw_sched_wakeup", true),
+        "task_newtask" => ("raw_task_newtask", true),
+        "process_exit" => ("raw_process_exit", false),
+        "skb_copy" => ("raw_skb_copy", false),
+        "signal_generate" => ("raw_signal_generate", true),
+        "signal_deliver" => ("raw_signal_deliver", false),
+        _ => return None,
+    })
 }
 
 /// The probe object's map `name`, writable, as the map type `M`.

@@ -1,7 +1,7 @@
 //! What a profiler run cost: records lost, the profiler's own CPU time and peak memory, and,
 //! with `--self-stats`, each kernel program's run count and time per run (the kernel's BPF
 //! run-time statistics, switched on for this run only).
-use std::{fmt::Write as _, os::fd::OwnedFd, time::Duration};
+use std::{os::fd::OwnedFd, time::Duration};
 
 /// Run-time statistics of one kernel program.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,32 +69,10 @@ pub fn own_usage() -> OwnUsage {
     }
 }
 
-/// The closing cost lines of a run, machine-readable `key=value` pairs after a label.
-pub fn report(lost: u64, usage: &OwnUsage, programs: Option<&[ProgramStats]>) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "profiler cost: records_lost={lost} cpu_ms={:.1} peak_rss_kib={}",
-        usage.cpu.as_secs_f64() * 1e3,
-        usage.max_rss_kib
-    );
-    if let Some(progs) = programs {
-        for p in progs {
-            let _ = writeln!(
-                out,
-                "program {}: runs={} ns_per_run={:.1}",
-                p.name,
-                p.runs,
-                p.ns_per_run()
-            );
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::render::cost::report;
 
     #[test]
     fn report_lines_are_parseable() {

@@ -139,12 +139,11 @@ impl<W: Write> CsvStream<W> {
     pub fn into_inner(self) -> W {
         self.out
     }
-}
 
-impl<W: Write> CallSink for CsvStream<W> {
-    fn call(&mut self, c: &TracedCall) -> anyhow::Result<()> {
+    /// Takes one row.
+    pub fn row(&mut self, row: &CallRow) -> anyhow::Result<()> {
         self.rows
-            .serialize(CallRow::from(c))
+            .serialize(row)
             .context("failed to format a CSV row")?;
         self.written += 1;
         // The csv writer keeps a small buffer of its own; `write_out` flushes it after this
@@ -153,6 +152,12 @@ impl<W: Write> CallSink for CsvStream<W> {
             self.write_out()?;
         }
         Ok(())
+    }
+}
+
+impl<W: Write> CallSink for CsvStream<W> {
+    fn call(&mut self, c: &TracedCall) -> anyhow::Result<()> {
+        self.row(&CallRow::from(c))
     }
 
     fn finish(&mut self) -> anyhow::Result<()> {

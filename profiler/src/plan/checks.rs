@@ -111,18 +111,22 @@ pub fn writable(path: &Path) -> Result<(), PlanError> {
             path.display()
         ));
     }
-    let ok = if path.exists() {
-        access(path, AccessFlags::W_OK).is_ok()
+    let r = if path.exists() {
+        access(path, AccessFlags::W_OK)
     } else {
-        access(dir, AccessFlags::W_OK | AccessFlags::X_OK).is_ok()
+        access(dir, AccessFlags::W_OK | AccessFlags::X_OK)
     };
-    if !ok {
-        return err(format!(
+    match r {
+        Ok(()) => Ok(()),
+        Err(nix::errno::Errno::EROFS) => err(format!(
+            "cannot write {}: it is on a read-only file system (give another path)",
+            path.display()
+        )),
+        Err(_) => err(format!(
             "cannot write {}: permission denied (give another path)",
             path.display()
-        ));
+        )),
     }
-    Ok(())
 }
 
 /// One key per place written: standard output, or the file's canonical path.

@@ -37,8 +37,8 @@ EXIT STATUS:
 /// What the kernel does per call, as asked on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum CliMode {
-    /// Per-call records when a per-call output (--csv, --summary-csv, --json, --trace,
-    /// --findings …) is asked for, else summary.
+    /// Per-call records (the report's thread models need them); summary with --self-stats
+    /// when no per-call output is asked for.
     Auto,
     /// Sums and histograms per process and call, kept in the kernel: no per-call record.
     Summary,
@@ -123,8 +123,8 @@ pub struct Cli {
     #[arg(long, value_name = "BYTES", default_value_t = probe_common::DEFAULT_RINGBUF_BYTES)]
     pub ringbuf_size: u32,
 
-    /// What the kernel does per call (auto: per-call records when a per-call output is asked
-    /// for, else in-kernel summaries).
+    /// What the kernel does per call (auto: per-call records, or in-kernel summaries with
+    /// --self-stats and no per-call output).
     #[arg(long, value_enum, default_value_t = CliMode::Auto)]
     pub mode: CliMode,
 
@@ -178,4 +178,11 @@ pub struct Cli {
     /// The command to start and trace.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+impl Cli {
+    /// True when the run traces by a filter (`--all`, `--comm`, `--cgroup`).
+    pub fn system_wide(&self) -> bool {
+        self.all || self.comm.is_some() || self.cgroup.is_some()
+    }
 }

@@ -157,22 +157,17 @@ pub fn create(path: &Path) -> anyhow::Result<File> {
 
 /// Writes the calls as CSV, one row each, with a header.
 pub fn write_csv<W: Write>(out: W, calls: &[TracedCall]) -> anyhow::Result<()> {
-    use crate::capture::sink::CallSink as _;
-    let mut w = crate::capture::sink::CsvStream::new(out)?;
-    for c in calls {
-        w.call(c)?;
-    }
-    w.finish()
+    write_rows_csv(out, &rows(calls))
 }
 
-/// Writes rows as CSV with a header.
+/// Writes rows as CSV with a header (the same writer as the streamed CSV of `--bounded`).
 pub fn write_rows_csv<W: Write>(out: W, rows: &[CallRow]) -> anyhow::Result<()> {
-    let mut w = csv::Writer::from_writer(out);
+    use crate::capture::sink::CallSink as _;
+    let mut w = crate::capture::sink::CsvStream::new(out)?;
     for r in rows {
-        w.serialize(r)?;
+        w.row(r)?;
     }
-    w.flush()?;
-    Ok(())
+    w.finish()
 }
 
 #[cfg(test)]

@@ -102,6 +102,37 @@ fn pct(part: u64, whole: u64) -> f64 {
     100.0 * part as f64 / whole.max(1) as f64
 }
 
+/// One call kind: calls, bytes, time and share, then wait (and how much of it asleep), copy
+/// (`*`: the time on CPU, no copy marker) and run-queue time when it counts.
+fn call_line(c: &CallKind) -> String {
+    let mut line = format!(
+        "  {:<24} {:>7} calls {:>10} {:>9} {:>4.0}%  wait {:>9}",
+        c.label,
+        c.calls,
+        fmt_bytes(c.bytes),
+        fmt_ns(c.total_ns as f64),
+        100.0 * c.share,
+        fmt_ns(c.wait_ns as f64),
+    );
+    if c.wait_ns > 0 {
+        let _ = write!(line, " ({:.0}% asleep)", pct(c.wait_blocked_ns, c.wait_ns));
+    }
+    let _ = write!(
+        line,
+        "  copy {}{}",
+        fmt_ns(c.copy_ns as f64),
+        if c.marker_calls == 0 && c.data_calls > 0 {
+            "*"
+        } else {
+            ""
+        }
+    );
+    if c.runq_ns * 100 >= c.total_ns.max(1) {
+        let _ = write!(line, "  run queue {}", fmt_ns(c.runq_ns as f64));
+    }
+    line
+}
+
 /// Calls: the ones that carry the I/O time, with wait and copy; the rest in one line.
 fn calls(f: &Findings, out: &mut String) {
     if f.calls.is_empty() {
@@ -118,26 +149,10 @@ fn calls(f: &Findings, out: &mut String) {
     }
     let _ = writeln!(
         out,
-        "I/O time by call (time inside the calls, share; wait for data, part asleep; copy):"
+        "I/O time by call (time inside the calls, share; wait for data, part asleep; copy; * = time on CPU):"
     );
     for c in &main {
-        let _ = writeln!(
-            out,
-            "  {:<24} {:>7} calls {:>10} {:>9} {:>4.0}%  wait {:>9} ({:.0}% asleep)  copy {:>9}{}",
-            c.label,
-            c.calls,
-            fmt_bytes(c.bytes),
-            fmt_ns(c.total_ns as f64),
-            100.0 * c.share,
-            fmt_ns(c.wait_ns as f64),
-            pct(c.wait_blocked_ns, c.wait_ns),
-            fmt_ns(c.copy_ns as f64),
-            if c.marker_calls == 0 && c.data_calls > 0 {
-                "*"
-            } else {
-                ""
-            }
-        );
+        let _ = writeln!(out, "{}", call_line(c));
     }
     if !other.is_empty() {
         let n: u64 = other.iter().map(|c| c.calls).sum();
@@ -149,8 +164,9 @@ fn calls(f: &Findings, out: &mut String) {
             .collect();
         let _ = writeln!(
             out,
-            "  other calls: {n} calls of {} kinds ({}{}), {} in all",
+            "  other calls: {n} calls of {} kind{} ({}{}), {} in all",
             other.len(),
+            if other.len() == 1 { "" } else { "s" },
             names.join(", "),
             if other.len() > 4 { ", …" } else { "" },
             fmt_ns(t as f64)
@@ -266,6 +282,113 @@ pub fn signals(
         .unwrap_or(0);
     format!(
         "signals (time after the first traced event):\n{}",
-        crate::analyze::movement::signal_lines(&signals, t0)
+        crate::render::movement::signal_lines(&signals, t0)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze::findings::{Data, Process, Records, Traced};
+
+    fn kind(label: &str, bytes: u64, total_ns: u64, share: f64) -> CallKind {
+        CallKind {
+            label: label.into(),
+            calls: 10,
+            data_calls: u64::from(bytes > 0) * 10,
+            bytes,
+            total_ns,
+            wait_ns: total_ns / 2,
+            wait_blocked_ns: total_ns / 2,
+            copy_ns: total_ns / 2,
+            share,
+            ..CallKind::default()
+        }
+    }
+
+    fn thread(tid: u32, model: &'static str) -> Thread {
+        Thread {
+            pid: 7,
+            tid,
+            comm: "srv".into(),
+            model,
+            evidence: "3 data reads (3 slept)".into(),
+            counts: Default::default(),
+        }
+    }
+
+    fn findings(threads: Vec<Thread>, calls: Vec<CallKind>) -> Findings {
+        Findings {
+            traced: Traced {
+                label: "srv".into(),
+                command: vec![],
+                pids: vec![7],
+                wall_ns: 2_000_000_000,
+                mode: crate::plan::Mode::PerCall,
+                bounded: false,
+                end: "interrupted".into(),
+            },
+            processes: vec![Process {
+                pid: 7,
+                comm: "srv".into(),
+                threads: threads.len(),
+            }],
+            threads,
+            calls,
+            data: Data::default(),
+            records: Records::default(),
+            hooks: vec![],
+            warnings: vec!["1 records were lost".into()],
+            verdicts: vec![],
+            messages: vec![],
+        }
+    }
+
+    #[test]
+    fn calls_without_data_under_one_percent_fold_into_one_line() {
+        let f = findings(
+            vec![thread(7, "blocking")],
+            vec![
+                kind("recvfrom socket", 4096, 9_000, 0.90),
+                kind("mmap", 0, 500, 0.005),
+                kind("read file", 10, 400, 0.004),
+                kind("munmap", 0, 100, 0.001),
+            ],
+        );
+        let text = summary(&f, false);
+        assert!(text.starts_with("Traced srv (pid 7) for 2.00s"), "{text}");
+        assert!(text.contains("recvfrom socket"), "{text}");
+        assert!(text.contains("read file"), "a data call stays: {text}");
+        assert!(
+            text.contains("other calls: 20 calls of 2 kinds (mmap, munmap)"),
+            "{text}"
+        );
+        assert!(text.contains("srv 7/7: blocking — 3 data reads"), "{text}");
+        assert!(text.contains("warning: 1 records were lost"), "{text}");
+    }
+
+    #[test]
+    fn many_threads_are_counted_per_model() {
+        let threads: Vec<Thread> = (0..20)
+            .map(|i| {
+                thread(
+                    100 + i,
+                    if i % 2 == 0 {
+                        "multiplexing"
+                    } else {
+                        "no-input"
+                    },
+                )
+            })
+            .collect();
+        let f = findings(threads, vec![kind("epoll_wait", 0, 100, 1.0)]);
+        let short = summary(&f, false);
+        assert!(
+            short.contains("… 14 more threads: 7 multiplexing, 7 no-input"),
+            "{short}"
+        );
+        assert!(short.lines().count() < 25, "{short}");
+        let all = summary(&f, true);
+        assert_eq!(all.matches(" — 3 data reads").count(), 20, "{all}");
+    }
 }
