@@ -453,6 +453,26 @@ pub enum Counter {
     FileFaultsOutside = 26,
     /// Bytes handed to sockets outside traced calls (io_uring workers, task work).
     SentBytesOutside = 27,
+    // Copy-on-write (40-49).
+    /// User-mode write faults of traced processes, all.
+    WriteFaults = 40,
+    /// User-mode write faults outside traced calls.
+    WriteFaultsOutside = 41,
+    /// Write faults on present pages: copy-on-write (a copy, or the page reused when no one
+    /// else maps it any more).
+    CowFaults = 42,
+    /// Pages allocated inside those faults: the pages copied.
+    CowCopies = 43,
+    /// Copy-on-write faults of threads the per-thread table had no room for.
+    CowTableFull = 44,
+    /// Time of the copying copy-on-write faults, ns: from the fault's entry to the TLB flush
+    /// of the old page after the copy.
+    CowCopyNs = 45,
+    /// Copies whose time is in [`Counter::CowCopyNs`].
+    CowCopiesTimed = 46,
+    // Kernel-side diagnostics (50-59).
+    /// Diagnostics the kernel programs logged (each kind once per run and CPU).
+    Diagnostics = 50,
 }
 
 // issue 5: CPU sampling.
@@ -540,6 +560,57 @@ pub const MAX_STACKS: u32 = 8192;
 
 /// Maximum number of calls with an exact copy time kept at once.
 pub const MAX_EXACT_CALLS: u32 = 65536;
+
+/// `error_code` bits of `exceptions:page_fault_user` (x86 `X86_PF_*`).
+pub mod fault_bits {
+    /// The page was present: a protection fault (on a write, a write-protected page).
+    pub const PRESENT: u64 = 1;
+    /// The access was a write.
+    pub const WRITE: u64 = 2;
+}
+
+/// Maximum number of threads the copy-on-write table holds.
+pub const MAX_COW_THREADS: u32 = 16384;
+
+/// Copy-on-write counts of one thread on one CPU (the `COW_THREADS` per-CPU hash, keyed by
+/// thread id).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CowCounts {
+    /// The thread's process.
+    pub pid: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// User-mode write faults.
+    pub write_faults: u64,
+    /// Of those, outside traced calls.
+    pub write_faults_outside: u64,
+    /// Write faults on present pages (copy-on-write).
+    pub cow_faults: u64,
+    /// Pages allocated inside those faults: the pages copied.
+    pub copies: u64,
+    /// Time of the faults that copied, ns (entry to the TLB flush after the copy).
+    pub copy_ns: u64,
+}
+
+/// The kinds of kernel-side diagnostic, each logged once per run and CPU.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Diag {
+    /// The copy-on-write table is full: a thread's faults go uncounted per thread.
+    CowTableFull = 0,
+    /// The in-flight call table is full: a call is not traced.
+    InFlightFull = 1,
+    /// A call record was dropped: the ring buffer was full.
+    RecordDropped = 2,
+    /// A thread's call slot was held by another thread: the call went to the clash table.
+    SlotClash = 3,
+    /// A structure the probes read through BTF offsets could not be read.
+    BtfUnreadable = 4,
+}
+
+/// Slots of the once-per-kind flags of [`Diag`].
+pub const DIAG_KINDS: u32 = 8;
 
 /// Number of slots in the `COUNTERS` array. Slots are reserved in ranges of ten per area of
 /// the product; 0-9 belong to the call path.
@@ -849,6 +920,8 @@ mod pod {
     unsafe impl aya::Pod for super::SockRecord {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::UringRecord {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::CowCounts {}
 }
 
 #[cfg(test)]
@@ -873,6 +946,7 @@ mod tests {
         assert_eq!(size_of::<CopyTimer>(), 16);
         assert_eq!(size_of::<SockRecord>(), 32);
         assert_eq!(size_of::<UringRecord>(), 48);
+        assert_eq!(size_of::<CowCounts>(), 48);
     }
 
     #[test]

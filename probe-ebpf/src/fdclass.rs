@@ -106,7 +106,11 @@ pub fn classes(nr: u32, args: &[u64; 3]) -> (u32, u32) {
         }
         let fd = args[idx as usize] as i32 as i64;
         match classify(&o, fd) {
-            Ok(c) | Err(c) => c,
+            Ok(c) => c,
+            Err(c) => {
+                crate::diag::once(probe_common::Diag::BtfUnreadable, fd as u32);
+                c
+            }
         }
     };
     (one(spec & 0xff), one((spec >> 8) & 0xff))

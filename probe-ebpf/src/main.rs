@@ -3,6 +3,7 @@
 #![no_std]
 #![no_main]
 
+mod diag;
 mod faults;
 mod fdclass;
 mod maps;

@@ -1,11 +1,11 @@
 //! Maps shared by all hook families, and small helpers over them.
 use aya_ebpf::{
-    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    bindings::{BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns,
     },
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use probe_common::{
     COUNTER_SLOTS, Counter, DEFAULT_RINGBUF_BYTES, InFlight, MAX_IN_FLIGHT, MAX_TRACED,
@@ -37,15 +37,24 @@ const SPILL_PROCS: u32 = probe_common::SPILL_PROCS;
 /// The call of each traced thread, in the slot `tid & SLOT_MASK`: an array lookup is
 /// inlined by the kernel and touches one cache line, where a hash lookup walks a bucket. This
 /// matters because the scheduler hooks look up both threads of every context switch on the
-/// machine. A slot stays with its thread between calls (a call costs no insert or delete); it
-/// is in flight while `rec.start_ns` is not 0 and belongs to the thread in `rec.tid`.
+/// machine. A slot belongs to the thread in `rec.tid` from its first call until it ends (a
+/// call costs no insert or delete); it is in flight while `rec.start_ns` is not 0. A free
+/// slot (`rec.tid` 0) is claimed through [`CLAIMS`], so that two threads entering at once on
+/// two CPUs cannot both write it.
 #[map]
 static SLOTS: Array<InFlight> = Array::with_max_entries(THREAD_SLOTS, 0);
 
-/// Calls whose slot was held by another thread's call in flight (thread ids equal modulo
-/// [`THREAD_SLOTS`], possible where `pid_max` is larger), keyed by thread id.
+/// The owner of each claimed slot of [`SLOTS`], by slot index: an insert that fails when the
+/// key exists is atomic, so one thread only wins a free slot.
 #[map]
-static SPILLED: LruHashMap<u32, InFlight> = LruHashMap::with_max_entries(MAX_IN_FLIGHT, 0);
+static CLAIMS: HashMap<u32, u32> = HashMap::with_max_entries(THREAD_SLOTS, 0);
+
+/// Calls of threads whose slot belongs to another thread (thread ids equal modulo
+/// [`THREAD_SLOTS`], possible where `pid_max` is larger), keyed by thread id; removed when the
+/// thread ends. When it is full a call is counted in [`Counter::InFlightFull`], never dropped
+/// unseen.
+#[map]
+static SPILLED: HashMap<u32, InFlight> = HashMap::with_max_entries(MAX_IN_FLIGHT, 0);
 
 /// Finished call records for user space.
 #[map]
@@ -232,22 +241,50 @@ pub fn in_flight(tid: u32) -> Option<&'static mut InFlight> {
     if s.rec.start_ns == 0 { None } else { Some(s) }
 }
 
-/// Where a thread's new call goes: its slot, unless another thread's call in flight holds it
-/// (then an entry of [`SPILLED`]). `None` when both are full.
+/// Where a thread's new call goes: its slot, when it is the thread's or free and won (else an
+/// entry of [`SPILLED`]). `None` when both are full. The caller writes the whole record,
+/// `rec.tid` included.
 #[inline(always)]
 pub fn entry_slot(tid: u32) -> Option<&'static mut InFlight> {
     let s = slot(tid)?;
-    if s.rec.start_ns == 0 || s.rec.tid == tid {
+    if s.rec.tid == tid {
+        return Some(s);
+    }
+    // A slot won here still reads as free (`rec.tid` 0) until the caller writes its record,
+    // so that the caller can tell a thread's first call; meanwhile the claim keeps others out.
+    if s.rec.tid == 0
+        && CLAIMS
+            .insert(&slot_index(tid), &tid, BPF_NOEXIST as u64)
+            .is_ok()
+    {
         return Some(s);
     }
     set_spill_used(SPILL_CALLS);
     count(Counter::CallsSpilled);
+    crate::diag::once(probe_common::Diag::SlotClash, tid);
     // SAFETY: as in [`slot`].
     if let Some(p) = SPILLED.get_ptr_mut(&tid) {
         return Some(unsafe { &mut *p });
     }
     SPILLED.insert(&tid, &InFlight::default(), 0).ok()?;
     SPILLED.get_ptr_mut(&tid).map(|p| unsafe { &mut *p })
+}
+
+/// Frees what an ending thread held: its slot (claimed again by the next thread that calls)
+/// or its clash table entry.
+#[inline(always)]
+pub fn release_thread(tid: u32) {
+    if let Some(s) = slot(tid)
+        && s.rec.tid == tid
+    {
+        s.rec.start_ns = 0;
+        s.rec.tid = 0;
+        let _ = CLAIMS.remove(&slot_index(tid));
+    }
+    // A thread that spilled once may own a slot since: its entry there goes too.
+    if spill_used(SPILL_CALLS) {
+        let _ = SPILLED.remove(&tid);
+    }
 }
 
 /// Reads a field of a tracepoint record at `offset` (from the tracepoint's format file).

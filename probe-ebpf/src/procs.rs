@@ -8,7 +8,7 @@ use aya_ebpf::{
 };
 use probe_common::{ProcEvent, ProcRecord, RecordKind};
 
-use crate::maps::{current_ids, field, in_flight, is_traced, now, untrace};
+use crate::maps::{current_ids, field, is_traced, now, release_thread, untrace};
 
 // sched/sched_process_exit/format:
 //   field:pid_t pid;        offset:24; size:4;
@@ -55,10 +55,8 @@ fn exited(group_dead: impl FnOnce() -> bool) {
     if !is_traced(tgid) {
         return;
     }
-    // A thread that ends inside a call (killed while blocked) frees its slot.
-    if let Some(s) = in_flight(tid) {
-        s.rec.start_ns = 0;
-    }
+    // A thread that ends (inside a call too, killed while blocked) frees its slot.
+    release_thread(tid);
     if group_dead() {
         untrace(tgid);
         send(ProcEvent::Exit, tgid, 0);

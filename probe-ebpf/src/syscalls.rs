@@ -134,6 +134,7 @@ fn enter(nr: u32, args: impl FnOnce() -> [u64; 3]) {
     }
     let Some(s) = entry_slot(tid) else {
         count(Counter::InFlightFull);
+        crate::diag::once(probe_common::Diag::InFlightFull, tid);
         return;
     };
     if summary::run_mode() & mode::RECORDS != 0 {
@@ -226,6 +227,7 @@ fn exit(ret: i64, nr: impl FnOnce() -> u64, args: impl FnOnce() -> [u64; 3]) {
         } else {
             count(Counter::Lost);
             summary::count_slot(COUNTER_CALLS_LOST);
+            crate::diag::once(probe_common::Diag::RecordDropped, state.rec.tid);
         }
     }
     // The entry stays for the thread's next call; it is no longer in flight.

@@ -2,8 +2,10 @@
 
 pub mod attribution;
 pub mod classify;
+pub mod cow;
 pub mod findings;
 pub mod groups;
+pub mod helpers;
 pub mod infer;
 pub mod models;
 pub mod movement;

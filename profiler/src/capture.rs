@@ -7,6 +7,7 @@ pub mod cpu_probes;
 pub mod decode;
 pub mod fdkind;
 pub mod kallsyms;
+pub mod kdiag;
 pub mod launch;
 pub mod loader;
 pub mod progress;
@@ -24,7 +25,7 @@ use crate::{
     capture::{
         loader::{Hook, LoadOptions},
         session::{RunOptions, RunResult},
-        sink::{CallSink as _, CsvStream},
+        sink::{CallSink as _, CsvStream, Failsafe},
         traced::TracedCall,
     },
     plan::Plan,
@@ -40,6 +41,8 @@ pub struct RunData {
     pub stats: CallStats,
     /// Rows written as calls arrived (`--bounded --csv`).
     pub streamed_rows: Option<u64>,
+    /// Why the streamed CSV stopped being written, if it did.
+    pub csv_error: Option<anyhow::Error>,
 }
 
 /// The loader's options for a plan: the kernel's mode bits are derived here.
@@ -57,6 +60,7 @@ pub fn load_options(plan: &Plan) -> LoadOptions {
             session::Target::All(f) => Some(f.clone()),
             _ => None,
         },
+        cow_threads: plan.cow_threads,
     }
 }
 
@@ -71,16 +75,31 @@ pub fn capture<W: Write>(
         target: plan.target.clone(),
         load: load_options(plan),
         duration: plan.duration,
+        run_as: plan.run_as.clone(),
     };
-    let mut csv = csv.map(CsvStream::new).transpose()?;
+    // A CSV that fails stops nothing else: its error is reported with the run's report.
+    let mut csv = csv.map(CsvStream::new).transpose()?.map(Failsafe::new);
     let mut stats = CallStats::default();
     let mut kept: Option<Vec<TracedCall>> = (!plan.bounded).then(Vec::new);
     let result = session::run(&opts, &mut (&mut stats, (&mut csv, &mut kept)), on_attached)?;
     csv.finish()?;
+    let csv_error = csv.as_mut().and_then(Failsafe::take_error).map(|e| {
+        let path = plan
+            .outputs
+            .csv
+            .as_ref()
+            .map(|d| d.path())
+            .unwrap_or_default();
+        e.context(format!("failed to write {}", path.display()))
+    });
     Ok(RunData {
         result,
         calls: kept.unwrap_or_default(),
         stats,
-        streamed_rows: csv.as_ref().map(|s| s.rows()),
+        streamed_rows: csv
+            .as_ref()
+            .filter(|_| csv_error.is_none())
+            .map(|s| s.inner().rows()),
+        csv_error,
     })
 }

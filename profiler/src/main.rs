@@ -13,14 +13,38 @@ use profiler::{
     render::{self, Writers},
 };
 
+/// The command line of either mode.
+enum Parsed {
+    Trace(Box<Cli>),
+    Serve(Box<ServeCli>),
+}
+
 fn main() -> ExitCode {
     // `profiler serve …` is a mode of its own, with its own options.
     let serving = std::env::args_os().nth(1).is_some_and(|a| a == "serve");
-    let job = if serving {
-        ServePlan::resolve(ServeCli::parse_from(std::env::args_os().skip(1)))
-            .map(|p| Job::Serve(Box::new(p)))
+    let parsed = if serving {
+        ServeCli::try_parse_from(std::env::args_os().skip(1)).map(|c| Parsed::Serve(Box::new(c)))
     } else {
-        Job::resolve(Cli::parse())
+        Cli::try_parse().map(|c| Parsed::Trace(Box::new(c)))
+    };
+    let parsed = match parsed {
+        Ok(p) => p,
+        // A usage error in one line (clap's first), exit 2; --help and --version as clap
+        // prints them.
+        Err(e) if e.use_stderr() => {
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("error: bad command line");
+            eprintln!("profiler: {first} (see --help)");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+    };
+    let job = match parsed {
+        Parsed::Serve(cli) => ServePlan::resolve(*cli).map(|p| Job::Serve(Box::new(p))),
+        Parsed::Trace(cli) => Job::resolve(*cli),
     };
     let job = match job {
         Ok(j) => j,
@@ -43,7 +67,7 @@ fn main() -> ExitCode {
 fn trace(plan: &Plan) -> anyhow::Result<ExitCode> {
     let mut writers = Writers::open(plan)?;
     let mut progress = None;
-    let data = capture::capture(plan, writers.csv_stream.take(), |hooks, pids| {
+    let mut data = capture::capture(plan, writers.csv_stream.take(), |hooks, pids| {
         render::banner(plan, hooks, pids, &comm);
         // A traced command may write to the terminal too: the progress line is for `-p` runs.
         progress = Some(Progress::start(matches!(
@@ -57,13 +81,22 @@ fn trace(plan: &Plan) -> anyhow::Result<ExitCode> {
         _ => None,
     };
     let found = findings::analyze(plan, &data, cpu);
-    render::render(plan, &found, &data, writers)?;
+    let failed = render::render(plan, &found, &mut data, writers)?;
+    if !failed.is_empty() {
+        for e in &failed {
+            eprintln!("profiler: error: {e:#}");
+        }
+        return Ok(ExitCode::from(OUTPUT_FAILED));
+    }
     Ok(match data.result.end {
         EndReason::CommandExited(Exit::Code(c)) => ExitCode::from(c.clamp(0, 255) as u8),
         EndReason::CommandExited(Exit::Signal(s)) => ExitCode::from(128 + (s as u8 & 0x7f)),
         EndReason::TargetsGone | EndReason::Duration | EndReason::Interrupted => ExitCode::SUCCESS,
     })
 }
+
+/// Exit status of a run that was traced and reported, but whose output could not be written.
+const OUTPUT_FAILED: u8 = 3;
 
 /// The command name of a running process.
 fn comm(pid: u32) -> String {

@@ -11,7 +11,10 @@ pub mod target;
 
 use std::{path::PathBuf, time::Duration};
 
-use crate::{capture::session::Target, syscalls::Call};
+use crate::{
+    capture::{launch::RunAs, session::Target},
+    syscalls::Call,
+};
 
 /// Largest ring buffer the profiler asks the kernel for.
 pub const MAX_RINGBUF_BYTES: u32 = 1 << 30;
@@ -173,6 +176,8 @@ pub struct Plan {
     pub self_stats: bool,
     /// Slots of the kernel's per-thread tables.
     pub thread_slots: u32,
+    /// Entries of the kernel's copy-on-write table.
+    pub cow_threads: u32,
     /// CPU sampling frequency (0: off).
     pub freq: u64,
     /// End after this long.
@@ -187,6 +192,8 @@ pub struct Plan {
     pub label: String,
     /// Outputs, checked, not opened.
     pub outputs: Outputs,
+    /// The user a launched command runs as (`None`: the profiler's own).
+    pub run_as: Option<RunAs>,
 }
 
 /// What the command line asks for.
@@ -269,6 +276,17 @@ impl Plan {
         };
         show.sort();
         show.dedup();
+        let run_as = match &cli.user {
+            Some(u) => Some(RunAs::named(u)),
+            None => RunAs::default_for(
+                std::env::var("SUDO_UID").ok().as_deref(),
+                std::env::var("SUDO_GID").ok().as_deref(),
+            )
+            .transpose(),
+        }
+        .transpose()
+        .map_err(|e| PlanError::Usage(format!("{e:#}")))?
+        .filter(|_| matches!(target, Target::Command(_)));
         let label = cli.label.clone().unwrap_or_else(|| match &target {
             Target::Command(argv) => run_label(argv),
             Target::All(f) => f.describe(),
@@ -284,6 +302,7 @@ impl Plan {
             ringbuf_bytes: cli.ringbuf_size,
             self_stats: cli.self_stats,
             thread_slots: cli.thread_slots,
+            cow_threads: cli.cow_threads,
             // CPU samples of every process would flood the record buffer.
             freq: if system_wide { 0 } else { cli.freq },
             duration: cli.duration,
@@ -292,6 +311,7 @@ impl Plan {
             show,
             label,
             outputs,
+            run_as,
         })
     }
 

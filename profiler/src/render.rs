@@ -3,6 +3,7 @@
 //! plan has been checked, through one route per destination.
 
 pub mod cost;
+pub mod cow;
 pub mod export;
 pub mod flame;
 pub mod groups;
@@ -135,6 +136,9 @@ pub fn banner(plan: &Plan, hooks: &[Hook], pids: &[u32], names: &dyn Fn(u32) -> 
         },
     };
     eprintln!("Tracing {who}… Ctrl-C to end.");
+    if let Some(who) = &plan.run_as {
+        eprintln!("command runs as {who}");
+    }
     if plan.shows(Detail::Hooks) {
         eprintln!("hooks:");
         for h in hooks {
@@ -157,23 +161,33 @@ fn join(pids: &[u32]) -> String {
         .join(",")
 }
 
+/// Writes `v` as JSON to `out`; an error goes to `failed`.
 fn write_json<T: serde::Serialize>(
     out: Option<(PathBuf, Output)>,
     v: &T,
     what: &str,
-) -> anyhow::Result<()> {
+    failed: &mut Vec<anyhow::Error>,
+) {
     if let Some((p, mut o)) = out {
-        serde_json::to_writer_pretty(&mut o, v)
+        let written = serde_json::to_writer_pretty(&mut o, v)
             .map_err(io::Error::from)
             .and_then(|_| writeln!(o))
             .and_then(|_| o.flush())
-            .with_context(|| format!("failed to write {what} to {}", p.display()))?;
+            .with_context(|| format!("failed to write {what} to {}", p.display()));
+        failed.extend(written.err());
     }
-    Ok(())
 }
 
-/// Writes the report and every output of a run.
-pub fn render(plan: &Plan, f: &Findings, data: &RunData, mut w: Writers) -> anyhow::Result<()> {
+/// Writes the report and every output of a run. An output that cannot be written stops no
+/// other: the errors of those that failed are returned (a report that cannot be written is
+/// the error).
+pub fn render(
+    plan: &Plan,
+    f: &Findings,
+    data: &mut RunData,
+    mut w: Writers,
+) -> anyhow::Result<Vec<anyhow::Error>> {
+    let mut failed: Vec<anyhow::Error> = data.csv_error.take().into_iter().collect();
     let r = &data.result;
     let calls = &data.calls;
     let mut text = terminal::summary(f, plan.shows(Detail::Threads));
@@ -181,6 +195,11 @@ pub fn render(plan: &Plan, f: &Findings, data: &RunData, mut w: Writers) -> anyh
         text.push('\n');
         let procs = crate::analyze::top::by_process(&r.summaries, &r.names);
         text.push_str(&top::table(&procs, top::ROWS));
+    }
+    if plan.verbose {
+        for d in &f.kernel_diagnostics {
+            text.push_str(&format!("kernel: {d}\n"));
+        }
     }
     if plan.shows(Detail::Hooks) {
         text.push_str(&terminal::hooks(f));
@@ -205,6 +224,7 @@ pub fn render(plan: &Plan, f: &Findings, data: &RunData, mut w: Writers) -> anyh
     {
         text.push('\n');
         text.push_str(&movement::report(m));
+        text.push_str(&cow::render(&m.cow, &f.cow, m.bytes));
     }
     if plan.shows(Detail::Messages) {
         if !f.messages.is_empty() {
@@ -232,25 +252,32 @@ pub fn render(plan: &Plan, f: &Findings, data: &RunData, mut w: Writers) -> anyh
             flamegraph: w.flamegraph.take(),
         },
         &mut sample_text,
+        &mut failed,
     )?;
     drop(sample_text);
-    write_json(w.findings.take(), f, "the findings")?;
+    write_json(w.findings.take(), f, "the findings", &mut failed);
     write_json(
         w.model_json.take(),
         &models::model_row(&f.messages),
         "the model summary",
-    )?;
+        &mut failed,
+    );
     if let Some(m) = &f.data.movement {
-        write_json(w.movement_json.take(), m, "the data-movement summary")?;
+        write_json(
+            w.movement_json.take(),
+            m,
+            "the data-movement summary",
+            &mut failed,
+        );
     }
     let rows = messages::rows(calls, &f.messages);
     let exports = std::mem::replace(&mut w.exports, Exports::open(&[])?);
-    exports.write(&rows, &r.events, &mut w.report)?;
+    exports.write(&rows, &r.events, &mut w.report, &mut failed);
     // Last, so that the cost covers the analyses and exports as well as the run.
     let cost = cost::report(r.lost, &selfcost::own_usage(), r.programs.as_deref());
     w.report.write_all(cost.as_bytes())?;
     w.report.flush()?;
-    Ok(())
+    Ok(failed)
 }
 
 /// `--compare`: earlier runs' data-movement summaries side by side, on standard output.

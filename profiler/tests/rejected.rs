@@ -4,9 +4,11 @@
 use std::{path::PathBuf, process::Command};
 
 fn scratch() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ioprof-rejected-{}", std::process::id()));
-    std::fs::create_dir_all(&d).expect("scratch folder");
-    d
+    tempfile::Builder::new()
+        .prefix("ioprof-rejected-")
+        .tempdir()
+        .expect("scratch folder")
+        .keep()
 }
 
 #[test]

@@ -165,6 +165,7 @@ fn signals_sent_to_the_target_are_recorded() {
             ..LoadOptions::default()
         },
         duration: Some(std::time::Duration::from_secs(20)),
+        run_as: None,
     };
     let r = session::run(&opts, &mut Vec::new(), |_, _| {}).expect("run");
     let pid = r.pids[0];

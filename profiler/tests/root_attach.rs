@@ -12,6 +12,9 @@ use std::{
     process::{Child, ChildStderr, Command, Stdio},
 };
 
+mod common;
+
+use common::{ensure_program, free_port};
 use profiler::render::export::CallRow;
 
 fn assert_root() {
@@ -23,9 +26,11 @@ fn assert_root() {
 
 /// A scratch folder for one test.
 fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ioprof-attach-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).expect("scratch folder");
-    d
+    tempfile::Builder::new()
+        .prefix(&format!("ioprof-attach-{name}-"))
+        .tempdir()
+        .expect("scratch folder")
+        .keep()
 }
 
 /// The program traced by pid. It prints `ready`, waits for a line on stdin (so that it is
@@ -178,7 +183,8 @@ fn attach(pids: &str, csv: &Path, calls: &str) -> Attached {
 }
 
 impl Attached {
-    /// Waits for the profiler to end by itself (every traced process gone); returns stdout.
+    /// Waits for the profiler to end by itself (every traced process gone); returns its
+    /// report.
     fn finish(mut self) -> String {
         let mut rest = String::new();
         let _ = std::io::Read::read_to_string(&mut self.err, &mut rest);
@@ -188,6 +194,7 @@ impl Attached {
             "profiler failed:\n{}{rest}",
             self.banner
         );
+        // The report comes on stderr, after the banner already read.
         rest
     }
 }
@@ -331,43 +338,6 @@ fn bad_pids_fail_with_the_reason() {
     }
     assert!(run(&zpid.to_string()).contains("is a zombie"));
     zombie.wait().expect("reap");
-}
-
-/// Installs a Debian package when its program is missing (CI starts from a bare machine).
-fn ensure_program(program: &str, package: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if found {
-        return;
-    }
-    let ok = Command::new("apt-get")
-        .args(["install", "-y", "-qq", package])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .is_ok_and(|s| s.success())
-        || (Command::new("apt-get")
-            .args(["update", "-qq"])
-            .status()
-            .is_ok_and(|s| s.success())
-            && Command::new("apt-get")
-                .args(["install", "-y", "-qq", package])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status()
-                .is_ok_and(|s| s.success()));
-    assert!(
-        ok,
-        "`{program}` is missing and `apt-get install {package}` failed"
-    );
-}
-
-/// A free loopback port (the listener is closed before the server binds it).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// Ends a server on every way out of a test: SIGTERM to the master, which ends its workers

@@ -23,20 +23,9 @@ fn os(s: &str) -> &OsStr {
     OsStr::new(s)
 }
 
-/// Starts the flood under the profiler, writing its CSV to `csv` as calls arrive (`--bounded`:
-/// a flood makes far more calls than a run should keep).
+/// Starts the flood under the profiler until a signal ends it, writing its CSV to `csv`.
 fn flood_under_profiler(csv: &std::path::Path) -> Running {
-    let wl = workloads_bin();
-    Running::start(&[
-        os("--bounded"),
-        os("--csv"),
-        csv.as_os_str(),
-        os("--"),
-        wl.as_os_str(),
-        os("flood"),
-        os("--duration"),
-        os(LONG),
-    ])
+    flood_into(csv, LONG)
 }
 
 /// A traced flood ended well: exit 0, the stage table and summary printed, and a complete CSV
@@ -209,19 +198,6 @@ fn wait_gone(
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// Ids of every BPF program and link loaded in the kernel.
-fn kernel_ids() -> (BTreeSet<u32>, BTreeSet<u32>) {
-    let progs = aya::programs::loaded_programs()
-        .filter_map(Result::ok)
-        .map(|p| p.id())
-        .collect();
-    let links = aya::programs::loaded_links()
-        .filter_map(Result::ok)
-        .map(|l| l.id())
-        .collect();
-    (progs, links)
 }
 
 #[test]

@@ -255,6 +255,7 @@ fn summary_mode_counts_only_data_calls_as_bytes() {
             ..LoadOptions::default()
         },
         duration: Some(std::time::Duration::from_secs(60)),
+        run_as: None,
     };
     let mut calls = Vec::new();
     let r = session::run(&opts, &mut calls, |_, _| {}).expect("profiling run");

@@ -5,14 +5,10 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{assert_root, scratch, workloads_bin};
 use profiler::{
+    analyze::helpers::Helper,
     analyze::models::{self, Copier, Message, WaitKind},
-    capture::loader::LoadOptions,
-    capture::session,
-    syscalls,
 };
 use workloads::truth::Truth;
 
@@ -21,8 +17,9 @@ const COUNT: u64 = 100;
 /// One message fits one loopback segment, so one arrival brings one message.
 const SIZE: u64 = 16384;
 
-/// Runs a model's workload under the probes; returns its messages and its truth.
-fn run_model(model: &str) -> (Vec<Message>, Truth) {
+/// Runs a model's workload under the probes; returns its messages, its truth and the helper
+/// threads found in its process.
+fn run_model(model: &str) -> (Vec<Message>, Truth, Vec<Helper>) {
     assert_root();
     let dir = scratch(model);
     let truth_path = dir.join("truth.json");
@@ -38,42 +35,29 @@ fn run_model(model: &str) -> (Vec<Message>, Truth) {
         "--truth".into(),
         truth_path.display().to_string(),
     ];
-    let opts = session::RunOptions {
-        target: session::Target::Command(argv),
-        load: LoadOptions {
-            calls: syscalls::DEFAULT
-                .iter()
-                .map(|n| syscalls::by_name(n).expect("known call"))
-                .collect(),
-            // A polling receiver makes a record every few microseconds.
-            ringbuf_bytes: 64 << 20,
-            ..LoadOptions::default()
-        },
-        duration: Some(Duration::from_secs(60)),
-    };
-    let mut calls = Vec::new();
-    let r = session::run(&opts, &mut calls, |_, _| {}).expect("profiling run");
-    assert!(
-        matches!(
-            r.end,
-            session::EndReason::CommandExited(profiler::capture::launch::Exit::Code(0))
-        ),
-        "{model}: the workload failed: {:?}",
-        r.end
-    );
-    assert_eq!(r.lost, 0, "{model}: records lost");
+    let (calls, r) = common::trace_command(argv);
     let truth = Truth::read(&truth_path).expect("truth");
     let _ = std::fs::remove_dir_all(dir);
     let msgs = models::messages(&calls, &r.events);
+    let helpers = profiler::analyze::helpers::helpers(&calls, &r.events)
+        .into_iter()
+        .filter(|h| h.pid == truth.pid)
+        .collect();
     (
         msgs.into_iter().filter(|m| m.pid == truth.pid).collect(),
         truth,
+        helpers,
     )
 }
 
-/// The checks every model shares; returns the model's summary row.
-fn check(model: &str, kinds: &[WaitKind], name: &str) -> (Vec<Message>, models::ModelRow) {
-    let (msgs, truth) = run_model(model);
+/// The checks every model shares; returns the messages, the model's summary row and the
+/// helper threads.
+fn check(
+    model: &str,
+    kinds: &[WaitKind],
+    name: &str,
+) -> (Vec<Message>, models::ModelRow, Vec<Helper>) {
+    let (msgs, truth, helpers) = run_model(model);
     assert_eq!(truth.messages, COUNT);
     // Bytes equal the truth's.
     assert_eq!(
@@ -119,12 +103,12 @@ fn check(model: &str, kinds: &[WaitKind], name: &str) -> (Vec<Message>, models::
         "{model}: notification measured for {told} of {} messages",
         msgs.len()
     );
-    (msgs, row)
+    (msgs, row, helpers)
 }
 
 #[test]
 fn blocking_waits_in_the_read_call() {
-    let (msgs, row) = check("blocking", &[WaitKind::Call], "blocking");
+    let (msgs, row, _) = check("blocking", &[WaitKind::Call], "blocking");
     assert!(msgs.iter().all(|m| m.copier == Copier::Caller));
     // A message whose data was ready when the thread looked is still its thread's: blocking.
     let other: Vec<_> = msgs.iter().filter(|m| m.model() != "blocking").collect();
@@ -134,7 +118,7 @@ fn blocking_waits_in_the_read_call() {
 
 #[test]
 fn nonblocking_polls_with_failed_attempts() {
-    let (msgs, row) = check("nonblocking", &[WaitKind::Polling], "non-blocking");
+    let (msgs, row, _) = check("nonblocking", &[WaitKind::Polling], "non-blocking");
     assert!(row.failed > 1.0, "{row:?}");
     let polled = msgs.iter().filter(|m| m.failed_attempts > 0).count();
     assert!(polled * 10 >= msgs.len() * 9, "{polled} of {}", msgs.len());
@@ -143,7 +127,7 @@ fn nonblocking_polls_with_failed_attempts() {
 
 #[test]
 fn select_waits_in_the_multiplexer() {
-    let (_, row) = check("select", &[WaitKind::Mux], "multiplexing");
+    let (_, row, _) = check("select", &[WaitKind::Mux], "multiplexing");
     assert!(
         row.blocker.contains("select"),
         "select or pselect6: {row:?}"
@@ -152,13 +136,13 @@ fn select_waits_in_the_multiplexer() {
 
 #[test]
 fn poll_waits_in_the_multiplexer() {
-    let (_, row) = check("poll", &[WaitKind::Mux], "multiplexing");
+    let (_, row, _) = check("poll", &[WaitKind::Mux], "multiplexing");
     assert!(row.blocker.contains("poll"), "{row:?}");
 }
 
 #[test]
 fn epoll_waits_in_the_multiplexer_and_the_csv_says_so() {
-    let (_, row) = check("epoll", &[WaitKind::Mux], "multiplexing");
+    let (_, row, _) = check("epoll", &[WaitKind::Mux], "multiplexing");
     assert!(row.blocker.contains("epoll"), "{row:?}");
     // The per-call CSV carries the model, the message and how each call waited.
     let (out, rows, truth) = common::profile(
@@ -196,13 +180,13 @@ fn epoll_waits_in_the_multiplexer_and_the_csv_says_so() {
 
 #[test]
 fn sigio_runs_free_until_the_signal() {
-    let (msgs, _) = check("sigio", &[WaitKind::Free], "signal-driven");
+    let (msgs, _, _) = check("sigio", &[WaitKind::Free], "signal-driven");
     assert!(msgs.iter().all(|m| m.copier == Copier::Caller));
 }
 
 #[test]
 fn aio_names_the_helper_thread_that_blocked() {
-    let (msgs, row) = check("aio", &[WaitKind::Free], "asynchronous");
+    let (msgs, row, _) = check("aio", &[WaitKind::Free], "asynchronous");
     let pid = msgs[0].pid;
     assert!(
         msgs.iter()
@@ -216,18 +200,45 @@ fn aio_names_the_helper_thread_that_blocked() {
 
 #[test]
 fn io_uring_waits_for_completions_in_enter() {
-    let (msgs, row) = check("io-uring", &[WaitKind::Completion], "asynchronous");
+    let (msgs, row, _) = check("io-uring", &[WaitKind::Completion], "asynchronous");
     assert!(msgs.iter().all(|m| m.copier == Copier::TaskWork));
     assert!(row.blocker.contains("io_uring_enter"), "{row:?}");
 }
 
 #[test]
 fn io_uring_reaped_later_leaves_the_process_free() {
-    let (msgs, _) = check("io-uring-reap", &[WaitKind::Free], "asynchronous");
+    let (msgs, _, _) = check("io-uring-reap", &[WaitKind::Free], "asynchronous");
     assert!(
         msgs.iter()
             .all(|m| matches!(m.copier, Copier::TaskWork | Copier::Worker)),
         "{:?}",
         msgs.first()
     );
+}
+
+#[test]
+fn tokio_waits_in_epoll_and_its_blocking_pool_reads_the_file() {
+    let (msgs, row, helpers) = check("tokio-recv", &[WaitKind::Mux], "multiplexing");
+    let pid = msgs[0].pid;
+    // The runtime's worker thread waits and copies; the main thread only waits for the task.
+    let worker = msgs[0].waiter;
+    assert_ne!(worker, pid, "the messages were read on the main thread");
+    assert!(
+        msgs.iter()
+            .all(|m| m.copier == Copier::Caller && m.waiter == worker),
+        "{:?}",
+        msgs.first()
+    );
+    assert_eq!(
+        row.blocker,
+        format!("tid {worker} (waiting thread) in epoll_wait")
+    );
+    // The file phase: a thread of the blocking pool read the file and woke the worker.
+    let h = helpers
+        .iter()
+        .find(|h| h.helped == worker)
+        .unwrap_or_else(|| panic!("no helper thread of the worker: {helpers:?}"));
+    assert_ne!(h.tid, worker);
+    assert_eq!(h.bytes, workloads::tokio_recv::FS_BYTES, "{h:?}");
+    assert!(h.reads >= 16, "one read per 256 KiB: {h:?}");
 }

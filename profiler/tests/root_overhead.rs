@@ -50,8 +50,11 @@ fn run(tag: &str, args: &[&str], load: LoadOptions) -> (Ran, Truth) {
 /// traced: the shell and its child).
 fn run_with(tag: &str, args: &[&str], load: LoadOptions, under_shell: bool) -> (Ran, Truth) {
     assert_root();
-    let dir = std::env::temp_dir().join(format!("ioprof-overhead-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("scratch folder");
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("ioprof-overhead-{tag}-"))
+        .tempdir()
+        .expect("scratch folder")
+        .keep();
     let truth_path = dir.join("truth.json");
     let mut argv = Vec::new();
     if under_shell {
@@ -66,6 +69,7 @@ fn run_with(tag: &str, args: &[&str], load: LoadOptions, under_shell: bool) -> (
         target: Target::Command(argv),
         load,
         duration: Some(std::time::Duration::from_secs(60)),
+        run_as: None,
     };
     let mut calls = Vec::new();
     let r = session::run(&opts, &mut calls, |_, _| {}).expect("profiler run");
@@ -234,7 +238,8 @@ fn summary_and_per_call_agree_on_blocking_receives() {
 
 #[test]
 fn summary_and_per_call_agree_on_file_reads() {
-    let file = std::env::temp_dir().join(format!("ioprof-overhead-{}.bin", std::process::id()));
+    let dir = tempfile::tempdir().expect("scratch folder");
+    let file = dir.path().join("read.bin");
     let (r, truth) = both_modes_agree(
         "readloop",
         &["read"],

@@ -20,9 +20,11 @@ fn assert_root() {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ioprof-sampling-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).expect("scratch folder");
-    d
+    tempfile::Builder::new()
+        .prefix(&format!("ioprof-sampling-{name}-"))
+        .tempdir()
+        .expect("scratch folder")
+        .keep()
 }
 
 /// A 32 MiB file, read once so that it is in the page cache.

@@ -101,6 +101,15 @@ fn every_method_delivers_the_file_and_the_byte_counts_match_the_truth() {
                 assert!(in_calls <= size, "{name}: {in_calls}");
             }
             Method::CopyFileRange => assert_eq!(moved("copy_file_range"), size, "{name}"),
+            Method::CowPrivate => assert_eq!(moved("write"), size, "{name}"),
+            // And one byte to the pipe that lets the child write after the parent.
+            Method::CowFork => assert_eq!((moved("read"), moved("write")), (size, size + 1)),
+            // One more page goes through a pipe after the transfer (the rewrite test).
+            Method::VmspliceGift => assert_eq!(
+                (moved("read"), moved("vmsplice"), moved("splice")),
+                (size + 4096, size + 4096, size),
+                "{name}"
+            ),
         }
         // Bytes that reached the socket, counted in the kernel; the bytes moved are the
         // largest stream, with the dynamic loader's reads of its libraries. The copy's bytes

@@ -31,6 +31,21 @@ pub fn fmt_ns(ns: f64) -> String {
     }
 }
 
+/// Formats a byte count for people: `812 B`, `64.0 KiB`, `256.0 MiB`.
+pub fn fmt_bytes(b: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if b < 1024 {
+        return format!("{b} B");
+    }
+    let mut v = b as f64 / 1024.0;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", UNITS[u])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

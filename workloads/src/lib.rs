@@ -4,6 +4,7 @@
 pub mod aio;
 pub mod blocking;
 pub mod clock;
+pub mod cow;
 pub mod files;
 pub mod flood;
 pub mod methods;
@@ -11,6 +12,8 @@ pub mod models;
 pub mod net;
 pub mod overhead;
 pub mod splice;
+pub mod spread;
+pub mod tokio_recv;
 pub mod transfer;
 pub mod truncate;
 pub mod truth;
@@ -32,6 +35,7 @@ pub const NAMES: &[&str] = &[
     "aio",
     "io-uring",
     "io-uring-reap",
+    "tokio-recv",
     // issue 4: zero-copy methods.
     "read-write",
     "direct-io",
@@ -41,6 +45,9 @@ pub const NAMES: &[&str] = &[
     "io-uring-file",
     "copy-file-range",
     "mmap-truncate",
+    "cow-private",
+    "cow-fork",
+    "vmsplice-gift",
     // issue 8: the soak's flood of receives.
     "flood",
 ];
@@ -119,6 +126,7 @@ pub const CATALOG: &[Entry] = &[
     model("aio"),
     model("io-uring"),
     model("io-uring-reap"),
+    model("tokio-recv"),
     method("read-write"),
     method("direct-io"),
     method("mmap-write"),
@@ -127,6 +135,9 @@ pub const CATALOG: &[Entry] = &[
     method("io-uring-file"),
     method("copy-file-range"),
     method("mmap-truncate"),
+    method("cow-private"),
+    method("cow-fork"),
+    method("vmsplice-gift"),
     bench_loop("flood"),
     bench_loop("eagain"),
     bench_loop("getppid"),

@@ -6,7 +6,7 @@ use workloads::{
     aio, blocking, flood,
     methods::{self, Method},
     models::{self, Readiness},
-    overhead,
+    overhead, tokio_recv,
     transfer::FileTransfer,
     truncate,
     truth::Truth,
@@ -108,6 +108,9 @@ enum Workload {
     /// io_uring receive requests; receiver works and reaps completions without a system call.
     #[command(name = "io-uring-reap")]
     IoUringReap(PacedArgs),
+    /// tokio: a task reads the messages from a tokio TcpStream on one worker thread, then
+    /// reads a file through tokio::fs (on the runtime's blocking pool).
+    TokioRecv(PacedArgs),
     /// read into a buffer, write it to the socket (two CPU copies).
     ReadWrite(FileArgs),
     /// O_DIRECT read into an aligned buffer (no page cache), then write.
@@ -123,6 +126,12 @@ enum Workload {
     IoUringFile(FileArgs),
     /// copy_file_range: file to file inside the kernel.
     CopyFileRange(FileArgs),
+    /// A private file mapping: every page read, then written once (copy-on-write), then sent.
+    CowPrivate(FileArgs),
+    /// A buffer filled from the file, a fork, parent then child write every page, then sent.
+    CowFork(FileArgs),
+    /// vmsplice(SPLICE_F_GIFT) of the buffer's pages to a pipe, splice to the socket.
+    VmspliceGift(FileArgs),
     /// The file is truncated while mapped: survive SIGBUS, or stop in time with a lease.
     MmapTruncate(TruncateArgs),
     /// Flood: small recvfrom calls as fast as the machine allows, for a set time (soak runs).
@@ -181,11 +190,7 @@ struct FloodArgs {
     truth: Option<PathBuf>,
 }
 
-fn parse_size(s: &str) -> Result<u64, String> {
-    s.parse::<bytesize::ByteSize>()
-        .map(|b| b.as_u64())
-        .map_err(|e| format!("`{s}` is not a size: {e}"))
-}
+use workloads::files::parse_size;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -206,6 +211,7 @@ fn main() -> ExitCode {
         Workload::Aio(a) => (aio::run(a.paced()), a.truth),
         Workload::IoUring(a) => (uring::run(uring::Reap::Wait, a.paced()), a.truth),
         Workload::IoUringReap(a) => (uring::run(uring::Reap::Work, a.paced()), a.truth),
+        Workload::TokioRecv(a) => (tokio_recv::run(a.paced()), a.truth),
         Workload::Splice(a) => method(Method::Splice, a),
         Workload::Eagain(a) => (overhead::eagain(a.count), a.truth),
         Workload::Getppid(a) => (overhead::getppid(a.count), a.truth),
@@ -225,6 +231,9 @@ fn main() -> ExitCode {
         Workload::MsgZerocopy(a) => method(Method::MsgZerocopy, a),
         Workload::IoUringFile(a) => method(Method::IoUring, a),
         Workload::CopyFileRange(a) => method(Method::CopyFileRange, a),
+        Workload::CowPrivate(a) => method(Method::CowPrivate, a),
+        Workload::CowFork(a) => method(Method::CowFork, a),
+        Workload::VmspliceGift(a) => method(Method::VmspliceGift, a),
         Workload::MmapTruncate(a) => (truncate::run(a.variant, &a.file.transfer()), a.file.truth),
         Workload::Flood(a) => (
             flood::run(flood::Flood {

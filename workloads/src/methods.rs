@@ -39,11 +39,17 @@ pub enum Method {
     IoUring,
     /// `copy_file_range`: file to file inside the kernel.
     CopyFileRange,
+    /// A private file mapping, every page written once (copy-on-write), then `write`.
+    CowPrivate,
+    /// A buffer written by parent and child after a fork (copy-on-write), then `write`.
+    CowFork,
+    /// `vmsplice(SPLICE_F_GIFT)` of a user buffer to a pipe, `splice` to the socket.
+    VmspliceGift,
 }
 
 impl Method {
     /// Every method, in the order reports show them.
-    pub const ALL: [Method; 8] = [
+    pub const ALL: [Method; 11] = [
         Method::ReadWrite,
         Method::DirectIo,
         Method::MmapWrite,
@@ -52,6 +58,9 @@ impl Method {
         Method::MsgZerocopy,
         Method::IoUring,
         Method::CopyFileRange,
+        Method::CowPrivate,
+        Method::CowFork,
+        Method::VmspliceGift,
     ];
 
     /// The workload's name.
@@ -65,6 +74,9 @@ impl Method {
             Self::MsgZerocopy => "msg-zerocopy",
             Self::IoUring => "io-uring-file",
             Self::CopyFileRange => "copy-file-range",
+            Self::CowPrivate => "cow-private",
+            Self::CowFork => "cow-fork",
+            Self::VmspliceGift => "vmsplice-gift",
         }
     }
 
@@ -90,6 +102,15 @@ impl Method {
                 "read + send requests, the kernel runs both: 2 CPU copies, 1 call a chunk"
             }
             Self::CopyFileRange => "file → file inside the kernel: no user memory, no socket",
+            Self::CowPrivate => {
+                "page cache mapped private, each page copied by a write fault → socket: 2 copies"
+            }
+            Self::CowFork => {
+                "read into a buffer, fork: the first writer of each page copies it → socket"
+            }
+            Self::VmspliceGift => {
+                "read into a buffer, its pages given to a pipe, spliced → socket: 1 CPU copy"
+            }
         }
     }
 
@@ -103,6 +124,9 @@ impl Method {
             Self::MsgZerocopy => &["sendto"],
             Self::IoUring => &["io_uring_enter"],
             Self::CopyFileRange => &["copy_file_range"],
+            Self::CowPrivate => &["write"],
+            Self::CowFork => &["read", "write"],
+            Self::VmspliceGift => &["read", "vmsplice", "splice"],
         }
     }
 }
@@ -119,6 +143,9 @@ pub fn run(m: Method, t: &FileTransfer) -> anyhow::Result<Truth> {
         Method::MsgZerocopy => transfer::to_socket(name, t, msg_zerocopy)?,
         Method::IoUring => transfer::to_socket(name, t, io_uring)?,
         Method::CopyFileRange => transfer::to_file(name, t, copy_file_range)?,
+        Method::CowPrivate => transfer::to_socket(name, t, crate::cow::private)?,
+        Method::CowFork => transfer::to_socket(name, t, crate::cow::fork)?,
+        Method::VmspliceGift => transfer::to_socket(name, t, crate::cow::gift)?,
     };
     anyhow::ensure!(
         truth.file_bytes == t.size && truth.bytes == t.size,
@@ -135,7 +162,11 @@ fn open(path: &Path) -> anyhow::Result<File> {
 }
 
 /// Writes all of `data` to the socket with `write`.
-fn write_all(timer: &mut Timer, sock: &TcpStream, mut data: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_all(
+    timer: &mut Timer,
+    sock: &TcpStream,
+    mut data: &[u8],
+) -> anyhow::Result<()> {
     let s = sock.as_raw_fd();
     while !data.is_empty() {
         let n = timer
@@ -405,6 +436,7 @@ fn msg_zerocopy(
             "{sends} zero-copy sends completed, {} of them copied by the kernel after all",
             done.copied
         ),
+        ..Default::default()
     })
 }
 
@@ -478,7 +510,11 @@ mod tests {
 
     #[test]
     fn every_method_moves_the_whole_file() {
-        let dir = std::env::temp_dir().join(format!("ioprof-methods-{}", std::process::id()));
+        let dir = tempfile::Builder::new()
+            .prefix("ioprof-methods-")
+            .tempdir()
+            .expect("scratch folder")
+            .keep();
         let file = dir.join("f.bin");
         let t = FileTransfer {
             file: Some(file.clone()),
@@ -506,7 +542,11 @@ mod tests {
 
     #[test]
     fn cold_start_drops_the_file_and_still_moves_it() {
-        let dir = std::env::temp_dir().join(format!("ioprof-cold-{}", std::process::id()));
+        let dir = tempfile::Builder::new()
+            .prefix("ioprof-cold-")
+            .tempdir()
+            .expect("scratch folder")
+            .keep();
         let t = FileTransfer {
             file: Some(dir.join("f.bin")),
             size: 1 << 20,

@@ -111,7 +111,11 @@ mod tests {
 
     #[test]
     fn readloop_reads_every_byte_in_chunks() {
-        let dir = std::env::temp_dir().join(format!("ioprof-readloop-{}", std::process::id()));
+        let dir = tempfile::Builder::new()
+            .prefix("ioprof-readloop-")
+            .tempdir()
+            .expect("scratch folder")
+            .keep();
         let t = readloop(&ReadLoop {
             file: Some(dir.join("f.bin")),
             size: 10_000,

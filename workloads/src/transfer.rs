@@ -227,25 +227,29 @@ pub fn drop_cache(path: &Path) -> anyhow::Result<()> {
 
 /// What the sending side of a transfer did.
 struct Sent {
-    bytes: u64,
     faults: u64,
     calls: Vec<CallTruth>,
-    outcome: String,
+    out: SendOutcome,
 }
 
 /// What a sender reports: bytes sent and, when it has more to say, what happened.
+#[derive(Clone, Debug, Default)]
 pub struct SendOutcome {
     /// Bytes handed to the socket.
     pub bytes: u64,
     /// What happened, in words (empty: nothing beyond the numbers).
     pub outcome: String,
+    /// Pages each process wrote to make copy-on-write faults (0: none).
+    pub pages: u64,
+    /// A child process the sender forked (0: none).
+    pub child_pid: u32,
 }
 
 impl From<u64> for SendOutcome {
     fn from(bytes: u64) -> Self {
         Self {
             bytes,
-            outcome: String::new(),
+            ..Self::default()
         }
     }
 }
@@ -269,10 +273,9 @@ where
         let faults = thread_faults()? - f0;
         tx.shutdown(std::net::Shutdown::Write)?;
         Ok(Sent {
-            bytes: out.bytes,
             faults,
             calls: timer.into_calls(),
-            outcome: out.outcome,
+            out,
         })
     });
     let received = receive(&rx, room);
@@ -282,9 +285,9 @@ where
         .map_err(|_| anyhow::anyhow!("sender thread panicked"))??;
     let (bytes, digest, mut calls) = received?;
     anyhow::ensure!(
-        bytes == sent.bytes,
+        bytes == sent.out.bytes,
         "sent {} bytes but {bytes} arrived",
-        sent.bytes
+        sent.out.bytes
     );
     let messages = sent.calls.iter().filter(|c| c.ret > 0).count() as u64;
     calls.extend(sent.calls);
@@ -294,12 +297,14 @@ where
         pid: std::process::id(),
         messages,
         bytes,
-        file_bytes: sent.bytes,
+        file_bytes: sent.out.bytes,
         wall_ns,
         calls,
         digest,
         sender_faults: sent.faults,
-        outcome: sent.outcome,
+        outcome: sent.out.outcome,
+        pages: sent.out.pages,
+        child_pid: sent.out.child_pid,
         ..Truth::default()
     })
 }
@@ -332,9 +337,19 @@ where
     F: FnOnce(&File, &File, &mut Timer) -> anyhow::Result<u64>,
 {
     let path = prepare(t)?;
-    let dest = path.with_extension(format!("copy-{}", std::process::id()));
     let src = File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
-    let dst = File::create(&dest).with_context(|| format!("cannot create {}", dest.display()))?;
+    // A fresh file under a random name beside the source (never an existing file or a planted
+    // link), removed when dropped.
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let scratch = tempfile::Builder::new()
+        .prefix(".copy-")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+    let dest = scratch.path().to_path_buf();
+    let dst = scratch.as_file().try_clone()?;
     let mut timer = Timer::new((t.size / CHUNK as u64) as usize + 64);
     let t0 = now_ns();
     let f0 = thread_faults()?;
@@ -343,7 +358,7 @@ where
     let wall_ns = now_ns() - t0;
     drop(dst);
     let digest = copied.and_then(|_| digest_file(&dest));
-    let _ = std::fs::remove_file(&dest);
+    drop(scratch);
     let calls = timer.into_calls();
     let copied = calls.iter().map(|c| c.ret.max(0) as u64).sum();
     Ok(Truth {

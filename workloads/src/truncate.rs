@@ -199,6 +199,7 @@ fn send_with_sigbus_handler(
             addr - start,
             BUS_COUNT.load(Ordering::SeqCst)
         ),
+        ..Default::default()
     })
 }
 
@@ -309,6 +310,7 @@ fn send_with_lease(
             },
             ms(opened - began)
         ),
+        ..Default::default()
     })
 }
 
@@ -317,7 +319,11 @@ mod tests {
     use super::*;
 
     fn transfer(name: &str) -> (FileTransfer, PathBuf) {
-        let dir = std::env::temp_dir().join(format!("ioprof-trunc-{name}-{}", std::process::id()));
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("ioprof-trunc-{name}-"))
+            .tempdir()
+            .expect("scratch folder")
+            .keep();
         (
             FileTransfer {
                 file: Some(dir.join("f.bin")),

@@ -69,6 +69,12 @@ pub struct Truth {
     /// What happened, in words, when a workload has more to say than numbers.
     #[serde(default)]
     pub outcome: String,
+    /// Pages each process wrote once to make one copy-on-write fault a page.
+    #[serde(default)]
+    pub pages: u64,
+    /// The child process the workload forked (0: none).
+    #[serde(default)]
+    pub child_pid: u32,
 }
 
 impl Truth {

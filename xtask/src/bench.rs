@@ -11,6 +11,7 @@ use std::{
 };
 
 use anyhow::Context as _;
+use workloads::spread::median_min_max;
 use workloads::truth::Truth;
 
 mod startstop;
@@ -114,8 +115,8 @@ pub fn run(reps: usize) -> anyhow::Result<()> {
     let started = Instant::now();
     let root = crate::workspace();
     let bin = root.join("target/release");
-    let scratch = std::env::temp_dir().join(format!("ioprof-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch)?;
+    let scratch_dir = crate::scratch("bench")?;
+    let scratch = scratch_dir.path().to_path_buf();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut b = Bench {
         missing: ensure_tools(),
@@ -201,7 +202,7 @@ pub fn run(reps: usize) -> anyhow::Result<()> {
     startstop::render(&mut md, &start_stop);
     let path = b.root.join("BENCHMARKS.md");
     std::fs::write(&path, &md).with_context(|| format!("cannot write {}", path.display()))?;
-    let _ = std::fs::remove_dir_all(&b.scratch);
+    drop(scratch_dir);
     println!("{md}");
     eprintln!(
         "bench: wrote {} in {:.0}s",
@@ -557,20 +558,6 @@ fn parse_programs(out: &str) -> Vec<(String, u64, f64)> {
 }
 
 /// Median, min and max.
-fn stats(mut v: Vec<f64>) -> Option<(f64, f64, f64)> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    let med = if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    };
-    Some((med, v[0], v[n - 1]))
-}
-
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -701,9 +688,9 @@ fn render(
         let per_call = |s: &Sample| s.wall_ns as f64 / s.calls.max(1) as f64;
         let base = samples
             .get(&(li, Variant::Untraced))
-            .and_then(|v| stats(v.iter().map(per_call).collect()));
+            .and_then(|v| median_min_max(v.iter().map(per_call).collect()));
         let base_cpu = samples.get(&(li, Variant::Untraced)).and_then(|v| {
-            stats(
+            median_min_max(
                 v.iter()
                     .map(|s| s.cpu_ns as f64 / s.calls.max(1) as f64)
                     .collect(),
@@ -713,7 +700,7 @@ fn render(
             let Some(ss) = samples.get(&(li, v)) else {
                 continue;
             };
-            let Some((med, lo, hi)) = stats(ss.iter().map(per_call).collect()) else {
+            let Some((med, lo, hi)) = median_min_max(ss.iter().map(per_call).collect()) else {
                 continue;
             };
             let ratio = base.map(|(b, _, _)| med / b);
@@ -727,7 +714,7 @@ fn render(
                 .filter_map(|s| s.lost)
                 .max()
                 .map_or("-".to_string(), |l| l.to_string());
-            let cpu = stats(ss.iter().map(|s| s.cpu_ns as f64).collect())
+            let cpu = median_min_max(ss.iter().map(|s| s.cpu_ns as f64).collect())
                 .map(|(c, _, _)| c)
                 .unwrap_or(0.0);
             // The untraced CPU for the same number of calls.
@@ -771,7 +758,7 @@ fn render(
                 continue;
             };
             let own: Vec<(f64, u64)> = ss.iter().filter_map(|s| s.own).collect();
-            if let Some((cpu, lo, hi)) = stats(own.iter().map(|o| o.0).collect()) {
+            if let Some((cpu, lo, hi)) = median_min_max(own.iter().map(|o| o.0).collect()) {
                 let rss = own.iter().map(|o| o.1).max().unwrap_or(0) as f64 / 1024.0;
                 let _ = writeln!(
                     md,
@@ -792,9 +779,9 @@ fn render(
     );
     let by_base = bystander
         .get(&Variant::Untraced)
-        .and_then(|v| stats(v.clone()));
+        .and_then(|v| median_min_max(v.clone()));
     for v in VARIANTS {
-        let Some((med, lo, hi)) = bystander.get(&v).and_then(|x| stats(x.clone())) else {
+        let Some((med, lo, hi)) = bystander.get(&v).and_then(|x| median_min_max(x.clone())) else {
             continue;
         };
         let _ = writeln!(
@@ -807,7 +794,8 @@ fn render(
             }
         );
     }
-    if let (Some((med, lo, hi)), Some((b, _, _))) = (stats(bystander_tracepoints.to_vec()), by_base)
+    if let (Some((med, lo, hi)), Some((b, _, _))) =
+        (median_min_max(bystander_tracepoints.to_vec()), by_base)
     {
         let _ = writeln!(
             md,
@@ -873,7 +861,7 @@ fn render(
         by_base,
         bystander
             .get(&Variant::Summary)
-            .and_then(|x| stats(x.clone())),
+            .and_then(|x| median_min_max(x.clone())),
     ) {
         let added = s.0 - b0.0;
         let _ = writeln!(
@@ -899,7 +887,7 @@ fn render(
             continue;
         };
         let lost: u64 = ss.iter().filter_map(|s| s.lost).sum();
-        let rate = stats(
+        let rate = median_min_max(
             ss.iter()
                 .map(|s| s.calls as f64 * 1e9 / s.wall_ns.max(1) as f64)
                 .collect(),
@@ -946,13 +934,6 @@ mod tests {
             Some(50)
         );
         assert_eq!(parse_lost(Variant::Strace, "LOST 45 events!"), None);
-    }
-
-    #[test]
-    fn medians_and_ranges() {
-        assert_eq!(stats(vec![3.0, 1.0, 2.0]), Some((2.0, 1.0, 3.0)));
-        assert_eq!(stats(vec![4.0, 1.0]), Some((2.5, 1.0, 4.0)));
-        assert_eq!(stats(vec![]), None);
     }
 
     #[test]

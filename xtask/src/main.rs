@@ -1,6 +1,7 @@
 //! Project tasks: installs the eBPF toolchain where it is missing, builds, runs workloads
 //! under the profiler, and runs every test. Orchestration only.
 mod bench;
+mod compare;
 mod models;
 mod report;
 mod setup;
@@ -18,7 +19,8 @@ use clap::{Parser, Subcommand};
 const EXAMPLES: &str = "\
 EXAMPLES:
   cargo xtask profile splice                               splice a 256 MiB file to a socket, show the stages
-  cargo xtask profile zero-copy --size 64MiB                 every file-moving method, side by side
+  cargo xtask profile splice --rounds 5                     5 interleaved rounds of splice and read-write
+  cargo xtask profile zero-copy --size 64MiB               every file-moving method, side by side
   cargo xtask profile blocking --interval 5ms --count 200 --csv out.csv
   cargo xtask profile models --interval 5ms --size 16KiB --count 200   one table over every I/O model
   cargo xtask profile --pid 1234 -d 10s                    trace a running process
@@ -49,7 +51,11 @@ enum Task {
     /// --calls LIST, --mode, --self-stats, --freq HZ, --folded FILE, --flamegraph FILE.svg,
     /// -d, -v) go to
     /// the profiler; every other option goes to the workload (--interval, --size, --count,
-    /// --file, --truth). Workloads: see `workloads --help`.
+    /// --file, --truth). Workloads: see `workloads --help`. A zero-copy method (splice,
+    /// sendfile, …) runs against read-write, `zero-copy` runs every method: the file is made
+    /// and read into the page cache first, then the methods run in interleaved rounds
+    /// (--rounds N, default 3; --comparison-json FILE keeps the numbers and the verdicts).
+    /// --bin-dir DIR uses the profiler and workloads in DIR instead of building them.
     #[command(disable_help_flag = true)]
     Profile {
         /// WORKLOAD [OPTIONS], --pid PID [OPTIONS], or [OPTIONS] -- CMD ARGS…
@@ -104,6 +110,31 @@ pub(crate) fn workspace() -> PathBuf {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default()
+}
+
+/// A private scratch folder (mode 0700, random name, made atomically: never one that another
+/// user could have made first), removed when dropped unless kept.
+pub(crate) fn scratch(kind: &str) -> anyhow::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt as _;
+    tempfile::Builder::new()
+        .prefix(&format!("ioprof-{kind}-"))
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+        .with_context(|| {
+            format!(
+                "cannot create a scratch folder in {}",
+                std::env::temp_dir().display()
+            )
+        })
+}
+
+/// Creates a file the tool writes for itself: never an existing file or a planted link.
+pub(crate) fn create_new(path: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))
 }
 
 fn cargo(env: &setup::Env) -> Command {
@@ -207,7 +238,9 @@ fn profile(args: &[String]) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let (prof, target, workload) = split_profile_args(args)?;
+    let (prof, mut target, workload) = split_profile_args(args)?;
+    // Prebuilt binaries (the tests' own): nothing is set up or built.
+    let bin_dir = zero_copy::take_option(&mut target, "--bin-dir").map(PathBuf::from);
     if workload.as_deref() == Some("models") {
         return models::profile_all(&prof, &target);
     }
@@ -234,9 +267,14 @@ fn profile(args: &[String]) -> anyhow::Result<ExitCode> {
             target.join(" ")
         );
     }
-    let env = setup::ensure()?;
-    build_release(&env)?;
-    let bin = workspace().join("target/release");
+    let bin = match bin_dir {
+        Some(d) => d,
+        None => {
+            let env = setup::ensure()?;
+            build_release(&env)?;
+            workspace().join("target/release")
+        }
+    };
     if let Some(w) = &workload {
         if w == ZERO_COPY {
             return zero_copy::all(&bin, &prof, &target);
@@ -292,7 +330,7 @@ fn soak_task(args: &soak::Args) -> anyhow::Result<ExitCode> {
             workspace().join("target/release")
         }
     };
-    soak::run(args, &bins, &workspace().join("target/soak"))?;
+    soak::run(args, &bins)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -405,6 +443,23 @@ mod tests {
         let files = root_test_files().expect("list");
         assert!(files.contains(&"root".to_string()), "{files:?}");
         assert!(files.contains(&"root_attach".to_string()), "{files:?}");
+    }
+
+    #[test]
+    fn scratch_folders_are_private_and_unguessable() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let (a, b) = (scratch("t").expect("a"), scratch("t").expect("b"));
+        assert_ne!(a.path(), b.path());
+        for d in [&a, &b] {
+            let mode = std::fs::metadata(d.path())
+                .expect("meta")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o700, "{}", d.path().display());
+        }
+        let f = a.path().join("x");
+        create_new(&f).expect("new file");
+        assert!(create_new(&f).is_err(), "an existing file is not reused");
     }
 
     #[test]

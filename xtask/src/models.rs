@@ -23,8 +23,8 @@ pub fn profile_all(prof: &[String], target: &[String]) -> anyhow::Result<ExitCod
     let env = setup::ensure()?;
     build_release(&env)?;
     let bin = workspace().join("target/release");
-    let dir = std::env::temp_dir().join(format!("ioprof-models-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let scratch = crate::scratch("models")?;
+    let dir = scratch.path();
     let mut rows = Vec::new();
     for model in workloads::models() {
         eprintln!("xtask: profiling {model} {}", target.join(" "));
@@ -54,7 +54,7 @@ pub fn profile_all(prof: &[String], target: &[String]) -> anyhow::Result<ExitCod
             .with_context(|| format!("bad model summary for {model}"))?;
         rows.push((model.to_string(), row));
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(scratch);
     print!("{}", table(&rows));
     Ok(ExitCode::SUCCESS)
 }

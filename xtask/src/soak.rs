@@ -169,11 +169,10 @@ fn csv_rows(path: &Path) -> anyhow::Result<u64> {
 }
 
 /// Runs the soak; returns its report, or fails with every problem found.
-pub fn run(args: &Args, bins: &Path, out: &Path) -> anyhow::Result<Report> {
+pub fn run(args: &Args, bins: &Path) -> anyhow::Result<Report> {
     let secs = args.secs()?;
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let truth = out.join("soak-truth.json");
-    let _ = std::fs::remove_file(&truth);
+    let scratch = crate::scratch("soak")?;
+    let truth = scratch.path().join("soak-truth.json");
     let csv = args
         .csv
         .clone()

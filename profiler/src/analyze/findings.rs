@@ -39,6 +39,10 @@ pub struct Findings {
     pub hooks: Vec<HookState>,
     /// Things the reader must know to trust the numbers.
     pub warnings: Vec<String>,
+    /// Copy-on-write counts per thread (per-call runs).
+    pub cow: Vec<crate::analyze::cow::CowThread>,
+    /// What the kernel programs logged about unexpected cases.
+    pub kernel_diagnostics: Vec<String>,
     /// Per-thread verdicts, for the thread tables.
     #[serde(skip)]
     pub verdicts: Vec<infer::Verdict>,
@@ -155,6 +159,8 @@ pub struct Records {
     pub samples: u64,
     /// CPU samples lost.
     pub samples_lost: u64,
+    /// Unexpected cases the kernel programs logged.
+    pub kernel_diagnostics: u64,
 }
 
 /// One kernel hook.
@@ -213,6 +219,7 @@ fn records(r: &RunResult, per_call: bool) -> Records {
         summary_full: r.summary_full,
         samples: r.samples.records.len() as u64,
         samples_lost: r.samples.lost,
+        kernel_diagnostics: r.diagnostics.len() as u64,
     }
 }
 
@@ -300,6 +307,8 @@ pub fn analyze(plan: &Plan, data: &RunData, cpu: Option<Cpu>) -> Findings {
         records,
         hooks,
         warnings,
+        cow: r.cow.clone(),
+        kernel_diagnostics: r.diagnostics.clone(),
         verdicts,
         messages,
     }
@@ -394,6 +403,12 @@ fn warnings(plan: &Plan, r: &Records, hooks: &[HookState], calls: &[CallKind]) -
     }
     if r.undecodable > 0 {
         w.push(format!("{} records could not be decoded", r.undecodable));
+    }
+    if r.kernel_diagnostics > 0 {
+        w.push(format!(
+            "the kernel programs met {} unexpected case(s) (see them with -v)",
+            r.kernel_diagnostics
+        ));
     }
     if r.samples_lost > 0 {
         w.push(format!(

@@ -238,6 +238,8 @@ pub struct Verdict {
     pub model: Model,
     /// Why.
     pub evidence: Evidence,
+    /// The thread it read for, when it is a helper thread.
+    pub helper: Option<crate::analyze::helpers::Helper>,
 }
 
 /// Counts the evidence in one thread's events, in time order.
@@ -352,6 +354,7 @@ pub fn infer(events: &[Event]) -> Vec<Verdict> {
                 tid,
                 model: model(&evidence),
                 evidence,
+                helper: None,
             }
         })
         .collect()
@@ -364,7 +367,16 @@ pub fn infer_run(calls: &[TracedCall], records: &[Record]) -> Vec<Verdict> {
         .map(Event::from_call)
         .chain(records.iter().filter_map(Event::from_record))
         .collect();
-    infer(&events)
+    let mut verdicts = infer(&events);
+    for h in crate::analyze::helpers::helpers(calls, records) {
+        if let Some(v) = verdicts
+            .iter_mut()
+            .find(|v| (v.pid, v.tid) == (h.pid, h.tid))
+        {
+            v.helper = Some(h);
+        }
+    }
+    verdicts
 }
 
 #[cfg(test)]

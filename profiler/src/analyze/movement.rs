@@ -139,6 +139,9 @@ pub struct Movement {
     pub user_receives: u64,
     /// Per call label.
     pub by_call: Vec<CallCost>,
+    /// Write faults and copy-on-write of the run.
+    #[serde(default)]
+    pub cow: crate::analyze::cow::CowTotals,
 }
 
 fn moved(c: &TracedCall) -> bool {
@@ -238,6 +241,7 @@ pub fn summarize(
         wall_ns,
         cpu,
         faults_user: counter(counters, Counter::FaultsUser),
+        cow: crate::analyze::cow::CowTotals::from_counters(counters),
         faults_kernel: counter(counters, Counter::FaultsKernel),
         file_faults: counter(counters, Counter::FileFaults),
         faults_outside: counter(counters, Counter::FaultsUserOutside)
@@ -407,7 +411,7 @@ mod tests {
             table.contains("bytes moved") && table.contains("other"),
             "{table}"
         );
-        assert_eq!(table.lines().count(), 15);
+        assert_eq!(table.lines().count(), 18);
         let base = Movement {
             label: "read-write".into(),
             bytes: 1 << 30,

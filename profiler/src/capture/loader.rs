@@ -62,6 +62,8 @@ pub struct LoadOptions {
     pub thread_slots: u32,
     /// System-wide runs: the processes the kernel traces by itself (`None`: the traced set).
     pub filter: Option<crate::capture::system::Filter>,
+    /// Entries of the kernel's per-thread copy-on-write table; fewer make it fill (tests).
+    pub cow_threads: u32,
 }
 
 impl Default for LoadOptions {
@@ -75,6 +77,7 @@ impl Default for LoadOptions {
             message_events: true,
             thread_slots: probe_common::THREAD_SLOTS,
             filter: None,
+            cow_threads: probe_common::MAX_COW_THREADS,
         }
     }
 }
@@ -92,6 +95,10 @@ pub struct Probes {
     links: Links,
     /// Slots of the kernel's thread and process tables.
     thread_slots: u32,
+    /// Reads the kernel programs' aya-log records into [`Probes::diag_sink`].
+    diag: Option<aya_log::EbpfLogger<crate::capture::kdiag::Collected>>,
+    /// The kernel programs' diagnostics read so far.
+    diag_sink: crate::capture::kdiag::Collected,
 }
 
 /// Unread bytes of the call ring buffer that wake the reader: a quarter of the buffer. Fewer
@@ -164,6 +171,13 @@ impl Probes {
             probe_common::THREAD_SLOTS,
             opts.thread_slots
         );
+        // The plan checks this too; the loader holds to it whoever calls it.
+        anyhow::ensure!(
+            opts.ringbuf_bytes <= crate::plan::MAX_RINGBUF_BYTES,
+            "--ringbuf-size must be at most {} bytes (1 GiB), not {}",
+            crate::plan::MAX_RINGBUF_BYTES,
+            opts.ringbuf_bytes
+        );
         crate::plan::privilege::check()?;
         ensure_tracefs()?;
         let stats = opts
@@ -202,6 +216,7 @@ impl Probes {
         });
         loader
             .map_max_entries("EVENTS", opts.ringbuf_bytes)
+            .map_max_entries("COW_THREADS", opts.cow_threads.max(1))
             .override_global("REGS_ARGS", &layout.args, true)
             .override_global("REGS_NR", &layout.nr, true)
             .override_global("MODE", &opts.mode, true)
@@ -227,6 +242,14 @@ impl Probes {
             .context("failed to load the probe object into the kernel")?;
         let mut hooks = Vec::new();
         let mut links = Links::default();
+        let diag_sink = crate::capture::kdiag::Collected::default();
+        let diag = aya_log::EbpfLogger::init_with_logger(&mut ebpf, diag_sink.clone());
+        hooks.push(Hook {
+            name: "aya-log:kernel diagnostics".into(),
+            error: diag.as_ref().err().map(|e| e.to_string()),
+            without: "the kernel programs' unexpected cases are counted but not described",
+        });
+        let diag = diag.ok();
         fill_call_fds(&mut ebpf, &opts.calls)?;
         hooks.push(Hook {
             name: "btf:descriptor classes at entry".into(),
@@ -246,6 +269,8 @@ impl Probes {
                 },
                 links,
                 thread_slots: opts.thread_slots,
+                diag,
+                diag_sink,
             });
         }
 
@@ -342,6 +367,18 @@ impl Probes {
                 "sock_send_length",
                 "bytes handed to sockets (io_uring, sendfile) are not counted",
             ),
+            (
+                "page_alloc",
+                "kmem",
+                "mm_page_alloc",
+                "copy-on-write faults are counted, the pages they copied are not",
+            ),
+            (
+                "tlb_flush",
+                "tlb",
+                "tlb_flush",
+                "the time of copy-on-write faults is not measured",
+            ),
         ] {
             let message_hook = matches!(
                 prog,
@@ -351,7 +388,12 @@ impl Probes {
             // would pay for them on every fault and send and report nothing of them.
             let record_hook = matches!(
                 prog,
-                "page_fault_user" | "page_fault_kernel" | "filemap_fault" | "sock_send_length"
+                "page_fault_user"
+                    | "page_fault_kernel"
+                    | "filemap_fault"
+                    | "sock_send_length"
+                    | "page_alloc"
+                    | "tlb_flush"
             );
             let off = if message_hook && !opts.message_events {
                 Some("not attached: only per-call runs without --bounded read them")
@@ -410,6 +452,8 @@ impl Probes {
             copy_timing,
             links,
             thread_slots: opts.thread_slots,
+            diag,
+            diag_sink,
         })
     }
 
@@ -455,6 +499,29 @@ impl Probes {
         let arr: PerCpuArray<_, u64> =
             PerCpuArray::try_from(self.ebpf.map("COUNTERS").context("no COUNTERS map")?)?;
         Ok(arr.get(&slot, 0)?.iter().sum())
+    }
+}
+
+impl Probes {
+    /// The kernel programs' diagnostics logged since the last call.
+    pub fn diagnostics(&mut self) -> Vec<String> {
+        if let Some(d) = &mut self.diag {
+            d.flush();
+        }
+        self.diag_sink.take()
+    }
+
+    /// Copy-on-write counts per traced thread, summed over CPUs.
+    pub fn cow_threads(&self) -> anyhow::Result<Vec<crate::analyze::cow::CowThread>> {
+        let map: PerCpuHashMap<_, u32, probe_common::CowCounts> =
+            PerCpuHashMap::try_from(self.ebpf.map("COW_THREADS").context("no COW_THREADS map")?)?;
+        let mut out = Vec::new();
+        for item in map.iter() {
+            let (tid, v) = item.context("failed to read the COW_THREADS map")?;
+            out.push(crate::analyze::cow::CowThread::from_per_cpu(tid, &v));
+        }
+        out.sort_by_key(|t| (t.pid, t.tid));
+        Ok(out)
     }
 }
 

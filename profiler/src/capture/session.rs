@@ -3,7 +3,7 @@
 use std::{
     os::fd::AsRawFd,
     path::Path,
-    sync::atomic::{AtomicBool, Ordering},
+    sync::atomic::{AtomicBool, AtomicI32, Ordering},
     time::{Duration, Instant},
 };
 
@@ -15,7 +15,7 @@ use crate::{
     analyze::sampling::SampleSet,
     capture::decode::{self, Record},
     capture::fdkind::FdKinds,
-    capture::launch::{Exit, Gated, Running},
+    capture::launch::{Exit, Gated, RunAs, Running},
     capture::loader::{Hook, LoadOptions, Probes},
     capture::sink::CallSink,
     capture::traced::TracedCall,
@@ -47,6 +47,10 @@ pub enum EndReason {
 
 /// What a run saw; its calls went to the sink as they arrived.
 pub struct RunResult {
+    /// Copy-on-write counts per traced thread.
+    pub cow: Vec<crate::analyze::cow::CowThread>,
+    /// What the kernel programs logged about unexpected cases.
+    pub diagnostics: Vec<String>,
     /// Calls seen (each handed to the sink).
     pub calls: u64,
     /// Other events (signals, copies outside calls), in arrival order.
@@ -97,15 +101,49 @@ pub fn counter(counters: &[u64], c: Counter) -> u64 {
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
+/// The thread that runs the session: a signal landing on another thread is sent on to it, so
+/// that a write it is blocked in is interrupted.
+static MAIN_TID: AtomicI32 = AtomicI32::new(0);
+
+/// The launched command's pid once released (0: none), which a second signal is passed on to
+/// as the first one is when the run ends.
+static COMMAND_PID: AtomicI32 = AtomicI32::new(0);
+
+/// Whether SIGINT or SIGTERM asked the run to end.
+pub fn stop_requested() -> bool {
+    STOP.load(Ordering::SeqCst)
 }
 
+extern "C" fn on_signal(sig: libc::c_int) {
+    let main = MAIN_TID.load(Ordering::SeqCst);
+    // SAFETY: gettid, getpid, tgkill, kill and _exit are async-signal-safe system calls.
+    unsafe {
+        let me = libc::syscall(libc::SYS_gettid) as i32;
+        if main != 0 && me != main {
+            libc::syscall(libc::SYS_tgkill, libc::getpid(), main, sig);
+            return;
+        }
+        // The second signal ends the profiler at once, passed on to the launched command; the
+        // kernel releases the probes with the profiler's descriptors.
+        if STOP.swap(true, Ordering::SeqCst) {
+            let command = COMMAND_PID.load(Ordering::SeqCst);
+            if command > 0 {
+                libc::kill(command, sig);
+            }
+            libc::_exit(128 + sig);
+        }
+    }
+}
+
+/// SIGINT and SIGTERM end the run; without `SA_RESTART`, so that they interrupt a blocked
+/// output write (see [`crate::sink::Interruptible`]).
 fn install_signal_handlers() -> anyhow::Result<()> {
     use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    // SAFETY: gettid has no preconditions.
+    MAIN_TID.store(unsafe { libc::gettid() }, Ordering::SeqCst);
     let act = SigAction::new(
         SigHandler::Handler(on_signal),
-        SaFlags::SA_RESTART,
+        SaFlags::empty(),
         SigSet::empty(),
     );
     for sig in [Signal::SIGINT, Signal::SIGTERM] {
@@ -133,6 +171,8 @@ pub struct RunOptions {
     pub load: LoadOptions,
     /// End the run after this long.
     pub duration: Option<Duration>,
+    /// The user a launched command runs as (`None`: the profiler's own).
+    pub run_as: Option<RunAs>,
 }
 
 /// Runs one profiling session. `on_attached` is called once the probes are in place, before
@@ -148,22 +188,27 @@ pub fn run(
             check_pid(p)?;
         }
     }
-    if let Target::Command(argv) = &opts.target {
-        anyhow::ensure!(!argv.is_empty(), "no command to run");
-    }
+    // The command's process is forked before anything is loaded, so that it holds none of
+    // the probes' descriptors while it waits at its gate.
+    let gated = match &opts.target {
+        Target::Command(argv) => Some(Gated::spawn(argv, opts.run_as.as_ref())?),
+        Target::Pids(_) | Target::All(_) => None,
+    };
     let mut probes = Probes::load(&opts.load)?;
     let mut events = probes.take_events()?;
     install_signal_handlers()?;
 
-    let (mut child, pids) = match &opts.target {
-        Target::Command(argv) => {
-            let gated = Gated::spawn(argv)?;
+    let (mut child, pids) = match (&opts.target, gated) {
+        (Target::Command(argv), Some(gated)) => {
             let pid = gated.pid();
             probes.trace_pid(pid)?;
             on_attached(&probes.hooks, &[pid]);
-            (Some(gated.release(&argv[0])?), vec![pid])
+            let running = gated.release(&argv[0])?;
+            COMMAND_PID.store(pid as i32, Ordering::SeqCst);
+            (Some(running), vec![pid])
         }
-        Target::Pids(pids) => {
+        (Target::Command(_), None) => anyhow::bail!("no command to run"),
+        (Target::Pids(pids), _) => {
             // Their calls in flight now are recorded at their exit, begun now.
             probes.record_calls_in_flight()?;
             for &p in pids {
@@ -183,7 +228,7 @@ pub fn run(
             on_attached(&probes.hooks, pids);
             (None, pids.clone())
         }
-        Target::All(_) => {
+        (Target::All(_), _) => {
             on_attached(&probes.hooks, &[]);
             (None, Vec::new())
         }
@@ -288,6 +333,8 @@ pub fn run(
             .collect::<anyhow::Result<_>>()?,
         names: reader.names,
         procs: reader.procs,
+        cow: probes.cow_threads()?,
+        diagnostics: probes.diagnostics(),
     })
 }
 

@@ -83,6 +83,98 @@ impl CallSink for Fanout {
     }
 }
 
+/// A sink whose output may fail: the first error is kept and the sink takes no more calls, so
+/// that the run, the other sinks and the report go on; the error is reported at the end.
+pub struct Failsafe<S> {
+    inner: S,
+    error: Option<anyhow::Error>,
+}
+
+impl<S> Failsafe<S> {
+    /// Wraps a sink.
+    pub fn new(inner: S) -> Self {
+        Self { inner, error: None }
+    }
+
+    /// The wrapped sink.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// The error that stopped the sink, once.
+    pub fn take_error(&mut self) -> Option<anyhow::Error> {
+        self.error.take()
+    }
+
+    fn keep(&mut self, r: anyhow::Result<()>) {
+        if let Err(e) = r {
+            self.error.get_or_insert(e);
+        }
+    }
+}
+
+impl<S: CallSink> CallSink for Failsafe<S> {
+    fn call(&mut self, c: &TracedCall) -> anyhow::Result<()> {
+        if self.error.is_none() {
+            let r = self.inner.call(c);
+            self.keep(r);
+        }
+        Ok(())
+    }
+    fn finish(&mut self) -> anyhow::Result<()> {
+        if self.error.is_none() {
+            let r = self.inner.finish();
+            self.keep(r);
+        }
+        Ok(())
+    }
+}
+
+/// An output file whose blocked write gives up once the run is asked to stop: SIGINT or
+/// SIGTERM interrupts the write, and after that a write waits at most [`STOPPED_WAIT`] for
+/// room (a FIFO whose reader stalls), then fails instead of waiting on.
+pub struct Interruptible(pub File);
+
+/// How long a write waits for room once the run has been asked to stop.
+pub const STOPPED_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Interruptible {
+    fn stopped_error() -> std::io::Error {
+        std::io::Error::other("the output was blocked when the run was stopped")
+    }
+
+    /// Whether the file takes a write within [`STOPPED_WAIT`] (a regular file always does).
+    fn writable_soon(&self) -> bool {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        use std::os::fd::AsFd as _;
+        let mut fds = [PollFd::new(self.0.as_fd(), PollFlags::POLLOUT)];
+        let timeout = PollTimeout::try_from(STOPPED_WAIT).unwrap_or(PollTimeout::MAX);
+        matches!(poll(&mut fds, timeout), Ok(n) if n > 0)
+    }
+}
+
+impl Write for Interruptible {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        loop {
+            if crate::capture::session::stop_requested() && !self.writable_soon() {
+                return Err(Self::stopped_error());
+            }
+            match self.0.write(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                    if crate::capture::session::stop_requested() {
+                        return Err(Self::stopped_error());
+                    }
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
 /// Bytes of rows gathered before they are written.
 pub const CSV_CHUNK: usize = 64 << 10;
 
@@ -208,6 +300,9 @@ pub fn create_output(path: &Path) -> anyhow::Result<File> {
         "cannot write {}: it is a folder; give a file name",
         path.display()
     );
+    if let Some(f) = open_read_fifo(path) {
+        return Ok(f);
+    }
     File::create(path).map_err(|e| {
         let why = match e.raw_os_error() {
             Some(libc::EROFS) => {
@@ -223,6 +318,35 @@ pub fn create_output(path: &Path) -> anyhow::Result<File> {
             path.display()
         )
     })
+}
+
+/// A FIFO at `path` that a process reads already, opened for writing (blocking writes).
+/// When no process reads it yet, says so: the plain open that follows waits for a reader.
+fn open_read_fifo(path: &Path) -> Option<File> {
+    use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
+    if !std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo()) {
+        return None;
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    {
+        // Kept open: closing it would end the reader's input.
+        Ok(f) => {
+            use nix::fcntl::{FcntlArg, OFlag, fcntl};
+            fcntl(&f, FcntlArg::F_SETFL(OFlag::empty())).ok()?;
+            Some(f)
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+            eprintln!(
+                "profiler: waiting for a process to read the FIFO {} (Ctrl-C to give up)",
+                path.display()
+            );
+            None
+        }
+        Err(_) => None,
+    }
 }
 
 #[cfg(test)]

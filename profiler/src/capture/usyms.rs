@@ -1,9 +1,15 @@
 //! User stack frames to function names: a snapshot of each sampled process's executable
 //! mappings (taken while it runs, so that it can end before the report), then `blazesym` on
-//! the mapped files.
+//! the mapped files. A traced process names those files, so nothing it leaves there may block
+//! or mislead the profiler: each is opened non-blocking, without following a final link, and
+//! read only when it is a regular file; the whole naming has a time budget, after which frames
+//! are shown as file offsets.
 use std::{
     collections::HashMap,
+    fs::File,
+    os::{fd::AsRawFd as _, unix::fs::OpenOptionsExt as _},
     path::{Path, PathBuf},
+    time::{Duration, Instant},
 };
 
 use blazesym::symbolize::{Input, Symbolized, Symbolizer, source::Elf, source::Source};
@@ -59,24 +65,50 @@ pub fn locate(maps: &[Mapping], ip: u64) -> Option<(&Mapping, u64)> {
         .map(|m| (m, ip - m.start + m.offset))
 }
 
+/// Time allowed for naming the user frames of one run; frames left are shown as offsets.
+pub const NAMING_BUDGET: Duration = Duration::from_secs(10);
+
+/// Opens a mapped file for reading only if it is a regular file: non-blocking (a FIFO put in
+/// its place cannot hold the open), not through a final symbolic link, closed on exec.
+pub fn open_regular(path: &Path) -> Option<File> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(path)
+        .ok()?;
+    f.metadata().ok()?.file_type().is_file().then_some(f)
+}
+
 /// Names user frames.
 pub struct UserSymbols {
     symbolizer: Symbolizer,
     cache: HashMap<(PathBuf, u64), String>,
+    /// Each mapped file opened once (`None`: refused), held open while names are looked up.
+    files: HashMap<PathBuf, Option<File>>,
+    deadline: Instant,
 }
 
 impl Default for UserSymbols {
     fn default() -> Self {
-        Self {
-            symbolizer: Symbolizer::new(),
-            cache: HashMap::new(),
-        }
+        Self::with_budget(NAMING_BUDGET)
     }
 }
 
 impl UserSymbols {
+    /// Names frames for at most `budget`.
+    pub fn with_budget(budget: Duration) -> Self {
+        Self {
+            symbolizer: Symbolizer::new(),
+            cache: HashMap::new(),
+            files: HashMap::new(),
+            deadline: Instant::now() + budget,
+        }
+    }
+
     /// Names of `ips` (leaf first, as a stack map gives them) in a process with `maps`.
-    /// A frame that cannot be named shows its file (`[libc.so.6]`) or `[unknown]`.
+    /// A frame that cannot be named shows its file (`[libc.so.6]`) or `[unknown]`; a frame of
+    /// a file that is not a regular file, or once the time budget is spent, its file and
+    /// offset (`[dd+0x1a2b]`).
     /// Runs of unnamed frames of one file (a frame-pointer walk through code built without
     /// frame pointers) are folded into one frame.
     pub fn names(&mut self, maps: &[Mapping], ips: &[u64]) -> Vec<String> {
@@ -101,7 +133,23 @@ impl UserSymbols {
         if let Some(n) = self.cache.get(&key) {
             return n.clone();
         }
-        let src = Source::Elf(Elf::new(path));
+        if Instant::now() >= self.deadline {
+            return offset_frame(path, off);
+        }
+        let file = self
+            .files
+            .entry(path.to_path_buf())
+            .or_insert_with(|| open_regular(path));
+        let Some(file) = file else {
+            return offset_frame(path, off);
+        };
+        // Read through the descriptor checked above, never the path again (it may have been
+        // replaced since). Debug files are not looked for: they would be found next to the
+        // traced binary, in a folder its owner controls.
+        let src = Source::Elf(Elf {
+            debug_syms: false,
+            ..Elf::new(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        });
         let name = match self
             .symbolizer
             .symbolize(&src, Input::FileOffset(&[off][..]))
@@ -115,6 +163,11 @@ impl UserSymbols {
         self.cache.insert(key, name.clone());
         name
     }
+}
+
+fn offset_frame(path: &Path, off: u64) -> String {
+    let file = file_frame(path);
+    format!("{}+{off:#x}]", &file[..file.len() - 1])
 }
 
 fn file_frame(path: &Path) -> String {
@@ -160,5 +213,38 @@ mod tests {
             "{names:?}"
         );
         assert_eq!(syms.names(&maps, &[8, 16, 24]), vec!["[unknown]"]);
+    }
+
+    #[test]
+    fn a_fifo_in_place_of_a_binary_is_not_opened() {
+        let dir = std::env::temp_dir().join(format!("usyms-fifo-{}", std::process::id()));
+        std::fs::create_dir(&dir).expect("a new private folder");
+        let fifo = dir.join("dd");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("fifo");
+        assert!(open_regular(&fifo).is_none());
+        let link = dir.join("link");
+        std::os::unix::fs::symlink("/proc/self/exe", &link).expect("link");
+        assert!(
+            open_regular(&link).is_none(),
+            "a final link is not followed"
+        );
+        let maps = vec![Mapping {
+            start: 0x1000,
+            end: 0x2000,
+            offset: 0,
+            path: fifo,
+        }];
+        let mut syms = UserSymbols::default();
+        assert_eq!(syms.names(&maps, &[0x1010]), vec!["[dd+0x10]"]);
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    #[test]
+    fn frames_past_the_budget_are_offsets() {
+        let maps = read_maps(std::process::id()).expect("own maps");
+        let ip = frames_past_the_budget_are_offsets as *const () as u64;
+        let mut syms = UserSymbols::with_budget(Duration::ZERO);
+        let name = &syms.names(&maps, &[ip])[0];
+        assert!(name.starts_with('[') && name.contains("+0x"), "{name}");
     }
 }

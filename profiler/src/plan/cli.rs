@@ -31,8 +31,9 @@ EXAMPLES:
 
 EXIT STATUS:
   with -- COMMAND: the command's own status (128+N when signal N killed it); with -p or
-  --compare: 0; 2: a usage or set-up error (nothing was attached and no file was changed), or
-  an output that could not be written.";
+  --compare: 0; 2: a usage or set-up error (nothing was attached and no file was changed);
+  3: the run was traced and reported, but an output could not be written; 128+N: a second
+  SIGINT or SIGTERM (signal N) ended the profiler at once.";
 
 /// What the kernel does per call, as asked on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -138,6 +139,10 @@ pub struct Cli {
     #[arg(long, hide = true, default_value_t = probe_common::THREAD_SLOTS)]
     pub thread_slots: u32,
 
+    /// Entries of the kernel's per-thread copy-on-write table. For tests of a full table.
+    #[arg(long, hide = true, default_value_t = probe_common::MAX_COW_THREADS)]
+    pub cow_threads: u32,
+
     /// CPU sampling frequency in Hz for kernel and user stacks inside traced calls (0: off; at
     /// most the kernel's perf_event_max_sample_rate).
     #[arg(long, value_name = "HZ", default_value_t = DEFAULT_FREQ)]
@@ -174,6 +179,11 @@ pub struct Cli {
     /// files written with --movement-json) side by side.
     #[arg(long, value_name = "FILE,…", value_delimiter = ',', conflicts_with_all = ["pid", "command"])]
     pub compare: Vec<PathBuf>,
+
+    /// Run the command as USER (a name or uid). Under sudo the command runs as the user who
+    /// ran sudo unless `--user root` is given.
+    #[arg(short, long, value_name = "USER", requires = "command")]
+    pub user: Option<String>,
 
     /// The command to start and trace.
     #[arg(last = true, value_name = "COMMAND")]

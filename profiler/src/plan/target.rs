@@ -174,19 +174,6 @@ pub fn comm_str(comm: &[u8; 16]) -> String {
     String::from_utf8_lossy(&comm[..end]).into_owned()
 }
 
-/// Things the user should know about the pids given (not errors).
-pub fn notes(pids: &[u32]) -> Vec<String> {
-    let mut out = Vec::new();
-    if pids.contains(&1) {
-        out.push(
-            "pid 1 is init: every process it starts from now on is traced too (children are \
-             followed)"
-                .to_string(),
-        );
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,7 +288,5 @@ mod tests {
         assert_eq!(check(pid), Err(PidError::Zombie(pid)));
         child.wait().expect("reap");
         assert_eq!(check(pid), Err(PidError::NoSuch(pid)));
-        assert!(notes(&[1]).iter().any(|n| n.contains("init")));
-        assert!(notes(&[5]).is_empty());
     }
 }

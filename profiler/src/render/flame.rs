@@ -41,13 +41,26 @@ pub fn write_folded(lines: &[String], mut w: impl Write) -> std::io::Result<()> 
     w.flush()
 }
 
-/// Draws the flame graph of folded lines as SVG.
-pub fn write_flamegraph(lines: &[String], title: &str, w: impl Write) -> std::io::Result<()> {
+/// Draws the flame graph of folded lines as SVG; with no line, an SVG that says so.
+pub fn write_flamegraph(lines: &[String], title: &str, mut w: impl Write) -> std::io::Result<()> {
+    if lines.is_empty() {
+        write!(
+            w,
+            "<?xml version=\"1.0\" standalone=\"no\"?>\n\
+             <svg version=\"1.1\" width=\"600\" height=\"60\" \
+             xmlns=\"http://www.w3.org/2000/svg\">\n\
+             <text x=\"10\" y=\"35\">{NO_SAMPLES}</text>\n</svg>\n"
+        )?;
+        return w.flush();
+    }
     let mut opts = inferno::flamegraph::Options::default();
     opts.title = title.to_string();
     opts.count_name = "samples".to_string();
     inferno::flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), w)
 }
+
+/// What an empty flame graph says.
+pub const NO_SAMPLES: &str = "no CPU samples of the traced threads";
 
 #[cfg(test)]
 mod tests {
@@ -102,5 +115,13 @@ mod tests {
         assert!(svg.starts_with("<?xml"), "{}", &svg[..80.min(svg.len())]);
         assert!(svg.contains("rep_movs_alternative"));
         assert!(svg.contains("read file"));
+    }
+
+    #[test]
+    fn an_empty_flamegraph_says_so() {
+        let mut out = Vec::new();
+        write_flamegraph(&[], "t", &mut out).expect("an empty graph is no error");
+        let svg = String::from_utf8(out).expect("utf-8");
+        assert!(svg.contains("<svg") && svg.contains(NO_SAMPLES), "{svg}");
     }
 }

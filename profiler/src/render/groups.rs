@@ -53,6 +53,16 @@ pub fn table(calls: &[TracedCall], verdicts: &[Verdict], names: &HashMap<u32, St
                         v.model.as_str(),
                         v.evidence
                     );
+                    if let Some(h) = v.helper {
+                        let _ = writeln!(
+                            out,
+                            "    helper thread of tid {}: {} of its {} reads ({}) woke it",
+                            h.helped,
+                            h.told,
+                            h.reads,
+                            fmt_bytes(h.bytes)
+                        );
+                    }
                 }
                 None => {
                     let _ = writeln!(out, "  tid {}", k.tid);

@@ -1,8 +1,11 @@
 //! The HTML report of `cargo xtask report`: reads what each workload's run left in a folder
-//! (per-call CSV, ground truth) and writes one self-contained page with SVG charts and tables.
+//! (per-call CSV, ground truth) and the methods' comparison, and writes one self-contained
+//! page with SVG charts and tables.
 pub mod charts;
+pub mod comparison;
 
 use charts::Layout;
+use comparison::Comparison;
 
 use std::{
     collections::BTreeMap,
@@ -44,9 +47,6 @@ pub struct Run {
     pub truth: Truth,
 }
 
-/// GiB in bytes.
-const GIB: f64 = (1u64 << 30) as f64;
-
 impl Run {
     /// Reads `dir/name/{calls.csv,truth.json}`.
     pub fn load(dir: &Path, name: &str) -> anyhow::Result<Self> {
@@ -74,29 +74,6 @@ impl Run {
         }
     }
 
-    /// Throughput over the workload's own wall time, GiB/s.
-    pub fn gib_per_s(&self) -> f64 {
-        if self.truth.wall_ns == 0 {
-            return 0.0;
-        }
-        self.bytes() as f64 / GIB / (self.truth.wall_ns as f64 / 1e9)
-    }
-
-    /// CPU time of the whole workload process (getrusage, user + system) per GiB moved, ms.
-    pub fn process_cpu_ms_per_gib(&self) -> f64 {
-        per_gib(self.truth.cpu_user_ns + self.truth.cpu_sys_ns, self.bytes())
-    }
-
-    /// CPU time inside traced calls (the profiler's total − asleep − run queue) per GiB, ms.
-    pub fn call_cpu_ms_per_gib(&self) -> f64 {
-        let cpu: u64 = self
-            .rows
-            .iter()
-            .map(|r| r.total_ns.saturating_sub(r.blocked_ns + r.runq_ns))
-            .sum();
-        per_gib(cpu, self.bytes())
-    }
-
     /// Stage time per message inside traced calls, µs: wait asleep, wait in the run queue,
     /// wait on CPU, copy.
     pub fn stages_per_message_us(&self) -> Vec<f64> {
@@ -110,21 +87,28 @@ impl Run {
         ]
     }
 
-    /// Per-call latencies (total), grouped by call kind.
+    /// Per-call latencies (total), grouped by call kind: only the kinds that moved data, and
+    /// on plain files only the calls the workload times itself (its ground truth names them),
+    /// so that the dynamic loader's mmap, munmap and reads of libraries, and the writing of the
+    /// truth, are left out.
     pub fn latencies(&self) -> Vec<(String, Vec<u64>)> {
-        let mut g: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-        for r in &self.rows {
-            g.entry(label(r)).or_default().push(r.total_ns);
+        let own: std::collections::HashSet<&str> =
+            self.truth.calls.iter().map(|c| c.call.as_str()).collect();
+        let mut g: BTreeMap<String, (bool, Vec<u64>)> = BTreeMap::new();
+        for r in self
+            .rows
+            .iter()
+            .filter(|r| r.fd_kind != "file" || own.is_empty() || own.contains(r.call.as_str()))
+        {
+            let e = g.entry(label(r)).or_default();
+            e.0 |= r.bytes > 0 || r.sent_bytes > 0;
+            e.1.push(r.total_ns);
         }
-        g.into_iter().collect()
+        g.into_iter()
+            .filter(|(_, (moved, _))| *moved)
+            .map(|(k, (_, v))| (k, v))
+            .collect()
     }
-}
-
-fn per_gib(ns: u64, bytes: u64) -> f64 {
-    if bytes == 0 {
-        return 0.0;
-    }
-    ns as f64 / 1e6 / (bytes as f64 / GIB)
 }
 
 /// `recvfrom socket`, `splice file→pipe`: the call and its descriptor kinds.
@@ -137,7 +121,7 @@ fn label(r: &CallRow) -> String {
 }
 
 /// Escapes text for HTML.
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -151,7 +135,11 @@ th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}.note{color:
 .charts{display:flex;flex-wrap:wrap;gap:12px}.charts svg{border:1px solid #ddd}code{background:#f4f4f4;padding:0 3px}";
 
 /// The whole page.
-pub fn render(runs: &[Run], kernel: &str) -> anyhow::Result<String> {
+pub fn render(
+    runs: &[Run],
+    comparison: Option<&Comparison>,
+    kernel: &str,
+) -> anyhow::Result<String> {
     let mut h = String::new();
     let _ = write!(
         h,
@@ -181,6 +169,7 @@ pub fn render(runs: &[Run], kernel: &str) -> anyhow::Result<String> {
             &["wait: asleep", "wait: run queue", "wait: on CPU", "copy"],
             &values,
             Layout::Stacked,
+            None,
         )?);
         h.push_str(
             "<p class=\"note\">Sum over every traced call of the workload (receives, and polls or \
@@ -192,69 +181,16 @@ pub fn render(runs: &[Run], kernel: &str) -> anyhow::Result<String> {
         );
     }
 
-    let methods: Vec<&Run> = runs
-        .iter()
-        .filter(|r| r.kind == Some(Kind::Method))
-        .collect();
     h.push_str("<h2>Zero-copy methods: throughput and CPU per GiB</h2>\n");
-    if methods.is_empty() {
-        h.push_str("<p>No method workload ran.</p>\n");
-    } else {
-        let names: Vec<String> = methods.iter().map(|r| r.name.clone()).collect();
-        h.push_str("<div class=\"charts\">");
-        h.push_str(&charts::bar_chart(
-            "Throughput",
-            "GiB/s (workload wall time)",
-            &names,
-            &["GiB/s"],
-            &methods
-                .iter()
-                .map(|r| vec![r.gib_per_s()])
-                .collect::<Vec<_>>(),
-            Layout::Grouped,
-        )?);
-        h.push_str(&charts::bar_chart(
-            "CPU per GiB moved",
-            "ms of CPU per GiB",
-            &names,
-            &[
-                "inside traced calls (profiler)",
-                "whole process (getrusage)",
-            ],
-            &methods
-                .iter()
-                .map(|r| vec![r.call_cpu_ms_per_gib(), r.process_cpu_ms_per_gib()])
-                .collect::<Vec<_>>(),
-            Layout::Grouped,
-        )?);
-        h.push_str("</div>\n<table><tr><th>method</th><th>bytes</th><th>wall</th><th>GiB/s</th>\
-            <th>CPU in traced calls, ms/GiB</th><th>process user CPU, ms/GiB</th><th>process system CPU, ms/GiB</th></tr>\n");
-        for r in &methods {
-            let _ = writeln!(
-                h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td></tr>",
-                esc(&r.name),
-                fmt_bytes(r.bytes()),
-                fmt_ns(r.truth.wall_ns as f64),
-                r.gib_per_s(),
-                r.call_cpu_ms_per_gib(),
-                per_gib(r.truth.cpu_user_ns, r.bytes()),
-                per_gib(r.truth.cpu_sys_ns, r.bytes()),
-            );
-        }
-        h.push_str(
-            "</table>\n<p class=\"note\">Throughput: bytes moved over the workload's own wall time. \
-             CPU per GiB has two sources, both measured: <b>inside traced calls</b> is the \
-             profiler's per-call time on CPU (total − asleep − run queue) summed over the traced \
-             calls; <b>whole process</b> is the workload's getrusage (user + system, every thread, \
-             the receiver included) over its run. The profiler does not sample CPU outside traced \
-             calls, so the second is the honest total. The kernel splits a process's CPU time \
-             between user and system in proportion to timer-tick samples: their sum is exact, the \
-             split is coarse for short runs.</p>\n",
-        );
+    match comparison {
+        Some(c) => comparison::section(&mut h, c)?,
+        None => h.push_str("<p>No comparison of the methods ran.</p>\n"),
     }
 
-    h.push_str("<h2>Per-call latency distributions</h2>\n<div class=\"charts\">\n");
+    h.push_str(
+        "<h2>Per-call latency distributions</h2>\n<p class=\"note\">Calls that moved data, one \
+         line per call and descriptor kind.</p>\n<div class=\"charts\">\n",
+    );
     for r in runs {
         h.push_str(&charts::latency_cdf(&r.name, &r.latencies())?);
     }
@@ -338,7 +274,8 @@ pub fn write_report(dir: &Path) -> anyhow::Result<PathBuf> {
         dir.display()
     );
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let page = render(&runs, kernel.trim())?;
+    let comparison = Comparison::read(dir)?;
+    let page = render(&runs, comparison.as_ref(), kernel.trim())?;
     let out = dir.join("report.html");
     std::fs::write(&out, page).with_context(|| format!("cannot write {}", out.display()))?;
     Ok(out)
@@ -369,30 +306,40 @@ mod tests {
     #[test]
     fn numbers_come_from_rows_and_truth() {
         let r = run("blocking", Kind::Model);
-        assert!((r.gib_per_s() - 0.5).abs() < 1e-9);
-        assert!((r.process_cpu_ms_per_gib() - 400.0).abs() < 1e-9);
-        // On CPU in calls: 5000-3500-300 + 7000 + 7000-2000-1000 + 700 ns.
-        assert!((r.call_cpu_ms_per_gib() - 12_900.0 / 1e6).abs() < 1e-9);
         let st = r.stages_per_message_us();
         // Copy per message: (1000 + 500 + 4000 + 0) ns over 2 messages.
         assert!((st[3] - 2.75).abs() < 1e-9, "{st:?}");
         let lat = r.latencies();
         let names: Vec<_> = lat.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["read pipe", "recvfrom socket", "splice file→pipe"]);
+        // The pipe read moved no byte: not plotted.
+        assert_eq!(names, ["recvfrom socket", "splice file→pipe"]);
+        // A workload that times only its receives: its other calls on files are not its own.
+        let mut own = r.clone();
+        own.truth.calls = vec![workloads::truth::CallTruth {
+            call: "recvfrom".into(),
+            tid: 1,
+            fd: 3,
+            before_ns: 0,
+            after_ns: 1,
+            ret: 1,
+        }];
+        let lat = own.latencies();
+        assert_eq!(
+            lat.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+            ["recvfrom socket"]
+        );
     }
 
     #[test]
     fn page_is_self_contained_with_every_section() {
         let page = render(
             &[run("blocking", Kind::Model), run("splice", Kind::Method)],
+            None,
             "6.18",
         )
         .expect("render");
-        assert_eq!(
-            page.matches("<svg").count(),
-            1 + 2 + 2,
-            "stacked, two method bars, two CDFs"
-        );
+        assert_eq!(page.matches("<svg").count(), 1 + 2, "stacked, two CDFs");
+        assert!(page.contains("No comparison of the methods ran"));
         assert!(!page.contains("<script") && !page.contains("src=\"http"));
         for s in [
             "wait vs copy",

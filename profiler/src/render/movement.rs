@@ -130,7 +130,7 @@ fn gib_ns(ns: Option<u64>, m: &Movement) -> String {
 /// Several runs side by side, one column each.
 pub fn side_by_side(runs: &[Movement]) -> String {
     let mut out = String::new();
-    let rows: [Row; 14] = [
+    let rows: [Row; 17] = [
         ("bytes moved", |m| fmt_bytes(m.bytes)),
         ("data-moving calls", |m| m.data_calls.to_string()),
         ("wall", |m| fmt_ns(m.wall_ns as f64)),
@@ -149,6 +149,13 @@ pub fn side_by_side(runs: &[Movement]) -> String {
         ("kernel faults /GiB", |m| {
             per_gib(m.faults_kernel as f64, m.bytes).map_or("-".into(), |v| format!("{v:.0}"))
         }),
+        ("COW faults /GiB", |m| {
+            per_gib(m.cow.cow_faults as f64, m.bytes).map_or("-".into(), |v| format!("{v:.0}"))
+        }),
+        ("COW pages copied /GiB", |m| {
+            per_gib(m.cow.copies as f64, m.bytes).map_or("-".into(), |v| format!("{v:.0}"))
+        }),
+        ("COW fault time /GiB", |m| gib_ns(Some(m.cow.copy_ns), m)),
         ("read to user mem", |m| fmt_bytes(m.user_reads)),
         ("written from user mem", |m| fmt_bytes(m.user_writes)),
     ];

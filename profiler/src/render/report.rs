@@ -3,22 +3,7 @@ use std::fmt::Write as _;
 
 use crate::{analyze::stats::CallStats, capture::traced::TracedCall};
 
-pub use workloads::clock::fmt_ns;
-
-/// Formats a byte count for people: `812 B`, `64.0 KiB`, `256.0 MiB`.
-pub fn fmt_bytes(b: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if b < 1024 {
-        return format!("{b} B");
-    }
-    let mut v = b as f64 / 1024.0;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    format!("{v:.1} {}", UNITS[u])
-}
+pub use workloads::clock::{fmt_bytes, fmt_ns};
 
 /// The stage table: one block per call label, one row per stage.
 pub fn stage_table(calls: &[TracedCall]) -> String {

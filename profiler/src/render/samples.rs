@@ -79,8 +79,8 @@ pub fn report(
     set: &SampleSet,
     outputs: Outputs,
     out: &mut impl std::io::Write,
+    failed: &mut Vec<anyhow::Error>,
 ) -> anyhow::Result<()> {
-    use anyhow::Context as _;
     let hz = set.timing.hz();
     writeln!(out, "{}", set.timing.describe(set.records.len() as u64))?;
     for (label, (ns, copies)) in exact_by_call(calls, &set.exact) {
@@ -93,11 +93,14 @@ pub fn report(
     if hz == 0 {
         return Ok(());
     }
-    if set.lost > 0 || set.kernel_stack_missing > 0 {
+    if set.lost > 0 {
+        writeln!(out, "warning: {} samples lost (ring buffer full)", set.lost)?;
+    }
+    if set.kernel_stack_missing > 0 {
         writeln!(
             out,
-            "warning: {} samples lost (ring buffer full), {} kernel stacks not stored",
-            set.lost, set.kernel_stack_missing
+            "warning: {} kernel stacks not stored",
+            set.kernel_stack_missing
         )?;
     }
     let any_kernel_stack = set.records.iter().any(|r| r.kstack >= 0);
@@ -119,21 +122,39 @@ pub fn report(
         write!(out, "\n{}", table(&rows, hz))?;
     }
     let lines = crate::render::flame::folded(&samples);
+    // A file that cannot be written stops no other output: its error goes to `failed`.
+    let file = |f| std::io::BufWriter::new(crate::capture::sink::Interruptible(f));
     if let Some((path, f)) = outputs.folded {
-        crate::render::flame::write_folded(&lines, std::io::BufWriter::new(f))
-            .with_context(|| format!("failed to write {}", path.display()))?;
-        writeln!(
-            out,
-            "wrote {} folded stacks to {}",
-            lines.len(),
-            path.display()
-        )?;
+        match crate::render::flame::write_folded(&lines, file(f)) {
+            Ok(()) => writeln!(
+                out,
+                "wrote {} folded stacks to {}",
+                lines.len(),
+                path.display()
+            )?,
+            Err(e) => failed.push(
+                anyhow::Error::from(e).context(format!("failed to write {}", path.display())),
+            ),
+        }
     }
     if let Some((path, f)) = outputs.flamegraph {
         let title = format!("CPU samples at {hz} Hz by call and stage");
-        crate::render::flame::write_flamegraph(&lines, &title, std::io::BufWriter::new(f))
-            .with_context(|| format!("failed to write {}", path.display()))?;
-        writeln!(out, "wrote the flame graph to {}", path.display())?;
+        let mut w = file(f);
+        let drawn = crate::render::flame::write_flamegraph(&lines, &title, &mut w)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| Ok(std::io::Write::flush(&mut w)?));
+        if let Err(e) = drawn {
+            failed.push(e.context(format!("failed to write {}", path.display())));
+        } else if lines.is_empty() {
+            writeln!(
+                out,
+                "warning: the flame graph {} is empty: {}",
+                path.display(),
+                crate::render::flame::NO_SAMPLES
+            )?;
+        } else {
+            writeln!(out, "wrote the flame graph to {}", path.display())?;
+        }
     }
     Ok(())
 }

@@ -339,6 +339,8 @@ mod tests {
             records: Records::default(),
             hooks: vec![],
             warnings: vec!["1 records were lost".into()],
+            cow: vec![],
+            kernel_diagnostics: vec![],
             verdicts: vec![],
             messages: vec![],
         }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::{
+    collections::BTreeSet,
     io::{BufRead, BufReader, Read},
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Output, Stdio},
@@ -15,9 +16,11 @@ use workloads::truth::Truth;
 
 /// A scratch folder for one test.
 pub fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ioprof-root-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).expect("scratch folder");
-    d
+    tempfile::Builder::new()
+        .prefix(&format!("ioprof-root-{name}-"))
+        .tempdir()
+        .expect("scratch folder")
+        .keep()
 }
 
 /// A binary built beside the tests (`cargo xtask test` builds the workspace first).
@@ -294,4 +297,107 @@ pub fn profile_run(name: &str, workload_args: &[&str]) -> Run {
         truth,
         movement,
     }
+}
+
+/// Runs `argv` under the probes in per-call mode (the default calls, a 64 MiB ring buffer, at
+/// most a minute); fails the test unless the command exits 0 with no record lost. Returns the
+/// calls and the run's result.
+pub fn trace_command(
+    argv: Vec<String>,
+) -> (
+    Vec<profiler::capture::traced::TracedCall>,
+    profiler::capture::session::RunResult,
+) {
+    use profiler::capture::{launch::Exit, loader::LoadOptions, session};
+    assert_root();
+    let what = argv.join(" ");
+    let opts = session::RunOptions {
+        target: session::Target::Command(argv),
+        load: LoadOptions {
+            calls: profiler::syscalls::DEFAULT
+                .iter()
+                .map(|n| profiler::syscalls::by_name(n).expect("known call"))
+                .collect(),
+            // A polling receiver makes a record every few microseconds.
+            ringbuf_bytes: 64 << 20,
+            ..LoadOptions::default()
+        },
+        duration: Some(Duration::from_secs(60)),
+        run_as: None,
+    };
+    let mut calls = Vec::new();
+    let r = session::run(&opts, &mut calls, |_, _| {}).expect("profiling run");
+    assert!(
+        matches!(r.end, session::EndReason::CommandExited(Exit::Code(0))),
+        "`{what}` failed: {:?}",
+        r.end
+    );
+    assert_eq!(r.lost, 0, "`{what}`: records lost");
+    (calls, r)
+}
+
+/// Ids of every BPF program and link loaded in the kernel.
+pub fn kernel_ids() -> (BTreeSet<u32>, BTreeSet<u32>) {
+    let progs = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .map(|p| p.id())
+        .collect();
+    let links = aya::programs::loaded_links()
+        .filter_map(Result::ok)
+        .map(|l| l.id())
+        .collect();
+    (progs, links)
+}
+
+/// The flood for `duration` under the profiler, its CSV streamed to `csv` as calls arrive
+/// (`--bounded`: a flood makes far more calls than a run should keep).
+pub fn flood_into(csv: &Path, duration: &str) -> Running {
+    let wl = workloads_bin();
+    Running::start(&[
+        std::ffi::OsStr::new("--bounded"),
+        std::ffi::OsStr::new("--csv"),
+        csv.as_os_str(),
+        std::ffi::OsStr::new("--"),
+        wl.as_os_str(),
+        std::ffi::OsStr::new("flood"),
+        std::ffi::OsStr::new("--duration"),
+        std::ffi::OsStr::new(duration),
+    ])
+}
+
+/// Installs a Debian package when its program is missing (CI starts from a bare machine).
+pub fn ensure_program(program: &str, package: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return;
+    }
+    let ok = Command::new("apt-get")
+        .args(["install", "-y", "-qq", package])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .is_ok_and(|s| s.success())
+        || (Command::new("apt-get")
+            .args(["update", "-qq"])
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new("apt-get")
+                .args(["install", "-y", "-qq", package])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+                .is_ok_and(|s| s.success()));
+    assert!(
+        ok,
+        "`{program}` is missing and `apt-get install {package}` failed"
+    );
+}
+
+/// A free loopback port (the listener is closed before the server binds it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }

@@ -9,6 +9,7 @@ use std::{
 };
 
 use anyhow::Context as _;
+use workloads::spread::median_min_max;
 
 /// Who runs the command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -108,7 +109,7 @@ pub(super) fn render(md: &mut String, timings: &[(Starter, Vec<Timing>)]) {
     );
     for (s, t) in timings {
         let col = |f: fn(&Timing) -> f64| {
-            super::stats(t.iter().map(f).collect()).map_or("-".into(), |(m, lo, hi)| {
+            median_min_max(t.iter().map(f).collect()).map_or("-".into(), |(m, lo, hi)| {
                 format!("{m:.0} [{lo:.0}–{hi:.0}]")
             })
         };

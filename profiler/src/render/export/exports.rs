@@ -74,15 +74,21 @@ impl Exports {
         rows: &[CallRow],
         events: &[Record],
         note: &mut dyn Write,
-    ) -> anyhow::Result<()> {
+        failed: &mut Vec<anyhow::Error>,
+    ) {
         for (f, path, mut out) in self.open {
-            match f {
+            let written = match f {
                 Format::Csv => write_rows_csv(&mut out, rows),
                 Format::SummaryCsv => write_summary_csv(&mut out, rows),
                 Format::Json => write_json(&mut out, rows),
                 Format::Trace => write_trace(&mut out, rows, events),
             }
-            .map_err(|e| e.context(format!("failed to write {}", path.display())))?;
+            .and_then(|()| Ok(out.flush()?));
+            if let Err(e) = written {
+                // The other exports are still written.
+                failed.push(e.context(format!("failed to write {}", path.display())));
+                continue;
+            }
             if !super::output::is_stdout(&path) {
                 let _ = writeln!(
                     note,
@@ -93,7 +99,6 @@ impl Exports {
                 );
             }
         }
-        Ok(())
     }
 }
 
@@ -104,7 +109,11 @@ mod tests {
 
     #[test]
     fn writes_each_export_and_refuses_two_on_stdout() {
-        let dir = std::env::temp_dir().join(format!("ioprof-exports-{}", std::process::id()));
+        let dir = tempfile::Builder::new()
+            .prefix("ioprof-exports-")
+            .tempdir()
+            .expect("scratch folder")
+            .keep();
         std::fs::create_dir_all(&dir).expect("dir");
         let paths: Vec<PathBuf> = ["c.csv", "s.csv", "j.jsonl", "t.json"]
             .iter()
@@ -119,7 +128,9 @@ mod tests {
         let ex = Exports::open(&req).expect("open");
         assert!(!ex.uses_stdout());
         let mut note = Vec::new();
-        ex.write(&sample_rows(), &[], &mut note).expect("write");
+        let mut failed = Vec::new();
+        ex.write(&sample_rows(), &[], &mut note, &mut failed);
+        assert!(failed.is_empty(), "{failed:?}");
         let note = String::from_utf8(note).expect("utf8");
         assert_eq!(note.lines().count(), 4, "{note}");
         for p in &paths {

@@ -30,7 +30,10 @@ impl Output {
             return Ok(Self::new(Box::new(io::stdout()), true));
         }
         let f = crate::capture::sink::create_output(path)?;
-        Ok(Self::new(Box::new(f), false))
+        Ok(Self::new(
+            Box::new(crate::capture::sink::Interruptible(f)),
+            false,
+        ))
     }
 
     /// Wraps a writer; with `tolerate_closed_pipe`, `EPIPE` ends the output without an error.

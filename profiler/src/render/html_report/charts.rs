@@ -60,7 +60,8 @@ pub enum Layout {
     Grouped,
 }
 
-/// Bar chart of `values[name][series]`, laid out as `layout` says.
+/// Bar chart of `values[name][series]`, laid out as `layout` says; with `spread`
+/// (`[name][series]` = (min, max)), each grouped bar gets a whisker over that range.
 pub fn bar_chart(
     title: &str,
     y_desc: &str,
@@ -68,6 +69,7 @@ pub fn bar_chart(
     series: &[&str],
     values: &[Vec<f64>],
     layout: Layout,
+    spread: Option<&[Vec<(f64, f64)>]>,
 ) -> Svg {
     let mut svg = String::new();
     {
@@ -76,7 +78,11 @@ pub fn bar_chart(
         root.fill(&WHITE).map_err(draw_err)?;
         let ymax = match layout {
             Layout::Stacked => top(values.iter().map(|v| v.iter().sum())),
-            Layout::Grouped => top(values.iter().flatten().copied()),
+            Layout::Grouped => top(values
+                .iter()
+                .flatten()
+                .copied()
+                .chain(spread.into_iter().flatten().flatten().map(|r| r.1))),
         };
         let mut chart = ChartBuilder::on(&root)
             .caption(title, (FONT, 20))
@@ -126,9 +132,33 @@ pub fn bar_chart(
                 .legend(move |(x, y)| {
                     Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled())
                 });
+            if let (Layout::Grouped, Some(spread)) = (layout, spread) {
+                let whiskers = values.iter().enumerate().filter_map(|(i, v)| {
+                    let (x, _, _) = place(i, v);
+                    let (lo, hi) = *spread.get(i)?.get(s)?;
+                    let mid = x + width / 2;
+                    let cap = width / 4;
+                    Some(PathElement::new(
+                        vec![
+                            (mid - cap, lo),
+                            (mid + cap, lo),
+                            (mid, lo),
+                            (mid, hi),
+                            (mid - cap, hi),
+                            (mid + cap, hi),
+                        ],
+                        BLACK.stroke_width(1),
+                    ))
+                });
+                chart.draw_series(whiskers).map_err(draw_err)?;
+            }
             if layout == Layout::Grouped {
                 let labels = values.iter().enumerate().map(|(i, v)| {
                     let (x, _, y1) = place(i, v);
+                    // Above the whisker when there is one.
+                    let y1 = spread
+                        .and_then(|sp| sp.get(i)?.get(s).map(|r| r.1))
+                        .map_or(y1, |hi| hi.max(y1));
                     Text::new(
                         format_value(v[s]),
                         (x + width / 2, y1),
@@ -247,22 +277,42 @@ mod tests {
             &["wait", "copy"],
             &[vec![5.0, 1.0], vec![2.0, 1.0]],
             Layout::Stacked,
+            None,
         )
         .expect("svg");
         assert!(
             s.starts_with("<svg") && s.contains("blocking") && s.contains("epoll"),
             "{s}"
         );
-        let g = bar_chart(
-            "t",
-            "GiB/s",
-            &names,
-            &["a", "b"],
-            &[vec![1.5, 2.0], vec![0.5, 0.0]],
-            Layout::Grouped,
-        )
-        .expect("svg");
+        let grouped = |spread| {
+            bar_chart(
+                "t",
+                "GiB/s",
+                &names,
+                &["a", "b"],
+                &[vec![1.5, 2.0], vec![0.5, 0.0]],
+                Layout::Grouped,
+                spread,
+            )
+            .expect("svg")
+        };
+        let ranges = [vec![(1.4, 1.6), (1.9, 2.1)], vec![(0.4, 0.6), (0.0, 0.0)]];
+        let g = grouped(Some(&ranges));
         assert!(g.contains("1.50") && g.contains("blocking"), "{g}");
+        // Two series of two bars: four whiskers (six points each), none without a spread.
+        let whiskers = |svg: &str| {
+            svg.split("<polyline")
+                .skip(1)
+                .filter(|p| {
+                    p.split("points=\"")
+                        .nth(1)
+                        .map(|q| q.split('"').next().unwrap_or("").split_whitespace().count())
+                        == Some(6)
+                })
+                .count()
+        };
+        assert_eq!(whiskers(&g), 4, "{g}");
+        assert_eq!(whiskers(&grouped(None)), 0);
         let c = latency_cdf(
             "t",
             &[("recvfrom socket".into(), vec![1_000, 2_000, 5_000_000])],
