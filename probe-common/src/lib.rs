@@ -660,6 +660,18 @@ pub mod mode {
     pub const AGGREGATE: u32 = 2;
 }
 
+/// Which processes a system-wide run traces (the `FILTER` global of the probe, set by user
+/// space before load). Bits; 0: only the processes in the traced set (a pid or a command and
+/// its children).
+pub mod filter {
+    /// Every process but the profiler (`SELF_TGID`).
+    pub const ALL: u32 = 1;
+    /// Only threads whose command name is `FILTER_COMM`.
+    pub const COMM: u32 = 2;
+    /// Only tasks in the cgroup v2 `FILTER_CGROUP`.
+    pub const CGROUP: u32 = 4;
+}
+
 /// Counter: calls that found no room in the summary map (their stages are not summed).
 pub const COUNTER_SUMMARY_FULL: u32 = 70;
 
@@ -667,9 +679,20 @@ pub const COUNTER_SUMMARY_FULL: u32 = 70;
 /// [`Counter::Lost`], which counts every kind of record).
 pub const COUNTER_CALLS_LOST: u32 = 71;
 
-/// Buckets of each log2 histogram of the summary: bucket `i` holds values of bit length `i`
-/// (0 in bucket 0, 1 in 1, 2-3 in 2, … ), the last bucket everything longer.
-pub const HIST_BUCKETS: usize = 40;
+/// Sub-buckets per power of two of the summary histograms, as a power of two (8 a power):
+/// neighbouring bounds differ by 9%, so a quantile interpolated inside a bucket lands within
+/// a few percent of the value.
+pub const HIST_SUB_BITS: u32 = 3;
+
+/// Bit length below which every value shares the first bucket (values under 256 ns).
+pub const HIST_MIN_EXP: u32 = 8;
+
+/// Powers of two split into sub-buckets: 256 ns to 2^38 ns (about 4.6 minutes).
+pub const HIST_OCTAVES: usize = 30;
+
+/// Buckets of each summary histogram: bucket 0 holds values under 2^[`HIST_MIN_EXP`], then
+/// each power of two in 2^[`HIST_SUB_BITS`] equal steps, the last bucket everything longer.
+pub const HIST_BUCKETS: usize = 2 + (HIST_OCTAVES << HIST_SUB_BITS);
 
 /// Maximum number of (process, call) pairs the summary map holds.
 pub const MAX_SUMMARY_KEYS: u32 = 1024;
@@ -711,11 +734,13 @@ pub struct CallSummary {
     pub wait_blocked_ns: u64,
     /// Sum of the wait stages' run-queue time.
     pub wait_runq_ns: u64,
-    /// log2 histogram of entry-to-exit times.
+    /// Calls that failed (return value < 0).
+    pub errors: u64,
+    /// Histogram of entry-to-exit times ([`hist_bucket`]).
     pub hist_total: [u64; HIST_BUCKETS],
-    /// log2 histogram of wait stages.
+    /// Histogram of wait stages.
     pub hist_wait: [u64; HIST_BUCKETS],
-    /// log2 histogram of copy stages.
+    /// Histogram of copy stages.
     pub hist_copy: [u64; HIST_BUCKETS],
 }
 
@@ -733,6 +758,7 @@ impl Default for CallSummary {
             runq_ns: 0,
             wait_blocked_ns: 0,
             wait_runq_ns: 0,
+            errors: 0,
             hist_total: [0; HIST_BUCKETS],
             hist_wait: [0; HIST_BUCKETS],
             hist_copy: [0; HIST_BUCKETS],
@@ -740,15 +766,35 @@ impl Default for CallSummary {
     }
 }
 
-/// The histogram bucket of a value: its bit length, capped at the last bucket.
+/// The histogram bucket of a value: 0 under 2^[`HIST_MIN_EXP`], else its power of two and the
+/// next [`HIST_SUB_BITS`] bits below the leading one, capped at the last bucket.
 #[inline(always)]
 pub fn hist_bucket(v: u64) -> usize {
-    let bits = (u64::BITS - v.leading_zeros()) as usize;
-    if bits >= HIST_BUCKETS {
+    if v < 1 << HIST_MIN_EXP {
+        return 0;
+    }
+    let exp = 63 - v.leading_zeros();
+    let sub = ((v >> (exp - HIST_SUB_BITS)) & ((1 << HIST_SUB_BITS) - 1)) as usize;
+    let i = 1 + (((exp - HIST_MIN_EXP) as usize) << HIST_SUB_BITS) + sub;
+    if i >= HIST_BUCKETS {
         HIST_BUCKETS - 1
     } else {
-        bits
+        i
     }
+}
+
+/// The least value above bucket `i` (its exclusive upper bound; `u64::MAX` for the last).
+pub fn hist_bucket_end(i: usize) -> u64 {
+    if i == 0 {
+        return 1 << HIST_MIN_EXP;
+    }
+    if i >= HIST_BUCKETS - 1 {
+        return u64::MAX;
+    }
+    let j = i - 1;
+    let exp = (j >> HIST_SUB_BITS) as u32 + HIST_MIN_EXP;
+    let steps = (1u64 << HIST_SUB_BITS) + (j as u64 & ((1 << HIST_SUB_BITS) - 1)) + 1;
+    steps << (exp - HIST_SUB_BITS)
 }
 /// What a descriptor refers to, as the probes see it at a call's entry (issue 6).
 pub mod fd_class {
@@ -898,7 +944,7 @@ mod tests {
         assert_eq!(size_of::<SignalRecord>(), 40);
         assert_eq!(size_of::<CopyRecord>(), 24);
         assert_eq!(size_of::<SummaryKey>(), 8);
-        assert_eq!(size_of::<CallSummary>(), 88 + 3 * 8 * HIST_BUCKETS);
+        assert_eq!(size_of::<CallSummary>(), 96 + 3 * 8 * HIST_BUCKETS);
         assert_eq!(size_of::<SampleRecord>(), 48);
         assert_eq!(size_of::<CallKey>(), 16);
         assert_eq!(size_of::<ExactCopy>(), 16);
@@ -1055,12 +1101,27 @@ mod tests {
     }
 
     #[test]
-    fn histogram_buckets_are_bit_lengths() {
+    fn histogram_buckets_split_each_power_of_two_in_eight() {
         assert_eq!(hist_bucket(0), 0);
-        assert_eq!(hist_bucket(1), 1);
-        assert_eq!(hist_bucket(3), 2);
-        assert_eq!(hist_bucket(4), 3);
-        assert_eq!(hist_bucket(1023), 10);
+        assert_eq!(hist_bucket(255), 0);
+        assert_eq!(hist_bucket(256), 1);
+        assert_eq!(hist_bucket(287), 1);
+        assert_eq!(hist_bucket(288), 2);
+        assert_eq!(hist_bucket(511), 8);
+        assert_eq!(hist_bucket(512), 9);
         assert_eq!(hist_bucket(u64::MAX), HIST_BUCKETS - 1);
+        assert_eq!(hist_bucket(1 << 38), HIST_BUCKETS - 1);
+        assert_eq!(hist_bucket((1 << 38) - 1), HIST_BUCKETS - 2);
+        // Every bucket's end is the first value of the next one, and bounds grow by at most 1/8.
+        for i in 0..HIST_BUCKETS - 1 {
+            let end = hist_bucket_end(i);
+            assert_eq!(hist_bucket(end - 1), i, "bucket {i}");
+            assert_eq!(hist_bucket(end), i + 1, "bucket {i}");
+            if i > 0 {
+                let start = hist_bucket_end(i - 1);
+                assert!((end - start) * 8 <= start, "bucket {i}: {start}..{end}");
+            }
+        }
+        assert_eq!(hist_bucket_end(HIST_BUCKETS - 1), u64::MAX);
     }
 }

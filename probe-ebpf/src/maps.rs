@@ -1,7 +1,9 @@
 //! Maps shared by all hook families, and small helpers over them.
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns,
+    },
     macros::map,
     maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
@@ -104,9 +106,68 @@ fn set_spill_used(table: u32) {
     }
 }
 
-/// Whether a process is traced.
+/// System-wide runs: [`probe_common::filter`] bits, 0 in per-process runs. Set before load.
+#[unsafe(no_mangle)]
+static FILTER: u32 = 0;
+
+/// The profiler's own process, never traced by a system-wide run.
+#[unsafe(no_mangle)]
+static SELF_TGID: u32 = 0;
+
+/// The command name a `COMM` filter asks for, NUL-padded, as two words.
+#[unsafe(no_mangle)]
+static FILTER_COMM: [u64; 2] = [0; 2];
+
+/// The cgroup v2 id a `CGROUP` filter asks for.
+#[unsafe(no_mangle)]
+static FILTER_CGROUP: u64 = 0;
+
+/// True in a system-wide run: the traced set is the filter, not the table of processes.
+#[inline(always)]
+pub fn filtering() -> bool {
+    // SAFETY: a read-only global set before load; volatile so that the default is not folded.
+    unsafe { core::ptr::read_volatile(&FILTER) != 0 }
+}
+
+/// Whether the filter of a system-wide run takes process `tgid`. The command name and cgroup
+/// are the current task's: exact for the calls, stages and exits of the current task (every
+/// summary-mode hook), an approximation where `tgid` is another process (a signal's target).
+#[inline(always)]
+fn passes_filter(tgid: u32, flags: u32) -> bool {
+    // SAFETY: read-only globals set before load, read volatile as above.
+    let (me, comm, cgroup) = unsafe {
+        (
+            core::ptr::read_volatile(&SELF_TGID),
+            core::ptr::read_volatile(&FILTER_COMM),
+            core::ptr::read_volatile(&FILTER_CGROUP),
+        )
+    };
+    if tgid == 0 || tgid == me {
+        return false;
+    }
+    if flags & probe_common::filter::COMM != 0 {
+        let Ok(name) = bpf_get_current_comm() else {
+            return false;
+        };
+        // SAFETY: 16 bytes read as two words, unaligned.
+        let words = unsafe { core::ptr::read_unaligned(name.as_ptr() as *const [u64; 2]) };
+        if words[0] != comm[0] || words[1] != comm[1] {
+            return false;
+        }
+    }
+    // SAFETY: the helper has no preconditions.
+    flags & probe_common::filter::CGROUP == 0 || unsafe { bpf_get_current_cgroup_id() } == cgroup
+}
+
+/// Whether a process is traced: by the filter in a system-wide run, else by the table of
+/// traced processes.
 #[inline(always)]
 pub fn is_traced(tgid: u32) -> bool {
+    // SAFETY: a read-only global set before load; volatile so that the default is not folded.
+    let flags = unsafe { core::ptr::read_volatile(&FILTER) };
+    if flags != 0 {
+        return passes_filter(tgid, flags);
+    }
     if TRACED_SLOTS.get(slot_index(tgid)) == Some(&tgid) {
         return true;
     }
@@ -123,9 +184,12 @@ fn process_slot(tgid: u32) -> Option<&'static mut u32> {
         .map(|p| unsafe { &mut *p })
 }
 
-/// Traces process `tgid` (a child of a traced one).
+/// Traces process `tgid` (a child of a traced one); nothing to do in a system-wide run.
 #[inline(always)]
 pub fn trace(tgid: u32) {
+    if filtering() {
+        return;
+    }
     if let Some(held) = process_slot(tgid) {
         if *held == 0 || *held == tgid {
             *held = tgid;

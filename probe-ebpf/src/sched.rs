@@ -11,7 +11,7 @@ use aya_ebpf::{
 };
 use probe_common::{CLONE_THREAD, SLEEP_STATE_MASK};
 
-use crate::maps::{current_ids, field, in_flight, is_traced, now, trace};
+use crate::maps::{current_ids, field, filtering, in_flight, is_traced, now, trace};
 
 /// Offset of `task_struct.pid`, set by user space from the kernel's BTF (0: unknown, and the
 /// raw tracepoint programs are not attached).
@@ -145,7 +145,8 @@ pub fn raw_task_newtask(ctx: RawTracePointContext) -> u32 {
 #[inline(always)]
 fn new_task(pid: u32, flags: u64) {
     let (tgid, _) = current_ids();
-    if flags & CLONE_THREAD == 0 && is_traced(tgid) {
+    // A system-wide run traces by its filter: forks need no record.
+    if flags & CLONE_THREAD == 0 && !filtering() && is_traced(tgid) {
         trace(pid);
         crate::procs::forked(pid, tgid);
     }

@@ -1,5 +1,6 @@
-//! Summary mode: the run mode global, and per-CPU sums and log2 histograms of each traced
-//! process's calls, split into stages in the kernel so that no per-call record is needed.
+//! Summary mode: the run mode global, and per-CPU sums and histograms (8 buckets per power of
+//! two) of each traced process's calls, split into stages in the kernel so that no per-call
+//! record is needed.
 //!
 //! The stages come from [`probe_common::split_stages`], the function user space applies to
 //! per-call records; a root test checks that both give the same sums for the same calls.
@@ -83,6 +84,9 @@ pub fn add(rec: &CallRecord) {
     }
     if st.by == SplitBy::Marker {
         s.marker_calls += 1;
+    }
+    if rec.ret < 0 {
+        s.errors += 1;
     }
     s.total_ns += st.total_ns;
     s.wait_ns += st.wait_ns;

@@ -12,3 +12,4 @@ pub mod movement;
 pub mod sampling;
 pub mod stats;
 pub mod summary;
+pub mod top;

@@ -14,6 +14,7 @@ pub mod progress;
 pub mod selfcost;
 pub mod session;
 pub mod sink;
+pub mod system;
 pub mod traced;
 pub mod usyms;
 
@@ -65,6 +66,10 @@ pub fn load_options(plan: &Plan) -> LoadOptions {
         // One record per socket event: only for per-call runs, whose analyses read them.
         message_events: !plan.bounded && plan.mode.per_call(),
         thread_slots: plan.thread_slots,
+        filter: match &plan.target {
+            session::Target::All(f) => Some(f.clone()),
+            _ => None,
+        },
         cow_threads: plan.cow_threads,
     }
 }

@@ -5,13 +5,30 @@ use clap::Parser as _;
 use profiler::{
     analyze::{findings, movement::Cpu},
     capture::{self, launch::Exit, progress::Progress, session::EndReason},
-    plan::{Job, Plan, cli::Cli},
+    plan::{
+        Job, Plan,
+        cli::Cli,
+        serve::{ServeCli, ServePlan},
+    },
     render::{self, Writers},
 };
 
+/// The command line of either mode.
+enum Parsed {
+    Trace(Box<Cli>),
+    Serve(Box<ServeCli>),
+}
+
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    // `profiler serve …` is a mode of its own, with its own options.
+    let serving = std::env::args_os().nth(1).is_some_and(|a| a == "serve");
+    let parsed = if serving {
+        ServeCli::try_parse_from(std::env::args_os().skip(1)).map(|c| Parsed::Serve(Box::new(c)))
+    } else {
+        Cli::try_parse().map(|c| Parsed::Trace(Box::new(c)))
+    };
+    let parsed = match parsed {
+        Ok(p) => p,
         // A usage error in one line (clap's first), exit 2; --help and --version as clap
         // prints them.
         Err(e) if e.use_stderr() => {
@@ -25,7 +42,11 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
     };
-    let job = match Job::resolve(cli) {
+    let job = match parsed {
+        Parsed::Serve(cli) => ServePlan::resolve(*cli).map(|p| Job::Serve(Box::new(p))),
+        Parsed::Trace(cli) => Job::resolve(*cli),
+    };
+    let job = match job {
         Ok(j) => j,
         Err(e) => {
             eprintln!("profiler: error: {e}");
@@ -35,6 +56,7 @@ fn main() -> ExitCode {
     let run = match job {
         Job::Compare(files) => render::compare(&files).map(|_| ExitCode::SUCCESS),
         Job::Trace(plan) => trace(&plan),
+        Job::Serve(plan) => profiler::serve::run(&plan).map(|_| ExitCode::SUCCESS),
     };
     run.unwrap_or_else(|e| {
         eprintln!("profiler: error: {e:#}");

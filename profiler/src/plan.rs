@@ -6,6 +6,7 @@ pub mod checks;
 pub mod cli;
 pub mod inputs;
 pub mod privilege;
+pub mod serve;
 pub mod target;
 
 use std::{path::PathBuf, time::Duration};
@@ -211,6 +212,8 @@ pub enum Job {
     Trace(Box<Plan>),
     /// Print earlier runs' data-movement summaries side by side.
     Compare(Vec<PathBuf>),
+    /// Serve metrics until stopped.
+    Serve(Box<serve::ServePlan>),
 }
 
 /// Why a command line was refused.
@@ -251,6 +254,7 @@ impl Plan {
                 cli.ringbuf_size
             ));
         }
+        let system_wide = cli.system_wide();
         let target = target(&cli)?;
         checks::freq(cli.freq)?;
         let outputs = outputs(&cli)?;
@@ -294,6 +298,7 @@ impl Plan {
         .filter(|_| matches!(target, Target::Command(_)));
         let label = cli.label.clone().unwrap_or_else(|| match &target {
             Target::Command(argv) => run_label(argv),
+            Target::All(f) => f.describe(),
             Target::Pids(p) => format!(
                 "pid {}",
                 p.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
@@ -307,7 +312,8 @@ impl Plan {
             self_stats: cli.self_stats,
             thread_slots: cli.thread_slots,
             cow_threads: cli.cow_threads,
-            freq: cli.freq,
+            // CPU samples of every process would flood the record buffer.
+            freq: if system_wide { 0 } else { cli.freq },
             duration: cli.duration,
             bounded: cli.bounded,
             verbose: cli.verbose,
@@ -327,11 +333,16 @@ impl Plan {
 /// What to trace: pids that exist and may be traced, or a command that can be started.
 fn target(cli: &cli::Cli) -> Result<Target, PlanError> {
     let target = match (cli.pid.is_empty(), cli.command.is_empty()) {
+        _ if cli.system_wide() => Target::All(
+            crate::capture::system::Filter::resolve(cli.comm.as_deref(), cli.cgroup.as_deref())
+                .map_err(|e| PlanError::Usage(e.to_string()))?,
+        ),
         (false, true) => Target::Pids(cli.pid.clone()),
         (true, false) => Target::Command(cli.command.clone()),
-        _ => return usage("say what to trace: -p PID, or -- COMMAND ARGS… (see --help)"),
+        _ => return usage("say what to trace: -p PID, -- COMMAND ARGS…, or --all (see --help)"),
     };
     match &target {
+        Target::All(_) => {}
         Target::Pids(p) => inputs::check_pids(p).map_err(|e| PlanError::Usage(format!("{e:#}")))?,
         Target::Command(argv) => checks::command(&argv[0])?,
     }
@@ -342,6 +353,14 @@ fn target(cli: &cli::Cli) -> Result<Target, PlanError> {
 /// feed the outputs asked for.
 fn mode(cli: &cli::Cli, outputs: &Outputs) -> Result<Mode, PlanError> {
     let mode = match cli.mode {
+        // Every process on the machine: sums in the kernel, never a record per call.
+        _ if cli.system_wide() && (outputs.need_records() || cli.mode != cli::CliMode::Auto) => {
+            return usage(
+                "--all, --comm and --cgroup run in summary mode: drop --mode and the per-call \
+                 outputs",
+            );
+        }
+        _ if cli.system_wide() => Mode::Summary,
         cli::CliMode::Auto if cli.self_stats && !outputs.need_records() => Mode::Summary,
         cli::CliMode::Auto | cli::CliMode::PerCall => Mode::PerCall,
         cli::CliMode::Summary => Mode::Summary,

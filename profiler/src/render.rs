@@ -10,10 +10,12 @@ pub mod groups;
 pub mod html_report;
 pub mod messages;
 pub mod movement;
+pub mod prometheus;
 pub mod report;
 pub mod samples;
 pub mod summary;
 pub mod terminal;
+pub mod top;
 
 use std::{
     io::{self, Write},
@@ -120,6 +122,7 @@ pub fn banner(plan: &Plan, hooks: &[Hook], pids: &[u32], names: &dyn Fn(u32) -> 
         crate::capture::session::Target::Command(argv) => {
             format!("`{}` (pid {})", argv.join(" "), join(pids))
         }
+        crate::capture::session::Target::All(f) => f.describe(),
         crate::capture::session::Target::Pids(_) => match pids {
             [one] => format!("{} (pid {one})", names(*one)),
             _ => format!(
@@ -188,6 +191,11 @@ pub fn render(
     let r = &data.result;
     let calls = &data.calls;
     let mut text = terminal::summary(f, plan.shows(Detail::Threads));
+    if let crate::capture::session::Target::All(_) = &plan.target {
+        text.push('\n');
+        let procs = crate::analyze::top::by_process(&r.summaries, &r.names);
+        text.push_str(&top::table(&procs, top::ROWS));
+    }
     if plan.verbose {
         for d in &f.kernel_diagnostics {
             text.push_str(&format!("kernel: {d}\n"));

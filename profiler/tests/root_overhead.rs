@@ -98,6 +98,7 @@ fn sums_of_records(r: &Ran) -> summary::Summaries {
             out.entry(key).or_default(),
             &c.stages,
             c.source == attribution::StageSource::Marker,
+            c.rec.ret < 0,
         );
     }
     out

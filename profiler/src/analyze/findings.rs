@@ -300,7 +300,8 @@ pub fn analyze(plan: &Plan, data: &RunData, cpu: Option<Cpu>) -> Findings {
             label: plan.label.clone(),
             command: match &plan.target {
                 crate::capture::session::Target::Command(argv) => argv.clone(),
-                crate::capture::session::Target::Pids(_) => Vec::new(),
+                crate::capture::session::Target::Pids(_)
+                | crate::capture::session::Target::All(_) => Vec::new(),
             },
             pids: r.pids.clone(),
             wall_ns: r.wall.as_nanos() as u64,

@@ -1,5 +1,5 @@
 //! Summary mode in user space: the kernel's per-CPU sums per process and call, added up over
-//! CPUs, and the terminal table made from them (means from sums, percentiles from the log2
+//! CPUs, and the terminal table made from them (means from sums, percentiles from the
 //! histograms). Pure: the loader reads the map, this only computes (the table is in
 //! `render::summary`).
 use std::collections::BTreeMap;
@@ -21,6 +21,7 @@ pub fn merge(a: &mut CallSummary, b: &CallSummary) {
     a.runq_ns += b.runq_ns;
     a.wait_blocked_ns += b.wait_blocked_ns;
     a.wait_runq_ns += b.wait_runq_ns;
+    a.errors += b.errors;
     for (x, y) in [
         (&mut a.hist_total, &b.hist_total),
         (&mut a.hist_wait, &b.hist_wait),
@@ -33,8 +34,9 @@ pub fn merge(a: &mut CallSummary, b: &CallSummary) {
 }
 
 /// Adds one call, already split into stages in user space, the way the kernel does in
-/// summary mode. `marker` says whether it was split at a copy marker.
-pub fn add_call(s: &mut CallSummary, st: &Stages, marker: bool) {
+/// summary mode. `marker` says whether it was split at a copy marker, `failed` whether it
+/// returned an error.
+pub fn add_call(s: &mut CallSummary, st: &Stages, marker: bool, failed: bool) {
     let mut one = CallSummary {
         calls: 1,
         data_calls: u64::from(st.bytes > 0),
@@ -47,6 +49,7 @@ pub fn add_call(s: &mut CallSummary, st: &Stages, marker: bool) {
         runq_ns: st.runq_ns,
         wait_blocked_ns: st.wait_blocked_ns,
         wait_runq_ns: st.wait_runq_ns,
+        errors: u64::from(failed),
         ..CallSummary::default()
     };
     one.hist_total[probe_common::hist_bucket(st.total_ns)] = 1;
@@ -70,8 +73,8 @@ pub fn fold(per_cpu: impl IntoIterator<Item = (SummaryKey, Vec<CallSummary>)>) -
 /// Sums per process and call.
 pub type Summaries = BTreeMap<SummaryKey, CallSummary>;
 
-/// The upper bound of the nearest-rank percentile `p` of a log2 histogram: the largest value
-/// its bucket can hold (0 for an empty histogram).
+/// The upper bound of the nearest-rank percentile `p` of a summary histogram: the largest
+/// value its bucket can hold (0 for an empty histogram).
 pub fn hist_percentile(hist: &[u64; HIST_BUCKETS], p: f64) -> u64 {
     let n: u64 = hist.iter().sum();
     if n == 0 {
@@ -82,7 +85,7 @@ pub fn hist_percentile(hist: &[u64; HIST_BUCKETS], p: f64) -> u64 {
     for (i, c) in hist.iter().enumerate() {
         seen += c;
         if seen >= rank {
-            return if i == 0 { 0 } else { (1u64 << i.min(63)) - 1 };
+            return probe_common::hist_bucket_end(i) - 1;
         }
     }
     u64::MAX
@@ -115,6 +118,7 @@ mod tests {
                 &mut s,
                 &st,
                 attribution::source(&r) == attribution::StageSource::Marker,
+                r.ret < 0,
             );
         }
         assert_eq!(
@@ -122,6 +126,7 @@ mod tests {
             (2, 1, 1, 10)
         );
         assert_eq!((s.total_ns, s.wait_ns, s.copy_ns), (1300, 900, 400));
+        assert_eq!(s.errors, 1);
         assert_eq!(s.hist_total.iter().sum::<u64>(), 2);
         assert_eq!(s.hist_total[probe_common::hist_bucket(1000)], 1);
     }
@@ -132,18 +137,21 @@ mod tests {
             calls: 3,
             ..CallSummary::default()
         };
-        a.hist_total[10] = 3; // 512..1023
+        a.hist_total[probe_common::hist_bucket(1000)] = 3; // 960..1023
         let mut b = CallSummary {
             calls: 1,
             ..CallSummary::default()
         };
-        b.hist_total[20] = 1;
+        b.hist_total[probe_common::hist_bucket(1 << 20)] = 1; // 2^20..2^20+2^17-1
         let key = SummaryKey { pid: 7, nr: 45 };
         let sums = fold([(key, vec![a, b])]);
         let s = &sums[&key];
         assert_eq!(s.calls, 4);
         assert_eq!(hist_percentile(&s.hist_total, 50.0), 1023);
-        assert_eq!(hist_percentile(&s.hist_total, 99.0), (1 << 20) - 1);
+        assert_eq!(
+            hist_percentile(&s.hist_total, 99.0),
+            (1 << 20) + (1 << 17) - 1
+        );
         assert_eq!(hist_percentile(&[0; HIST_BUCKETS], 50.0), 0);
         let t = table(&sums);
         assert!(t.contains("recvfrom: 4 calls"), "{t}");

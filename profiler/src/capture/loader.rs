@@ -60,6 +60,8 @@ pub struct LoadOptions {
     /// Slots of the kernel's thread and process tables (a power of two, at most
     /// [`probe_common::THREAD_SLOTS`]); fewer force the clash tables into use (tests).
     pub thread_slots: u32,
+    /// System-wide runs: the processes the kernel traces by itself (`None`: the traced set).
+    pub filter: Option<crate::capture::system::Filter>,
     /// Entries of the kernel's per-thread copy-on-write table; fewer make it fill (tests).
     pub cow_threads: u32,
 }
@@ -74,6 +76,7 @@ impl Default for LoadOptions {
             sample_hz: 0,
             message_events: true,
             thread_slots: probe_common::THREAD_SLOTS,
+            filter: None,
             cow_threads: probe_common::MAX_COW_THREADS,
         }
     }
@@ -219,6 +222,15 @@ impl Probes {
             .override_global("MODE", &opts.mode, true)
             .override_global("WAKE_BYTES", &wake, true)
             .override_global("SLOT_MASK", &slot_mask, true);
+        let me = std::process::id();
+        let (flags, comm, cgroup) = opts.filter.as_ref().map_or((0, [0; 2], 0), |f| {
+            (f.flags(), f.comm_words(), f.cgroup_id())
+        });
+        loader
+            .override_global("FILTER", &flags, true)
+            .override_global("SELF_TGID", &me, true)
+            .override_global("FILTER_COMM", &comm, true)
+            .override_global("FILTER_CGROUP", &cgroup, true);
         if let Some(off) = &task_pid {
             loader.override_global("TASK_PID", off, true);
         }
@@ -556,6 +568,20 @@ impl Probes {
         start
             .set(0, ns, 0)
             .context("failed to set the run's start in the probes")
+    }
+}
+
+impl Probes {
+    /// Deletes the summary-mode sums of the given keys (of processes that ended), so that
+    /// the map keeps room for the living.
+    pub fn forget_summaries(&mut self, keys: &[SummaryKey]) -> anyhow::Result<()> {
+        let mut map: PerCpuHashMap<_, SummaryKey, CallSummary> =
+            PerCpuHashMap::try_from(self.ebpf.map_mut("SUMMARY").context("no SUMMARY map")?)?;
+        for k in keys {
+            // A key already gone is no error.
+            let _ = map.remove(k);
+        }
+        Ok(())
     }
 }
 

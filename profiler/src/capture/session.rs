@@ -28,6 +28,8 @@ pub enum Target {
     Command(Vec<String>),
     /// Trace these running processes.
     Pids(Vec<u32>),
+    /// Trace every process the filter takes (system-wide; summary mode).
+    All(crate::capture::system::Filter),
 }
 
 /// How a run ended.
@@ -190,7 +192,7 @@ pub fn run(
     // the probes' descriptors while it waits at its gate.
     let gated = match &opts.target {
         Target::Command(argv) => Some(Gated::spawn(argv, opts.run_as.as_ref())?),
-        Target::Pids(_) => None,
+        Target::Pids(_) | Target::All(_) => None,
     };
     let mut probes = Probes::load(&opts.load)?;
     let mut events = probes.take_events()?;
@@ -226,7 +228,12 @@ pub fn run(
             on_attached(&probes.hooks, pids);
             (None, pids.clone())
         }
+        (Target::All(_), _) => {
+            on_attached(&probes.hooks, &[]);
+            (None, Vec::new())
+        }
     };
+    let system_wide = matches!(opts.target, Target::All(_));
 
     let started = Instant::now();
     let mut kinds = FdKinds::default();
@@ -269,7 +276,7 @@ pub fn run(
         {
             break EndReason::CommandExited(exit);
         }
-        if child.is_none() && reader.population.all_gone(alive) {
+        if child.is_none() && !system_wide && reader.population.all_gone(alive) {
             break EndReason::TargetsGone;
         }
         if opts.duration.is_some_and(|d| started.elapsed() >= d) {
@@ -299,6 +306,12 @@ pub fn run(
         return Err(e);
     }
     crate::capture::cpu_probes::finish(&probes, &mut sampled)?;
+    let summaries = probes.summaries()?;
+    // Summary mode sends no call record: the names of the processes summed are read now
+    // (those that ended were named by their exit record).
+    for k in summaries.keys() {
+        reader.names.entry(k.pid).or_insert_with(|| comm(k.pid));
+    }
     Ok(RunResult {
         calls: reader.calls,
         events: reader.events,
@@ -311,7 +324,7 @@ pub fn run(
         end,
         wall,
         pids,
-        summaries: probes.summaries()?,
+        summaries,
         summary_full: probes.counter_slot(probe_common::COUNTER_SUMMARY_FULL)?,
         programs: probes.program_stats()?,
         samples: sampled,

@@ -23,6 +23,11 @@ EXAMPLES:
                                             sample CPU stacks at 999 Hz, draw a flame graph
   profiler --movement-json a.json -- ./a    keep the data-movement summary of a run
   profiler --compare a.json,b.json          two runs side by side
+  profiler --all -d 10s                     every process for 10 s: the busiest in I/O calls
+  profiler --comm nginx -d 10s              every process named nginx
+  profiler --cgroup /sys/fs/cgroup/system.slice/x.service -d 10s
+                                            every process of one cgroup (v2)
+  profiler serve --listen 127.0.0.1:9464    Prometheus metrics of every process (serve --help)
 
 EXIT STATUS:
   with -- COMMAND: the command's own status (128+N when signal N killed it); with -p or
@@ -59,6 +64,19 @@ pub struct Cli {
     /// Trace these running processes (comma-separated pids).
     #[arg(short, long, value_delimiter = ',', conflicts_with = "command")]
     pub pid: Vec<u32>,
+
+    /// Trace every process but the profiler, in summary mode, and list the processes that
+    /// spent the most time waiting and copying in I/O calls.
+    #[arg(long, conflicts_with_all = ["pid", "command"])]
+    pub all: bool,
+
+    /// Trace every thread of this command name (as in /proc/PID/comm; implies --all).
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["pid", "command"])]
+    pub comm: Option<String>,
+
+    /// Trace every process of this cgroup v2 directory (implies --all).
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["pid", "command"])]
+    pub cgroup: Option<PathBuf>,
 
     /// End the run after this long (e.g. 500ms, 10s, 2m).
     #[arg(short, long, value_parser = inputs::parse_duration)]
@@ -170,4 +188,11 @@ pub struct Cli {
     /// The command to start and trace.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+impl Cli {
+    /// True when the run traces by a filter (`--all`, `--comm`, `--cgroup`).
+    pub fn system_wide(&self) -> bool {
+        self.all || self.comm.is_some() || self.cgroup.is_some()
+    }
 }

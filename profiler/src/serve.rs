@@ -1,0 +1,221 @@
+//! `profiler serve`: the probes in summary mode on the plan's filter, and on one tokio runtime
+//! an HTTP/1.1 endpoint (`/metrics`, `/healthz`), a periodic read of the kernel's records and
+//! the stop on SIGTERM or SIGINT. The kernel's hot path is the one of `--all`.
+pub mod series;
+
+use std::{collections::HashMap, time::Duration};
+
+use anyhow::Context as _;
+use aya::maps::{MapData, RingBuf};
+use probe_common::{COUNTER_SUMMARY_FULL, Counter, SummaryKey};
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::{TcpListener, TcpStream},
+    signal::unix::{SignalKind, signal},
+};
+
+use crate::{
+    capture::{
+        decode::{self, Record},
+        loader::{LoadOptions, Probes},
+    },
+    plan::{Mode, serve::ServePlan},
+    render::prometheus::{self, Health},
+};
+
+/// How often the record buffer (process exits) is read.
+const DRAIN_EVERY: Duration = Duration::from_secs(1);
+
+/// The longest a client may take to send its request and read the answer.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs until SIGTERM or SIGINT.
+pub fn run(plan: &ServePlan) -> anyhow::Result<()> {
+    let opts = LoadOptions {
+        calls: plan.calls.clone(),
+        mode: Mode::Summary.kernel_bits(),
+        message_events: false,
+        filter: plan.filter.clone(),
+        ..LoadOptions::default()
+    };
+    let mut probes = Probes::load(&opts)?;
+    for &p in &plan.pids {
+        probes.trace_pid(p)?;
+    }
+    let events = probes.take_events()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the tokio runtime")?;
+    let mut state = State {
+        series: series::Series::new(plan.max_series),
+        names: HashMap::new(),
+        exited: HashMap::new(),
+        events,
+        last_scrape: 0.0,
+        programs: probes.hooks.iter().filter(|h| h.error.is_none()).count() as u64,
+        probes,
+    };
+    let r = rt.block_on(serve(plan, &mut state));
+    state.probes.detach();
+    r
+}
+
+struct State {
+    probes: Probes,
+    events: RingBuf<MapData>,
+    series: series::Series,
+    /// Command names of the processes summed, read at each scrape while they live.
+    names: HashMap<u32, String>,
+    /// Names of processes that ended, from their exit records, not yet forgotten.
+    exited: HashMap<u32, String>,
+    last_scrape: f64,
+    programs: u64,
+}
+
+async fn serve(plan: &ServePlan, state: &mut State) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(plan.listen)
+        .await
+        .with_context(|| format!("failed to listen on {}", plan.listen))?;
+    let addr = listener
+        .local_addr()
+        .context("failed to read the bound address")?;
+    let who = plan.filter.as_ref().map_or_else(
+        || format!("pid {:?} and its children", plan.pids),
+        |f| f.describe(),
+    );
+    eprintln!("Serving {who} at http://{addr}/metrics… SIGTERM or Ctrl-C to end.");
+    let mut term = signal(SignalKind::terminate()).context("failed to handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("failed to handle SIGINT")?;
+    let mut tick = tokio::time::interval(DRAIN_EVERY);
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = tick.tick() => state.drain(),
+            conn = listener.accept() => {
+                if let Ok((sock, _)) = conn {
+                    // One client at a time: a scrape reads the kernel's maps, which are ours.
+                    let _ = tokio::time::timeout(CLIENT_TIMEOUT, state.answer(sock)).await;
+                }
+            }
+        }
+    }
+    eprintln!("profiler serve: stopped");
+    Ok(())
+}
+
+impl State {
+    /// Reads the records the kernel sent (process exits, with their final names).
+    fn drain(&mut self) {
+        while let Some(item) = self.events.next() {
+            if let Ok(Record::Proc(p)) = decode::decode(&item)
+                && p.event == probe_common::ProcEvent::Exit as u32
+            {
+                self.exited
+                    .insert(p.pid, crate::plan::target::comm_str(&p.comm));
+            }
+        }
+    }
+
+    async fn answer(&mut self, mut sock: TcpStream) -> anyhow::Result<()> {
+        let mut buf = Vec::with_capacity(1024);
+        let mut chunk = [0u8; 1024];
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
+            let n = sock.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let head = String::from_utf8_lossy(&buf);
+        let mut words = head.split_whitespace();
+        let (status, ctype, body) = match (words.next(), words.next()) {
+            (Some("GET"), Some("/metrics")) => match self.scrape() {
+                Ok(text) => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", text),
+                Err(e) => (
+                    "500 Internal Server Error",
+                    "text/plain",
+                    format!("{e:#}\n"),
+                ),
+            },
+            (Some("GET"), Some("/healthz")) => ("200 OK", "text/plain", "ok\n".to_string()),
+            (Some("GET"), _) => ("404 Not Found", "text/plain", "not found\n".to_string()),
+            _ => (
+                "405 Method Not Allowed",
+                "text/plain",
+                "GET only\n".to_string(),
+            ),
+        };
+        let reply = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        sock.write_all(reply.as_bytes()).await?;
+        sock.shutdown().await?;
+        Ok(())
+    }
+
+    /// Reads the kernel's sums, extends the series, forgets processes that ended.
+    fn scrape(&mut self) -> anyhow::Result<String> {
+        let t0 = std::time::Instant::now();
+        self.drain();
+        let live = self.probes.summaries()?;
+        let mut gone = Vec::new();
+        for k in live.keys() {
+            if k.pid == gone.last().map_or(0, |g: &SummaryKey| g.pid) {
+                gone.push(*k);
+                continue;
+            }
+            match std::fs::read_to_string(format!("/proc/{}/comm", k.pid)) {
+                Ok(c) if !self.exited.contains_key(&k.pid) => {
+                    self.names.insert(k.pid, c.trim_end().to_string());
+                }
+                _ => {
+                    if let Some(n) = self.exited.get(&k.pid) {
+                        self.names.insert(k.pid, n.clone());
+                    }
+                    gone.push(*k);
+                }
+            }
+        }
+        self.series.update(&live, &self.names);
+        // Their sums are in the series now: the kernel's map keeps room for the living.
+        self.probes.forget_summaries(&gone)?;
+        for k in &gone {
+            self.series.forget(k.pid);
+            self.names.remove(&k.pid);
+            self.exited.remove(&k.pid);
+        }
+        let health = Health {
+            records_lost: self.probes.counter(Counter::Lost)?,
+            summary_full: self.probes.counter_slot(COUNTER_SUMMARY_FULL)?,
+            programs_attached: self.programs,
+            scrape_seconds: self.last_scrape,
+            cpu_seconds: own_cpu_seconds(),
+            rss_bytes: own_rss_bytes(),
+        };
+        let text = prometheus::exposition(&self.series, &health);
+        self.last_scrape = t0.elapsed().as_secs_f64();
+        Ok(text)
+    }
+}
+
+/// CPU time of this process, user and system, seconds.
+fn own_cpu_seconds() -> f64 {
+    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).map_or(0.0, |u| {
+        let s = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+        s(u.user_time()) + s(u.system_time())
+    })
+}
+
+/// Resident memory of this process, bytes (`/proc/self/statm`).
+fn own_rss_bytes() -> u64 {
+    let pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(0) as u64;
+    pages * page
+}
