@@ -229,8 +229,10 @@ fn cp_is_a_kernel_copy() {
         .find(|cols| cols.len() > 5 && cols[0] == "copy")
         .unwrap_or_else(|| panic!("no copy_file_range samples:\n{}", f.text));
     let row = cols.join(" ");
+    assert!(cols[1].parse::<u64>().expect("samples column") > 0, "{row}");
+    // Where inside the kernel the samples land (memcpy routines, page-cache work) varies with
+    // the file system and the moment; none is ever a copy to or from user memory.
     assert_eq!((cols[3], cols[4]), ("0", "0"), "{row}");
-    assert!(cols[5].parse::<u64>().expect("memcpy column") > 0, "{row}");
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -51,7 +51,7 @@ pub enum CliMode {
     Floor,
 }
 
-/// Default CPU sampling frequency: cheap enough to stay on (see the README).
+/// Default CPU sampling frequency: cheap enough to stay on (see docs/sampling.md).
 pub const DEFAULT_FREQ: u64 = 99;
 
 /// Splits every I/O call of a process into waiting for data and copying it, with eBPF.
@@ -100,7 +100,7 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub findings: Option<PathBuf>,
 
-    /// Write one CSV row per call to FILE (columns in the README; `-`: stdout).
+    /// Write one CSV row per call to FILE (columns in docs/outputs.md; `-`: stdout).
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
 

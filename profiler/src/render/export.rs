@@ -1,5 +1,5 @@
 //! Per-call CSV: one row per traced call. The columns are a stable interface, documented in
-//! the README. The other exports (summary CSV, JSON lines, trace) live in the submodules and
+//! docs/outputs.md. The other exports (summary CSV, JSON lines, trace) live in the submodules and
 //! are all made from the same [`CallRow`]s.
 pub mod exports;
 pub mod json;

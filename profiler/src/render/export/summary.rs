@@ -1,5 +1,5 @@
 //! Summary CSV: one row per process × call kind × stage, with counts, sums and percentiles.
-//! The columns are a stable interface, documented in the README.
+//! The columns are a stable interface, documented in docs/outputs.md.
 use std::{collections::BTreeMap, io::Write};
 
 use serde::{Deserialize, Serialize};
