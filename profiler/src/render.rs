@@ -192,9 +192,13 @@ pub fn render(
     let calls = &data.calls;
     let mut text = terminal::summary(f, plan.shows(Detail::Threads));
     if let crate::capture::session::Target::All(_) = &plan.target {
-        text.push('\n');
+        // The busiest processes come right after the headline and the records line.
         let procs = crate::analyze::top::by_process(&r.summaries, &r.names);
-        text.push_str(&top::table(&procs, top::ROWS));
+        let at = text
+            .match_indices('\n')
+            .nth(1)
+            .map_or(text.len(), |(i, _)| i + 1);
+        text.insert_str(at, &top::table(&procs, top::ROWS));
     }
     if plan.verbose {
         for d in &f.kernel_diagnostics {

@@ -426,8 +426,8 @@ pub fn verdict(base: &MethodRuns, m: &MethodRuns) -> Verdict {
     let rate = |x: &MethodRuns| count(x.spread(tp).median);
     let pace = match (throughput, receiver_bound) {
         (Change::Same, true) => format!(
-            "throughput does not change ({} vs {} MiB/s, within the rounds' spread): on loopback the \
-             receiver bounds both, its recvfrom (which copies every byte once more, plus the TCP \
+            "no clear change in throughput (medians {} vs {} MiB/s, the rounds' ranges overlap): on \
+             loopback the receiver bounds both, its recvfrom (which copies every byte once more, plus the TCP \
              receive work) being on CPU {} and {} ms per GiB, more than either sender's calls \
              ({} and {} ms)",
             rate(base),
@@ -438,7 +438,7 @@ pub fn verdict(base: &MethodRuns, m: &MethodRuns) -> Verdict {
             ms(send(m))
         ),
         (Change::Same, false) => format!(
-            "throughput does not change ({} vs {} MiB/s, within the rounds' spread)",
+            "no clear change in throughput (medians {} vs {} MiB/s, the rounds' ranges overlap)",
             rate(base),
             rate(m)
         ),

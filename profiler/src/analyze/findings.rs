@@ -425,7 +425,12 @@ fn warnings(plan: &Plan, r: &Records, hooks: &[HookState], calls: &[CallKind]) -
             r.samples_lost
         ));
     }
-    for h in hooks.iter().filter(|h| h.error.is_some()) {
+    // Hooks left out on purpose (the run does not read them) are listed with --show hooks.
+    for h in hooks.iter().filter(|h| {
+        h.error
+            .as_deref()
+            .is_some_and(|e| !e.starts_with("not attached:"))
+    }) {
         w.push(format!("hook {} missing: {}", h.name, h.without));
     }
     if calls
@@ -442,7 +447,8 @@ fn warnings(plan: &Plan, r: &Records, hooks: &[HookState], calls: &[CallKind]) -
             crate::capture::KEEP_LIMIT
         ));
     }
-    if plan.mode == Mode::Summary {
+    if plan.mode == Mode::Summary && !matches!(plan.target, crate::capture::session::Target::All(_))
+    {
         w.push("summary mode: no per-thread models (use --mode per-call)".into());
     }
     if plan.bounded {

@@ -28,6 +28,10 @@ pub fn what(f: &Findings) -> String {
             .to_string()
     };
     match f.traced.pids.as_slice() {
+        [] if f.traced.command.is_empty() => format!(
+            "every process but the profiler ({} seen)",
+            f.processes.len()
+        ),
         [one] => format!("{} (pid {one})", name(*one)),
         _ => format!("{} processes (pid {})", f.traced.pids.len(), pids.join(",")),
     }
