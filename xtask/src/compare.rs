@@ -424,28 +424,34 @@ pub fn verdict(base: &MethodRuns, m: &MethodRuns) -> Verdict {
     );
     let receiver_bound = recv(base) > send(base) && recv(m) > send(m);
     let rate = |x: &MethodRuns| count(x.spread(tp).median);
-    let pace = match (throughput, receiver_bound) {
-        (Change::Same, true) => format!(
-            "no clear change in throughput (medians {} vs {} MiB/s, the rounds' ranges overlap): on \
-             loopback the receiver bounds both, its recvfrom (which copies every byte once more, plus the TCP \
-             receive work) being on CPU {} and {} ms per GiB, more than either sender's calls \
-             ({} and {} ms)",
-            rate(base),
-            rate(m),
-            ms(recv(base)),
-            ms(recv(m)),
-            ms(send(base)),
-            ms(send(m))
-        ),
-        (Change::Same, false) => format!(
-            "no clear change in throughput (medians {} vs {} MiB/s, the rounds' ranges overlap)",
-            rate(base),
-            rate(m)
-        ),
-        (c, _) => format!(
-            "throughput {}",
-            said(c, base.spread(tp), m.spread(tp), count)
-        ),
+    let (bs, ms_) = (base.spread(tp), m.spread(tp));
+    let why_same = if ms_.min <= bs.max && bs.min <= ms_.max {
+        "the rounds' ranges overlap"
+    } else {
+        "within 20%"
+    };
+    let pace = match throughput {
+        Change::Same => {
+            let same = format!(
+                "no clear change in throughput (medians {} vs {} MiB/s, {why_same})",
+                rate(base),
+                rate(m)
+            );
+            if receiver_bound {
+                format!(
+                    "{same}: on loopback the receiver bounds both, its recvfrom (which copies \
+                     every byte once more, plus the TCP receive work) being on CPU {} and {} ms \
+                     per GiB, more than either sender's calls ({} and {} ms)",
+                    ms(recv(base)),
+                    ms(recv(m)),
+                    ms(send(base)),
+                    ms(send(m))
+                )
+            } else {
+                same
+            }
+        }
+        c => format!("throughput {}", said(c, bs, ms_, count)),
     };
     let line = format!(
         "{} against {}, per GiB moved: the sender's bytes through user memory {}, its CPU \
@@ -565,6 +571,13 @@ mod tests {
         assert!(v.receiver_bound);
         assert!(v.line.contains("2.0 GiB → 19.5 KiB (gone)"), "{}", v.line);
         assert!(v.line.contains("receiver bounds both"), "{}", v.line);
+        assert!(v.line.contains("ranges overlap"), "{}", v.line);
+        // Apart, but within 20%: said so, not "overlap".
+        let slower = runs("splice", 20e3, 1e6, &[1300.0, 1250.0, 1350.0]);
+        let v = verdict(&base, &slower);
+        assert_eq!(v.throughput, Change::Same);
+        assert!(v.line.contains("within 20%"), "{}", v.line);
+        assert!(!v.line.contains("overlap"), "{}", v.line);
         let faster = runs("sendfile", 0.0, 1e6, &[3000.0, 3100.0, 3200.0]);
         let v = verdict(&base, &faster);
         assert_eq!(v.throughput, Change::Higher);
