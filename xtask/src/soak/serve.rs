@@ -1,6 +1,7 @@
-//! `cargo xtask soak --serve`: runs `profiler serve` on a loopback port, tracing the whole
-//! machine, while the flood workload runs under a command name of its own; scrapes `/metrics`
-//! every second and reports the profiler's memory and the scrape's time at start and end, the
+//! `cargo xtask soak --serve`: runs `profiler serve` on a loopback port, tracing the command
+//! name the flood workload runs under (`--comm`, so that the label sets stay the same and
+//! memory measures the profiler, not what else the machine runs), while the flood runs;
+//! scrapes `/metrics` every second and reports the profiler's memory and the scrape's time at start and end, the
 //! records lost and the flood's calls and bytes as served against the workload's own counts.
 //! Fails when memory grows past a bound, the scrape time more than doubles, a record is lost or
 //! a call of the flood is missing from its series.
@@ -121,10 +122,11 @@ fn median(v: &[f64]) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
-/// Starts `profiler serve` on a free loopback port; the child and the address it serves.
-fn start_server(bins: &Path) -> anyhow::Result<(Child, String)> {
+/// Starts `profiler serve` on a free loopback port, tracing command `comm`; the child and the
+/// address it serves.
+fn start_server(bins: &Path, comm: &str) -> anyhow::Result<(Child, String)> {
     let mut child = Command::new(bins.join("profiler"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--comm", comm])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -177,7 +179,7 @@ pub fn run(args: &Args, bins: &Path) -> anyhow::Result<ServeReport> {
     std::fs::copy(bins.join("workloads"), &flood_bin)
         .with_context(|| format!("cannot copy the workload to {}", flood_bin.display()))?;
     let truth = scratch.path().join("truth.json");
-    let (server, addr) = start_server(bins)?;
+    let (server, addr) = start_server(bins, &comm)?;
     let pid = server.id();
     let mut flood = Command::new(&flood_bin)
         .args(["flood", "--duration", &format!("{secs}s")])
