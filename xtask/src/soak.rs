@@ -41,6 +41,9 @@ pub struct Args {
     /// Largest growth of the profiler's resident memory allowed from start to end, MiB.
     #[arg(long, default_value_t = 16)]
     max_growth_mib: u64,
+    /// With --serve: the most a scrape's time may grow from start to end, as a factor.
+    #[arg(long, default_value_t = 2.0, requires = "serve")]
+    max_scrape_growth: f64,
     /// Use the profiler and workloads binaries in DIR instead of building them in release.
     #[arg(long, value_name = "DIR")]
     bin_dir: Option<PathBuf>,

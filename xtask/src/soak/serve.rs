@@ -53,7 +53,7 @@ pub struct ServeReport {
 
 impl ServeReport {
     /// What is wrong with this run, if anything.
-    pub fn problems(&self, max_growth_mib: u64) -> Vec<String> {
+    pub fn problems(&self, max_growth_mib: u64, max_scrape_growth: f64) -> Vec<String> {
         let mut p = Vec::new();
         let growth = self.rss_end_kib.saturating_sub(self.rss_start_kib);
         if growth > max_growth_mib << 10 {
@@ -61,9 +61,10 @@ impl ServeReport {
                 "the profiler's memory grew by {growth} KiB (more than {max_growth_mib} MiB)"
             ));
         }
-        if self.scrape_end_us > 2.0 * self.scrape_start_us {
+        if self.scrape_end_us > max_scrape_growth * self.scrape_start_us {
             p.push(format!(
-                "a scrape took {:.0} µs at the end, {:.0} µs at the start (more than 2×)",
+                "a scrape took {:.0} µs at the end, {:.0} µs at the start (more than \
+                 {max_scrape_growth}×)",
                 self.scrape_end_us, self.scrape_start_us
             ));
         }
@@ -232,7 +233,7 @@ pub fn run(args: &Args, bins: &Path) -> anyhow::Result<ServeReport> {
         std::fs::write(p, serde_json::to_string_pretty(&r)?)
             .with_context(|| format!("cannot write {}", p.display()))?;
     }
-    let problems = r.problems(args.max_growth_mib);
+    let problems = r.problems(args.max_growth_mib, args.max_scrape_growth);
     anyhow::ensure!(problems.is_empty(), "soak failed: {}", problems.join("; "));
     Ok(r)
 }
@@ -312,7 +313,11 @@ mod tests {
             served_bytes: 100,
             ..ServeReport::default()
         };
-        assert!(ok.problems(16).is_empty(), "{:?}", ok.problems(16));
+        assert!(
+            ok.problems(16, 2.0).is_empty(),
+            "{:?}",
+            ok.problems(16, 2.0)
+        );
         for (bad, what) in [
             (
                 ServeReport {
@@ -343,7 +348,7 @@ mod tests {
                 "series count",
             ),
         ] {
-            let p = bad.problems(16);
+            let p = bad.problems(16, 2.0);
             assert!(p.len() == 1 && p[0].contains(what), "{what}: {p:?}");
         }
     }
