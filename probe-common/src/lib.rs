@@ -694,10 +694,11 @@ pub const HIST_OCTAVES: usize = 30;
 /// each power of two in 2^[`HIST_SUB_BITS`] equal steps, the last bucket everything longer.
 pub const HIST_BUCKETS: usize = 2 + (HIST_OCTAVES << HIST_SUB_BITS);
 
-/// Maximum number of (process, call) pairs the summary map holds.
+/// Maximum number of (process, call, descriptor class) keys the summary map holds.
 pub const MAX_SUMMARY_KEYS: u32 = 1024;
 
-/// Key of the summary map: one traced process and one call.
+/// Key of the summary map: one traced process, one call and the class of its source
+/// descriptor.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SummaryKey {
@@ -705,6 +706,32 @@ pub struct SummaryKey {
     pub pid: u32,
     /// System call number.
     pub nr: u32,
+    /// The [`fd_class`] of the call's source descriptor at entry for a call that moves data
+    /// ([`moves_data`]); [`fd_class::UNKNOWN`] for every other call, which summary mode does
+    /// not classify.
+    pub fd_class: u32,
+}
+
+impl SummaryKey {
+    /// The key a finished call is summed under; `spec` is its `CALL_FDS` value.
+    #[inline(always)]
+    pub fn of(spec: u32, rec: &CallRecord) -> Self {
+        Self {
+            pid: rec.pid,
+            nr: rec.nr,
+            fd_class: if moves_data(spec) {
+                rec.fd_class
+            } else {
+                fd_class::UNKNOWN
+            },
+        }
+    }
+}
+
+/// Whether a call with this `CALL_FDS` value moves data (its bytes are counted).
+#[inline(always)]
+pub fn moves_data(spec: u32) -> bool {
+    spec & (CALL_BYTES_RET | CALL_BYTES_RECEIVED | CALL_BYTES_SENT) != 0
 }
 
 /// Sums over the calls of one [`SummaryKey`] on one CPU, stages split as the profiler's
@@ -943,7 +970,7 @@ mod tests {
         assert_eq!(size_of::<ProcRecord>(), 40);
         assert_eq!(size_of::<SignalRecord>(), 40);
         assert_eq!(size_of::<CopyRecord>(), 24);
-        assert_eq!(size_of::<SummaryKey>(), 8);
+        assert_eq!(size_of::<SummaryKey>(), 12);
         assert_eq!(size_of::<CallSummary>(), 96 + 3 * 8 * HIST_BUCKETS);
         assert_eq!(size_of::<SampleRecord>(), 48);
         assert_eq!(size_of::<CallKey>(), 16);

@@ -90,28 +90,42 @@ fn classify(o: &FdOffsets, fd: i64) -> Result<u32, u32> {
 /// Classes of the source and destination descriptors of call `nr` with arguments `args`.
 #[inline(always)]
 pub fn classes(nr: u32, args: &[u64; 3]) -> (u32, u32) {
+    let spec = CALL_FDS.get(nr).copied().unwrap_or(0);
+    (
+        class_at(spec, spec & 0xff, args),
+        class_at(spec, (spec >> 8) & 0xff, args),
+    )
+}
+
+/// Class of the source descriptor of a call with `CALL_FDS` value `spec`, read only for a call
+/// that moves data (summary mode's key); [`fd_class::UNKNOWN`] for any other, without reading
+/// its arguments.
+#[inline(always)]
+pub fn source_class(spec: u32, args: impl FnOnce() -> [u64; 3]) -> u32 {
+    if !probe_common::moves_data(spec) {
+        return fd_class::UNKNOWN;
+    }
+    class_at(spec, spec & 0xff, &args())
+}
+
+/// Class of the descriptor in argument `idx` of a call with `CALL_FDS` value `spec`.
+#[inline(always)]
+fn class_at(spec: u32, idx: u32, args: &[u64; 3]) -> u32 {
     // SAFETY: a read of a constant the loader may have rewritten; volatile so that the
     // compiler does not fold the default.
     let o = unsafe { core::ptr::read_volatile(&FD_OFFSETS) };
-    if o.enabled == 0 {
-        return (fd_class::UNKNOWN, fd_class::UNKNOWN);
+    if o.enabled == 0 || spec & CALL_FDS_SET == 0 {
+        return fd_class::UNKNOWN;
     }
-    let spec = CALL_FDS.get(nr).copied().unwrap_or(0);
-    if spec & CALL_FDS_SET == 0 {
-        return (fd_class::UNKNOWN, fd_class::UNKNOWN);
+    if idx == NO_FD_ARG || idx > 2 {
+        return fd_class::NONE;
     }
-    let one = |idx: u32| -> u32 {
-        if idx == NO_FD_ARG || idx > 2 {
-            return fd_class::NONE;
+    let fd = args[idx as usize] as i32 as i64;
+    match classify(&o, fd) {
+        Ok(c) => c,
+        Err(c) => {
+            crate::diag::once(probe_common::Diag::BtfUnreadable, fd as u32);
+            c
         }
-        let fd = args[idx as usize] as i32 as i64;
-        match classify(&o, fd) {
-            Ok(c) => c,
-            Err(c) => {
-                crate::diag::once(probe_common::Diag::BtfUnreadable, fd as u32);
-                c
-            }
-        }
-    };
-    (one(spec & 0xff), one((spec >> 8) & 0xff))
+    }
 }

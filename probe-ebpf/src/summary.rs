@@ -1,6 +1,6 @@
 //! Summary mode: the run mode global, and per-CPU sums and histograms (8 buckets per power of
-//! two) of each traced process's calls, split into stages in the kernel so that no per-call
-//! record is needed.
+//! two) of each traced process's calls, per call and class of source descriptor, split into
+//! stages in the kernel so that no per-call record is needed.
 //!
 //! The stages come from [`probe_common::split_stages`], the function user space applies to
 //! per-call records; a root test checks that both give the same sums for the same calls.
@@ -20,7 +20,7 @@ use crate::maps::COUNTERS;
 #[unsafe(no_mangle)]
 static MODE: u32 = mode::RECORDS;
 
-/// Sums per process and call, per CPU.
+/// Sums per process, call and source descriptor class, per CPU.
 #[map]
 static SUMMARY: PerCpuHashMap<SummaryKey, CallSummary> =
     PerCpuHashMap::with_max_entries(MAX_SUMMARY_KEYS, 0);
@@ -56,10 +56,8 @@ fn bump(hist: &mut [u64; HIST_BUCKETS], v: u64) {
 /// Adds one finished call to its process's and call's sums on this CPU.
 #[inline(always)]
 pub fn add(rec: &CallRecord) {
-    let key = SummaryKey {
-        pid: rec.pid,
-        nr: rec.nr,
-    };
+    let spec = crate::fdclass::CALL_FDS.get(rec.nr).copied().unwrap_or(0);
+    let key = SummaryKey::of(spec, rec);
     let mut slot = SUMMARY.get_ptr_mut(&key);
     if slot.is_none() {
         if let Some(zero) = ZERO_SUMMARY.get(0) {
@@ -76,7 +74,6 @@ pub fn add(rec: &CallRecord) {
     let st = split_stages(rec);
     s.calls += 1;
     // Only calls that move data count bytes: an mmap address or a poll count is none.
-    let spec = crate::fdclass::CALL_FDS.get(rec.nr).copied().unwrap_or(0);
     let bytes = probe_common::call_bytes(spec, rec);
     if bytes > 0 {
         s.data_calls += 1;

@@ -155,6 +155,7 @@ fn enter(nr: u32, args: impl FnOnce() -> [u64; 3]) {
         // The bytes of recvmmsg and sendmmsg.
         r.recv_bytes = 0;
         r.sent_bytes = 0;
+        r.fd_class = crate::fdclass::source_class(CALL_FDS.get(nr).copied().unwrap_or(0), args);
         r.start_ns = now();
     }
     s.off_ns = 0;
@@ -272,12 +273,22 @@ fn started_before(
         return None;
     }
     let nr = nr as u32;
-    let args = if summary::run_mode() & mode::RECORDS != 0 {
-        args()
+    s.rec = if summary::run_mode() & mode::RECORDS != 0 {
+        record(tgid, tid, nr, args(), start, call_flags::START_UNKNOWN)
     } else {
-        [u64::MAX; 3]
+        let spec = CALL_FDS.get(nr).copied().unwrap_or(0);
+        CallRecord {
+            fd_class: crate::fdclass::source_class(spec, args),
+            ..record(
+                tgid,
+                tid,
+                nr,
+                [u64::MAX; 3],
+                start,
+                call_flags::START_UNKNOWN,
+            )
+        }
     };
-    s.rec = record(tgid, tid, nr, args, start, call_flags::START_UNKNOWN);
     s.off_ns = 0;
     s.wake_ns = 0;
     s.off_blocked = 0;

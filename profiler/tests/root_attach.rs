@@ -14,7 +14,6 @@ use std::{
 
 mod common;
 
-use common::{ensure_program, free_port};
 use profiler::render::export::CallRow;
 
 fn assert_root() {
@@ -342,82 +341,12 @@ fn bad_pids_fail_with_the_reason() {
 
 /// Ends a server on every way out of a test: SIGTERM to the master, which ends its workers
 /// and exits; then whatever is left of the listed workers is killed.
-struct Reaper(Child, Vec<u32>);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        use nix::{sys::signal, unistd::Pid};
-        let _ = signal::kill(Pid::from_raw(self.0.id() as i32), signal::Signal::SIGTERM);
-        let _ = self.0.wait();
-        for &w in &self.1 {
-            let _ = signal::kill(Pid::from_raw(w as i32), signal::Signal::SIGKILL);
-        }
-    }
-}
-
 #[test]
 fn nginx_under_load_sends_what_its_clients_receive() {
     assert_root();
-    ensure_program("nginx", "nginx-light");
-    ensure_program("curl", "curl");
-    let dir = scratch("nginx");
-    use std::os::unix::fs::PermissionsExt;
-    // The worker runs as an unprivileged user: it must reach the files.
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let www = dir.join("www");
-    std::fs::create_dir_all(&www).expect("www");
-    std::fs::set_permissions(&www, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let size = 1024 * 1024 + 3;
-    let body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
-    std::fs::write(www.join("f.bin"), &body).expect("file");
-    std::fs::set_permissions(www.join("f.bin"), std::fs::Permissions::from_mode(0o644))
-        .expect("chmod");
-    let port = free_port();
-    let d = dir.display();
-    let conf = format!(
-        "daemon off;\nmaster_process on;\nworker_processes 1;\npid {d}/nginx.pid;\n\
-         error_log {d}/error.log;\nevents {{ worker_connections 64; }}\n\
-         http {{\n  sendfile on;\n  access_log off;\n  client_body_temp_path {d}/cb;\n  \
-         proxy_temp_path {d}/px;\n  fastcgi_temp_path {d}/fc;\n  uwsgi_temp_path {d}/uw;\n  \
-         scgi_temp_path {d}/sc;\n  server {{ listen 127.0.0.1:{port}; root {}; }}\n}}\n",
-        www.display()
-    );
-    std::fs::write(dir.join("nginx.conf"), conf).expect("conf");
-    let mut server = Reaper(
-        Command::new("nginx")
-            .arg("-p")
-            .arg(&dir)
-            .arg("-e")
-            .arg(dir.join("error.log"))
-            .arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start nginx"),
-        Vec::new(),
-    );
-    let master = server.0.id();
-    // Ready once it accepts, and its worker is forked.
-    let mut worker = None;
-    for _ in 0..500 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-            && let Ok(c) = std::fs::read_to_string(format!("/proc/{master}/task/{master}/children"))
-            && let Some(w) = c.split_whitespace().next()
-        {
-            worker = w.parse::<u32>().ok();
-            server.1.extend(worker);
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    let worker = worker.unwrap_or_else(|| {
-        panic!(
-            "nginx did not start: {}",
-            std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
-        )
-    });
-    // The probe connection above was accepted before the profiler attached and is closed.
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    let server = common::nginx::Nginx::start("nginx");
+    let (master, worker) = (server.master, server.worker);
+    let dir = server.dir.clone();
 
     let csv = dir.join("calls.csv");
     let prof = attach(
@@ -426,39 +355,12 @@ fn nginx_under_load_sends_what_its_clients_receive() {
         "read,recvfrom,recvmsg,write,writev,sendto,sendmsg,sendfile64,epoll_wait",
     );
     // Load: four clients at once, each fetching the file eight times on one connection.
-    let (clients, fetches) = (4, 8);
-    let url = format!("http://127.0.0.1:{port}/f.bin");
-    let curls: Vec<Child> = (0..clients)
-        .map(|_| {
-            let mut c = Command::new("curl");
-            c.args([
-                "-s",
-                "-w",
-                "%{size_download} %{size_header} %{size_request}\\n",
-            ]);
-            for _ in 0..fetches {
-                c.args(["-o", "/dev/null", &url]);
-            }
-            c.stdout(Stdio::piped()).spawn().expect("curl")
-        })
-        .collect();
-    let (mut body_bytes, mut header_bytes, mut request_bytes, mut transfers) = (0u64, 0, 0, 0);
-    for c in curls {
-        let out = c.wait_with_output().expect("curl output");
-        assert!(out.status.success(), "curl failed");
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            let v: Vec<u64> = line
-                .split_whitespace()
-                .map(|x| x.parse().expect("curl number"))
-                .collect();
-            assert_eq!(v[0], size as u64, "a client received a short body");
-            body_bytes += v[0];
-            header_bytes += v[1];
-            request_bytes += v[2];
-            transfers += 1;
-        }
-    }
-    assert_eq!(transfers, clients * fetches);
+    let common::nginx::Fetched {
+        transfers,
+        body_bytes,
+        header_bytes,
+        request_bytes,
+    } = server.fetch(4, 8);
     // Ctrl-C ends the run: it detaches, writes the CSV and prints the summary.
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(prof.child.id() as i32),

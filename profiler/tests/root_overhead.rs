@@ -90,10 +90,8 @@ fn calls(names: &[&str]) -> Vec<&'static syscalls::Call> {
 fn sums_of_records(r: &Ran) -> summary::Summaries {
     let mut out = summary::Summaries::new();
     for c in &r.calls {
-        let key = SummaryKey {
-            pid: c.rec.pid,
-            nr: c.rec.nr,
-        };
+        let call = syscalls::by_nr(c.rec.nr).expect("a traced call");
+        let key = SummaryKey::of(profiler::capture::fdkind::call_fds(call), &c.rec);
         summary::add_call(
             out.entry(key).or_default(),
             &c.stages,
@@ -225,6 +223,7 @@ fn summary_and_per_call_agree_on_blocking_receives() {
     let key = SummaryKey {
         pid: truth.pid,
         nr: libc::SYS_recvfrom as u32,
+        fd_class: probe_common::fd_class::TCP,
     };
     let s = &r.r.summaries[&key];
     assert_eq!(s.calls, truth.calls_named("recvfrom").count() as u64);
@@ -257,6 +256,7 @@ fn summary_and_per_call_agree_on_file_reads() {
     let key = SummaryKey {
         pid: truth.pid,
         nr: libc::SYS_read as u32,
+        fd_class: probe_common::fd_class::FILE,
     };
     let s = &r.r.summaries[&key];
     // The loop's reads, and a few reads of the program's own start-up.
@@ -320,6 +320,7 @@ fn summary_mode_loses_nothing_with_a_tiny_ring_buffer() {
     let key = SummaryKey {
         pid: truth.pid,
         nr: libc::SYS_recvfrom as u32,
+        fd_class: probe_common::fd_class::UDP,
     };
     let s = &r.r.summaries[&key];
     assert_eq!(s.calls, count);

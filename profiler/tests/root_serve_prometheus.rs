@@ -8,75 +8,17 @@
 mod common;
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
-    net::{TcpListener, TcpStream},
     path::Path,
     process::{Child, Command, Stdio},
-    sync::mpsc,
     time::{Duration, Instant},
 };
 
-use common::{assert_root, profiler_bin, scratch, signal, workloads_bin};
+use common::{
+    assert_root, free_port, scratch,
+    serve::{Server, get},
+    workloads_bin,
+};
 use workloads::truth::Truth;
-
-/// A `profiler serve` in the background and the address it serves.
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Server {
-    fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(profiler_bin())
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start profiler serve");
-        let err = child.stderr.take().expect("stderr");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split_once("http://").map(|(_, r)| r) {
-                    let _ = tx.send(rest.split('/').next().unwrap_or("").to_string());
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("profiler serve never said where it listens");
-        Self { child, addr }
-    }
-
-    /// Stops it with SIGTERM; it must end at once with status 0.
-    fn stop(mut self) {
-        signal(self.child.id(), nix::sys::signal::Signal::SIGTERM);
-        let t0 = Instant::now();
-        loop {
-            if let Some(s) = self.child.try_wait().expect("wait") {
-                assert!(s.success(), "profiler serve ended badly on SIGTERM: {s}");
-                return;
-            }
-            assert!(t0.elapsed() < Duration::from_secs(10), "no stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-/// A GET over HTTP/1.0; the status line and the body.
-fn get(addr: &str, path: &str) -> std::io::Result<(String, String)> {
-    let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(20)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut all = String::new();
-    s.read_to_string(&mut all)?;
-    let (head, body) = all.split_once("\r\n\r\n").unwrap_or((&all, ""));
-    Ok((
-        head.lines().next().unwrap_or("").to_string(),
-        body.to_string(),
-    ))
-}
 
 fn encode(q: &str) -> String {
     q.bytes()
@@ -104,13 +46,6 @@ fn value(prom: &str, q: &str) -> f64 {
         .as_str()
         .and_then(|s| s.parse().ok())
         .expect("a number")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 fn prometheus(dir: &Path, targets: &[&str]) -> (Child, String) {

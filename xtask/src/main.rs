@@ -29,7 +29,8 @@ EXAMPLES:
   cargo xtask report --out /tmp/r                          every workload, one HTML page with charts
   cargo xtask bench                                        what tracing costs, written to BENCHMARKS.md
 
-  cargo xtask soak --minutes 10                            trace a flood for 10 minutes, report memory and records";
+  cargo xtask soak --minutes 10                            trace a flood for 10 minutes, report memory and records
+  cargo xtask soak --serve --minutes 10                    the same under `profiler serve`, scraped every second";
 
 /// Tasks of the I/O profiler project.
 #[derive(Debug, Parser)]
@@ -330,7 +331,11 @@ fn soak_task(args: &soak::Args) -> anyhow::Result<ExitCode> {
             workspace().join("target/release")
         }
     };
-    soak::run(args, &bins)?;
+    if args.serve {
+        soak::serve::run(args, &bins)?;
+    } else {
+        soak::run(args, &bins)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

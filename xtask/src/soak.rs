@@ -2,6 +2,9 @@
 //! makes them) for minutes, samples the profiler's memory, and reports memory at start and end
 //! and the records sent, seen and lost. Fails when the profiler fails, when a record the kernel
 //! sent did not reach it, when its CSV misses a call, or when its memory grows past a bound.
+//! With `--serve`, [`serve`] soaks `profiler serve` instead.
+pub mod serve;
+
 use std::{
     io::{BufRead, BufReader, Read},
     path::{Path, PathBuf},
@@ -28,12 +31,19 @@ pub struct Args {
     /// Keep the per-call CSV here (default: rows are written to /dev/null).
     #[arg(long, value_name = "FILE")]
     csv: Option<PathBuf>,
+    /// Soak `profiler serve` (the whole machine traced, /metrics scraped every second) instead
+    /// of a per-call run.
+    #[arg(long, conflicts_with = "csv")]
+    pub serve: bool,
     /// Also write the soak's report as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
     /// Largest growth of the profiler's resident memory allowed from start to end, MiB.
     #[arg(long, default_value_t = 16)]
     max_growth_mib: u64,
+    /// With --serve: the most a scrape's time may grow from start to end, as a factor.
+    #[arg(long, default_value_t = 2.0, requires = "serve")]
+    max_scrape_growth: f64,
     /// Use the profiler and workloads binaries in DIR instead of building them in release.
     #[arg(long, value_name = "DIR")]
     bin_dir: Option<PathBuf>,
@@ -124,7 +134,7 @@ impl Report {
 }
 
 /// Resident memory of a process, KiB.
-fn rss_kib(pid: u32) -> Option<u64> {
+pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()?
         .lines()

@@ -598,7 +598,11 @@ mod tests {
         use crate::analyze::summary::Summaries;
         let sum = |pid: u32, nr: i64, bytes: u64| {
             (
-                probe_common::SummaryKey { pid, nr: nr as u32 },
+                probe_common::SummaryKey {
+                    pid,
+                    nr: nr as u32,
+                    ..Default::default()
+                },
                 probe_common::CallSummary {
                     calls: 1,
                     bytes,

@@ -143,7 +143,11 @@ mod tests {
             ..CallSummary::default()
         };
         b.hist_total[probe_common::hist_bucket(1 << 20)] = 1; // 2^20..2^20+2^17-1
-        let key = SummaryKey { pid: 7, nr: 45 };
+        let key = SummaryKey {
+            pid: 7,
+            nr: 45,
+            fd_class: probe_common::fd_class::FILE,
+        };
         let sums = fold([(key, vec![a, b])]);
         let s = &sums[&key];
         assert_eq!(s.calls, 4);
@@ -159,6 +163,7 @@ mod tests {
         let mmsg = SummaryKey {
             pid: 7,
             nr: libc::SYS_recvmmsg as u32,
+            fd_class: probe_common::fd_class::UDP,
         };
         let t = table(&fold([(mmsg, vec![a])]));
         assert!(t.contains("recvmmsg: 3 calls, 0 B"), "{t}");

@@ -116,7 +116,11 @@ mod tests {
 
     #[test]
     fn rows_fold_calls_per_process_busiest_first_with_their_model() {
-        let key = |pid, nr: i64| SummaryKey { pid, nr: nr as u32 };
+        let key = |pid, nr: i64| SummaryKey {
+            pid,
+            nr: nr as u32,
+            fd_class: 0,
+        };
         let mut sums = Summaries::new();
         sums.insert(key(10, libc::SYS_recvfrom), sum(5, 500, 50, 400, 0));
         sums.insert(key(10, libc::SYS_sendto), sum(5, 0, 100, 0, 0));

@@ -85,6 +85,11 @@ impl FdClass {
     }
 }
 
+/// The probes' `CALL_FDS` value of `call`: its descriptor arguments and where its bytes are.
+pub fn call_fds(call: &Call) -> u32 {
+    fd_arg_spec(call) | call.bytes_spec() | probe_common::CALL_FDS_SET
+}
+
 /// Which arguments of `call` the probes classify: `from | to << 8`, [`NO_FD_ARG`] for none.
 pub fn fd_arg_spec(call: &Call) -> u32 {
     let (from, to) = match call.fds {

@@ -700,12 +700,8 @@ fn fill_call_fds(ebpf: &mut Ebpf, calls: &[&'static Call]) -> anyhow::Result<()>
             c.nr,
             probe_common::CALL_FDS_SLOTS
         );
-        map.set(
-            c.nr,
-            crate::capture::fdkind::fd_arg_spec(c) | c.bytes_spec() | probe_common::CALL_FDS_SET,
-            0,
-        )
-        .with_context(|| format!("failed to set the descriptor arguments of {}", c.name))?;
+        map.set(c.nr, crate::capture::fdkind::call_fds(c), 0)
+            .with_context(|| format!("failed to set the descriptor arguments of {}", c.name))?;
     }
     Ok(())
 }

@@ -33,9 +33,10 @@ fn escape(v: &str) -> String {
 
 fn labels(l: &Labels) -> String {
     format!(
-        "comm=\"{}\",call=\"{}\",model=\"{}\"",
+        "comm=\"{}\",call=\"{}\",fd_class=\"{}\",model=\"{}\"",
         escape(&l.comm),
         escape(&l.call),
+        l.fd_class,
         l.model
     )
 }
@@ -226,6 +227,7 @@ mod tests {
             SummaryKey {
                 pid: 1,
                 nr: libc::SYS_read as u32,
+                fd_class: probe_common::fd_class::FILE,
             },
             s,
         )]
@@ -234,7 +236,7 @@ mod tests {
         let mut series = Series::new(10);
         series.update(&live, &names);
         let text = exposition(&series, &Health::default());
-        let l = "comm=\"a\\\"b\",call=\"read\",model=\"unknown\"";
+        let l = "comm=\"a\\\"b\",call=\"read\",fd_class=\"file\",model=\"unknown\"";
         assert!(
             text.contains(&format!("ioprof_calls_total{{{l}}} 3\n")),
             "{text}"

@@ -1,5 +1,5 @@
 //! The exported series: the kernel's sums per process and call, read at each scrape, turned
-//! into monotonic sums per label set (command name, call, model). Each scrape adds what every
+//! into monotonic sums per label set (command name, call, descriptor class, model). Each scrape adds what every
 //! (process, call) pair gained since the last one to the label set it has now, so counters
 //! never go back when a process changes its name or model or ends. Label sets beyond the limit
 //! are summed under `comm="other"`. Pure: sums and names in, series out.
@@ -16,6 +16,8 @@ pub struct Labels {
     pub comm: String,
     /// Call name.
     pub call: String,
+    /// Class of the call's source descriptor (`unknown` for calls that move no data).
+    pub fd_class: &'static str,
     /// The model the process's call mix shows (`unknown` until it tells).
     pub model: &'static str,
 }
@@ -26,6 +28,7 @@ impl Labels {
         Self {
             comm: "other".into(),
             call: "other".into(),
+            fd_class: "other",
             model: "other",
         }
     }
@@ -60,6 +63,13 @@ fn widen(range: Option<(usize, usize)>, hist: &[u64]) -> Option<(usize, usize)> 
         Some((a, b)) => (a.min(first), b.max(last)),
         None => (first, last),
     })
+}
+
+/// The label value of a kernel descriptor class.
+pub fn class_name(raw: u32) -> &'static str {
+    crate::capture::fdkind::FdClass::from_raw(raw)
+        .unwrap_or(crate::capture::fdkind::FdClass::Unknown)
+        .as_str()
 }
 
 /// `a - b`, field by field (saturating: a key deleted and reused starts again from zero).
@@ -128,6 +138,7 @@ impl Series {
             let labels = Labels {
                 comm: names.get(&k.pid).cloned().unwrap_or_else(|| "?".into()),
                 call: crate::syscalls::name_of(k.nr),
+                fd_class: class_name(k.fd_class),
                 model: models.get(&k.pid).copied().unwrap_or("unknown"),
             };
             let labels = self.admit(labels);
@@ -169,18 +180,28 @@ impl Series {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use probe_common::fd_class;
 
     fn live(pairs: &[(u32, i64, u64)]) -> Summaries {
+        let file: Vec<_> = pairs
+            .iter()
+            .map(|&(pid, nr, calls)| (pid, nr, fd_class::FILE, calls))
+            .collect();
+        live_classes(&file)
+    }
+
+    fn live_classes(pairs: &[(u32, i64, u32, u64)]) -> Summaries {
         pairs
             .iter()
-            .map(|&(pid, nr, calls)| {
+            .map(|&(pid, nr, fd_class, calls)| {
                 let mut s = CallSummary {
                     calls,
                     wait_ns: 10 * calls,
                     ..CallSummary::default()
                 };
                 s.hist_wait[probe_common::hist_bucket(10)] = calls;
-                (SummaryKey { pid, nr: nr as u32 }, s)
+                let nr = nr as u32;
+                (SummaryKey { pid, nr, fd_class }, s)
             })
             .collect()
     }
@@ -200,6 +221,7 @@ mod tests {
         let a = Labels {
             comm: "a".into(),
             call: "read".into(),
+            fd_class: "file",
             model: "unknown",
         };
         assert_eq!(s.sums[&a].calls, 8);
@@ -246,5 +268,30 @@ mod tests {
         assert_eq!((s.sums.len(), s.dropped), (3, 3));
         assert_eq!(s.sums[&Labels::other()].calls, 6);
         assert_eq!(s.sums.values().map(|v| v.calls).sum::<u64>(), 10);
+    }
+
+    #[test]
+    fn each_descriptor_class_of_a_call_is_its_own_series() {
+        let mut s = Series::new(100);
+        let (read, epoll) = (libc::SYS_read, libc::SYS_epoll_wait);
+        let live = live_classes(&[
+            (1, read, fd_class::FILE, 4),
+            (1, read, fd_class::TCP, 6),
+            (1, epoll, fd_class::UNKNOWN, 2),
+        ]);
+        s.update(&live, &names(&[(1, "nginx")]));
+        let got: Vec<(&str, &str, &str, u64)> = s
+            .sums
+            .iter()
+            .map(|(l, v)| (l.call.as_str(), l.fd_class, l.model, v.calls))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("epoll_wait", "unknown", "multiplexing", 2),
+                ("read", "file", "multiplexing", 4),
+                ("read", "tcp", "multiplexing", 6),
+            ]
+        );
     }
 }

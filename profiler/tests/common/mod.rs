@@ -2,6 +2,9 @@
 //! tests, running the profiler in the background and reading what it wrote.
 #![allow(dead_code)]
 
+pub mod nginx;
+pub mod serve;
+
 use std::{
     collections::BTreeSet,
     io::{BufRead, BufReader, Read},
