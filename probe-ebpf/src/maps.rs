@@ -110,6 +110,20 @@ fn set_spill_used(table: u32) {
 #[unsafe(no_mangle)]
 static FILTER: u32 = 0;
 
+/// 1: summary-mode entries classify the source descriptor of data calls (for the per-class
+/// sums `profiler serve` labels); 0: they do not, which saves a descriptor-table walk per call.
+/// Set before load.
+#[unsafe(no_mangle)]
+static SUMMARY_CLASSES: u32 = 0;
+
+/// Whether summary-mode entries classify descriptors ([`SUMMARY_CLASSES`]).
+#[inline(always)]
+pub fn summary_classes() -> bool {
+    // SAFETY: a read of a constant the loader may have rewritten; volatile so that the
+    // compiler does not fold the default.
+    unsafe { core::ptr::read_volatile(&SUMMARY_CLASSES) != 0 }
+}
+
 /// The profiler's own process, never traced by a system-wide run.
 #[unsafe(no_mangle)]
 static SELF_TGID: u32 = 0;

@@ -155,7 +155,11 @@ fn enter(nr: u32, args: impl FnOnce() -> [u64; 3]) {
         // The bytes of recvmmsg and sendmmsg.
         r.recv_bytes = 0;
         r.sent_bytes = 0;
-        r.fd_class = crate::fdclass::source_class(CALL_FDS.get(nr).copied().unwrap_or(0), args);
+        r.fd_class = if crate::maps::summary_classes() {
+            crate::fdclass::source_class(CALL_FDS.get(nr).copied().unwrap_or(0), args)
+        } else {
+            probe_common::fd_class::UNKNOWN
+        };
         r.start_ns = now();
     }
     s.off_ns = 0;
@@ -278,7 +282,11 @@ fn started_before(
     } else {
         let spec = CALL_FDS.get(nr).copied().unwrap_or(0);
         CallRecord {
-            fd_class: crate::fdclass::source_class(spec, args),
+            fd_class: if crate::maps::summary_classes() {
+                crate::fdclass::source_class(spec, args)
+            } else {
+                probe_common::fd_class::UNKNOWN
+            },
             ..record(
                 tgid,
                 tid,

@@ -71,6 +71,7 @@ pub fn load_options(plan: &Plan) -> LoadOptions {
             _ => None,
         },
         cow_threads: plan.cow_threads,
+        summary_classes: false,
     }
 }
 

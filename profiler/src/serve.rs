@@ -36,6 +36,7 @@ pub fn run(plan: &ServePlan) -> anyhow::Result<()> {
         mode: Mode::Summary.kernel_bits(),
         message_events: false,
         filter: plan.filter.clone(),
+        summary_classes: true,
         ..LoadOptions::default()
     };
     let mut probes = Probes::load(&opts)?;

@@ -312,6 +312,8 @@ fn summary_mode_loses_nothing_with_a_tiny_ring_buffer() {
             calls: calls(&["recvfrom"]),
             ringbuf_bytes: 4096,
             mode: mode::AGGREGATE,
+            // The per-class sums of `profiler serve`: the summary-only classifying path.
+            summary_classes: true,
             ..LoadOptions::default()
         },
     );

@@ -64,6 +64,9 @@ pub struct LoadOptions {
     pub filter: Option<crate::capture::system::Filter>,
     /// Entries of the kernel's per-thread copy-on-write table; fewer make it fill (tests).
     pub cow_threads: u32,
+    /// Summary mode keeps its sums per source descriptor class too (`profiler serve`'s
+    /// `fd_class` label): a descriptor-table walk per data call, off elsewhere.
+    pub summary_classes: bool,
 }
 
 impl Default for LoadOptions {
@@ -78,6 +81,7 @@ impl Default for LoadOptions {
             thread_slots: probe_common::THREAD_SLOTS,
             filter: None,
             cow_threads: probe_common::MAX_COW_THREADS,
+            summary_classes: false,
         }
     }
 }
@@ -223,12 +227,14 @@ impl Probes {
             .override_global("WAKE_BYTES", &wake, true)
             .override_global("SLOT_MASK", &slot_mask, true);
         let me = std::process::id();
+        let summary_classes = u32::from(opts.summary_classes);
         let (flags, comm, cgroup) = opts.filter.as_ref().map_or((0, [0; 2], 0), |f| {
             (f.flags(), f.comm_words(), f.cgroup_id())
         });
         loader
             .override_global("FILTER", &flags, true)
             .override_global("SELF_TGID", &me, true)
+            .override_global("SUMMARY_CLASSES", &summary_classes, true)
             .override_global("FILTER_COMM", &comm, true)
             .override_global("FILTER_CGROUP", &cgroup, true);
         if let Some(off) = &task_pid {
