@@ -310,7 +310,8 @@ mod tests {
 
     #[test]
     fn private_pages_are_counted_and_written_with_their_own_value() {
-        let dir = std::env::temp_dir().join(format!("cow-test-{}", std::process::id()));
+        let scratch = tempfile::tempdir().expect("a private folder");
+        let dir = scratch.path().to_path_buf();
         let path = crate::files::ensure_file(Some(&dir.join("f.bin")), 10 * PAGE as u64 + 1)
             .expect("file");
         let (f, len) = open(&path).expect("open");

@@ -217,8 +217,8 @@ mod tests {
 
     #[test]
     fn a_fifo_in_place_of_a_binary_is_not_opened() {
-        let dir = std::env::temp_dir().join(format!("usyms-fifo-{}", std::process::id()));
-        std::fs::create_dir(&dir).expect("a new private folder");
+        let scratch = tempfile::tempdir().expect("a new private folder");
+        let dir = scratch.path().to_path_buf();
         let fifo = dir.join("dd");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("fifo");
         assert!(open_regular(&fifo).is_none());
