@@ -9,14 +9,14 @@
 mod common;
 
 use std::{
-    io::{BufRead as _, BufReader, Read as _, Write as _},
+    io::{Read as _, Write as _},
     net::TcpStream,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::Duration,
 };
 
-use common::{assert_root, ensure_program, free_port, read_complete_csv, scratch};
+use common::{Running, assert_root, ensure_program, free_port, read_complete_csv, scratch, signal};
 use profiler::render::export::CallRow;
 use serde_json::Value;
 
@@ -56,7 +56,7 @@ fn python_server(args: &[&str], port: u16, dir: &Path) -> Server {
 
 /// A profiler attached to a pid, with the per-call CSV and the findings.
 struct Attached {
-    child: Child,
+    running: Running,
     csv: PathBuf,
     findings: PathBuf,
 }
@@ -65,34 +65,19 @@ fn attach(pid: u32, dir: &Path) -> Attached {
     assert_root();
     let csv = dir.join("calls.csv");
     let findings = dir.join("findings.json");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_profiler"))
-        .args(["-p", &pid.to_string(), "-d", "60s", "--csv"])
-        .arg(&csv)
-        .arg("--findings")
-        .arg(&findings)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run profiler");
-    let mut err = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut banner = String::new();
-    loop {
-        let mut line = String::new();
-        let n = err.read_line(&mut line).expect("profiler stderr");
-        banner.push_str(&line);
-        assert!(n > 0, "the profiler ended before attaching:\n{banner}");
-        if line.contains("Ctrl-C to end") {
-            break;
-        }
-    }
-    // The rest of the report is read after the run.
-    std::thread::spawn(move || {
-        let mut rest = String::new();
-        let _ = err.read_to_string(&mut rest);
-        eprintln!("{banner}{rest}");
-    });
+    let pid = pid.to_string();
+    let running = Running::start(&[
+        "-p".as_ref(),
+        pid.as_ref(),
+        "-d".as_ref(),
+        "60s".as_ref(),
+        "--csv".as_ref(),
+        csv.as_os_str(),
+        "--findings".as_ref(),
+        findings.as_os_str(),
+    ]);
     Attached {
-        child,
+        running,
         csv,
         findings,
     }
@@ -100,14 +85,16 @@ fn attach(pid: u32, dir: &Path) -> Attached {
 
 impl Attached {
     /// Ctrl-C ends the run; returns the per-call rows and the findings.
-    fn stop(mut self) -> (Vec<CallRow>, Value) {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGINT,
-        )
-        .expect("interrupt the profiler");
-        let status = self.child.wait().expect("profiler");
-        assert!(status.success(), "profiler failed: {status}");
+    fn stop(self) -> (Vec<CallRow>, Value) {
+        signal(self.running.pid(), nix::sys::signal::Signal::SIGINT);
+        let done = self.running.wait(Duration::from_secs(60));
+        assert!(
+            done.status.success(),
+            "profiler failed: {}\n{}",
+            done.status,
+            done.stderr
+        );
+        eprintln!("{}", done.stderr);
         let findings: Value =
             serde_json::from_str(&std::fs::read_to_string(&self.findings).expect("findings"))
                 .expect("findings JSON");
