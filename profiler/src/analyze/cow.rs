@@ -116,19 +116,22 @@ impl CowTotals {
     }
 }
 
+/// One CPU's counts of a thread for tests: `cow` copy-on-write faults among `cow + 1` write
+/// faults, `copies` pages copied.
+#[cfg(test)]
+pub(crate) fn counts(pid: u32, cow: u64, copies: u64) -> CowCounts {
+    CowCounts {
+        pid,
+        write_faults: cow + 1,
+        cow_faults: cow,
+        copies,
+        ..CowCounts::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn counts(pid: u32, cow: u64, copies: u64) -> CowCounts {
-        CowCounts {
-            pid,
-            write_faults: cow + 1,
-            cow_faults: cow,
-            copies,
-            ..CowCounts::default()
-        }
-    }
 
     #[test]
     fn threads_sum_over_cpus_and_into_processes() {

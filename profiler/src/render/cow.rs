@@ -99,17 +99,7 @@ pub fn render(totals: &CowTotals, threads: &[CowThread], bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use probe_common::CowCounts;
-
-    fn counts(pid: u32, cow: u64, copies: u64) -> CowCounts {
-        CowCounts {
-            pid,
-            write_faults: cow + 1,
-            cow_faults: cow,
-            copies,
-            ..CowCounts::default()
-        }
-    }
+    use crate::analyze::cow::counts;
 
     #[test]
     fn render_gives_per_gib_and_per_process_lines() {
