@@ -18,11 +18,10 @@ pub enum RecordKind {
     /// A copy of socket data to user memory by a traced thread outside any traced call (an
     /// io_uring worker, task work): a [`CopyRecord`].
     Copy = 3,
-    // issue 5:
     /// A CPU sample of a traced thread with its stacks and the call in flight: a
     /// [`SampleRecord`].
     Sample = 30,
-    // issue 3: I/O models (10-19).
+    // I/O models (10-19).
     /// Data reached a socket (`sock:sk_data_ready`): a [`SockRecord`].
     DataReady = 10,
     /// A traced thread read from a socket (`sock:sock_recv_length`): a [`SockRecord`].
@@ -31,7 +30,7 @@ pub enum RecordKind {
     UringSubmit = 12,
     /// An io_uring request completed (`io_uring:io_uring_complete`): a [`UringRecord`].
     UringComplete = 13,
-    /// A traced process forked or ended: a [`ProcRecord`] (issue 6).
+    /// A traced process forked or ended: a [`ProcRecord`].
     Proc = 40,
 }
 
@@ -93,7 +92,7 @@ pub struct CallRecord {
     pub wait_blocked_ns: u64,
     /// `runq_ns` as it stood at the first copy marker.
     pub wait_runq_ns: u64,
-    // issue 4: page faults and socket sends inside the call.
+    // Page faults and socket sends inside the call.
     /// Page faults taken in user mode inside the call (`exceptions:page_fault_user`).
     pub faults_user: u32,
     /// Page faults taken in kernel mode inside the call, such as a copy from a mapped file
@@ -105,7 +104,6 @@ pub struct CallRecord {
     pub recv_bytes: u32,
     /// Bytes handed to sockets inside the call (`sock:sock_send_length`).
     pub sent_bytes: u64,
-    // issue 6:
     /// What the call's source descriptor was at entry, a [`fd_class`] value.
     pub fd_class: u32,
     /// What the call's destination descriptor was at entry (calls with two), a [`fd_class`]
@@ -371,7 +369,7 @@ pub struct UringRecord {
     pub time_ns: u64,
 }
 
-/// What happened to a traced process (issue 6).
+/// What happened to a traced process.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProcEvent {
@@ -381,7 +379,7 @@ pub enum ProcEvent {
     Exit = 2,
 }
 
-/// A traced process forked or ended (issue 6).
+/// A traced process forked or ended.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProcRecord {
@@ -429,7 +427,7 @@ pub enum Counter {
     CallsSpilled = 3,
     /// Traced processes kept in the clash table: their slot was held by another process.
     ProcsSpilled = 4,
-    // issue 5: CPU sampling and exact copy timing (30-39).
+    // CPU sampling and exact copy timing (30-39).
     /// CPU samples of traced threads sent to the ring buffer.
     SamplesSent = 30,
     /// CPU samples lost because the ring buffer was full.
@@ -441,7 +439,7 @@ pub enum Counter {
     UserStackMissing = 33,
     /// Copies timed exactly by entry/exit hooks on the copy routines (exact mode only).
     ExactCopies = 34,
-    // issue 4: page faults and socket sends of traced processes (20-29).
+    // Page faults and socket sends of traced processes (20-29).
     /// User-mode page faults, all.
     FaultsUser = 20,
     /// Kernel-mode page faults, all.
@@ -480,7 +478,7 @@ pub enum Counter {
     Diagnostics = 50,
 }
 
-// issue 5: CPU sampling.
+// CPU sampling.
 
 /// What a CPU sample's thread was doing, as the kernel saw it.
 #[repr(u32)]
@@ -647,7 +645,7 @@ pub const SPILL_PROCS: u32 = 1;
 /// Maximum number of traced processes.
 pub const MAX_TRACED: u32 = 4096;
 
-// issue 9: in-kernel aggregation (summary mode) and the probe's run mode.
+// In-kernel aggregation (summary mode) and the probe's run mode.
 
 /// What the call programs do, set by user space before load (the `MODE` global of the probe).
 /// Bits; 0 is the benchmark floor: the programs are attached and return at once.
@@ -823,7 +821,7 @@ pub fn hist_bucket_end(i: usize) -> u64 {
     let steps = (1u64 << HIST_SUB_BITS) + (j as u64 & ((1 << HIST_SUB_BITS) - 1)) + 1;
     steps << (exp - HIST_SUB_BITS)
 }
-/// What a descriptor refers to, as the probes see it at a call's entry (issue 6).
+/// What a descriptor refers to, as the probes see it at a call's entry.
 pub mod fd_class {
     /// Not classified (no kernel layout known, or a read failed).
     pub const UNKNOWN: u32 = 0;
@@ -848,7 +846,7 @@ pub mod fd_class {
 }
 
 /// Byte offsets inside kernel structures, read from the kernel's BTF by user space and set
-/// before load, so that the probes can classify descriptors (issue 6). All zero: disabled.
+/// before load, so that the probes can classify descriptors. All zero: disabled.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FdOffsets {
@@ -879,7 +877,7 @@ pub struct FdOffsets {
 }
 
 /// How a call's descriptor arguments are found: `from | to << 8`, argument indexes, `0xff`
-/// for none. Set per call number by user space in the `CALL_FDS` map (issue 6).
+/// for none. Set per call number by user space in the `CALL_FDS` map.
 pub const NO_FD_ARG: u32 = 0xff;
 
 /// Slots of the `CALL_FDS` array, indexed by call number (every call number of x86_64 and
@@ -936,9 +934,9 @@ mod pod {
     unsafe impl aya::Pod for super::SignalRecord {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::CopyRecord {}
-    // SAFETY: as above (issue 9).
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::SummaryKey {}
-    // SAFETY: as above (issue 9).
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::CallSummary {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::SampleRecord {}

@@ -124,7 +124,7 @@ calls! {
     "epoll_pwait" => SYS_epoll_pwait, Multiplex, FdArgs::First;
     "io_uring_enter" => SYS_io_uring_enter, Multiplex, FdArgs::First;
     "io_getevents" => SYS_io_getevents, Multiplex, FdArgs::None;
-    // issue 4: the calls of the zero-copy methods.
+    // The calls of the zero-copy methods.
     "vmsplice" => SYS_vmsplice, Transfer, FdArgs::First;
     "tee" => SYS_tee, Transfer, FdArgs::FromTo { from: 0, to: 1 };
     "copy_file_range" => SYS_copy_file_range, Transfer, FdArgs::FromTo { from: 0, to: 2 };
@@ -143,7 +143,7 @@ pub const DEFAULT: &[&str] = &[
     "recvmsg",
     "recvmmsg",
     "splice",
-    // issue 3: where the I/O models wait, and the C library's aio helper's first try.
+    // Where the I/O models wait, and the C library's aio helper's first try.
     "pread64",
     "select",
     "pselect6",
@@ -153,7 +153,7 @@ pub const DEFAULT: &[&str] = &[
     "epoll_pwait",
     "io_uring_enter",
     "io_getevents",
-    // issue 4: every call that moves a file's data, and the mappings of mmap.
+    // Every call that moves a file's data, and the mappings of mmap.
     "write",
     "writev",
     "pwrite64",

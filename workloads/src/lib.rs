@@ -26,7 +26,7 @@ pub const NAMES: &[&str] = &[
     "eagain",
     "getppid",
     "readloop",
-    // issue 3: the I/O models.
+    // The I/O models.
     "nonblocking",
     "select",
     "poll",
@@ -36,7 +36,7 @@ pub const NAMES: &[&str] = &[
     "io-uring",
     "io-uring-reap",
     "tokio-recv",
-    // issue 4: zero-copy methods.
+    // Zero-copy methods.
     "read-write",
     "direct-io",
     "mmap-write",
@@ -48,7 +48,7 @@ pub const NAMES: &[&str] = &[
     "cow-private",
     "cow-fork",
     "vmsplice-gift",
-    // issue 8: the soak's flood of receives.
+    // The soak's flood of receives.
     "flood",
 ];
 

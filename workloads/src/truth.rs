@@ -46,19 +46,18 @@ pub struct Truth {
     /// CPU time of the whole workload process in the kernel during the run, ns (getrusage).
     #[serde(default)]
     pub cpu_sys_ns: u64,
-    // issue 9:
     /// Calls of a tight loop, counted but not timed one by one (`eagain`, `getppid`,
     /// `readloop`).
     #[serde(default)]
     pub loop_calls: u64,
-    // issue 3: I/O models.
+    // I/O models.
     /// Receive attempts that failed with `EAGAIN` (not listed in `calls`).
     #[serde(default)]
     pub attempts: u64,
     /// Units of the receiver's own work done while it waited (signal-driven, asynchronous).
     #[serde(default)]
     pub work: u64,
-    // issue 4: file transfers.
+    // File transfers.
     /// Digest of the bytes that arrived ([`crate::transfer::Digest`]), for file transfers.
     #[serde(default)]
     pub digest: u64,

@@ -188,7 +188,7 @@ impl Probes {
             .self_stats
             .then(crate::capture::selfcost::enable_stats)
             .transpose()?;
-        // issue 6: descriptor classes at entry need this kernel's structure layout.
+        // Descriptor classes at entry need this kernel's structure layout.
         // Each reader of the kernel's BTF parses it (tens of ms): ours for the descriptor
         // offsets and the exact copy timers' run beside the probe loader's own.
         let offsets_job = std::thread::spawn(|| {
@@ -323,7 +323,7 @@ impl Probes {
                 "signal_deliver",
                 "signal deliveries are not seen",
             ),
-            // issue 3: I/O models.
+            // I/O models.
             (
                 "sk_data_ready",
                 "sock",
@@ -348,7 +348,7 @@ impl Probes {
                 "io_uring_complete",
                 "io_uring completions are not seen",
             ),
-            // issue 4: page faults and socket sends.
+            // Page faults and socket sends.
             (
                 "page_fault_user",
                 "exceptions",
@@ -694,7 +694,7 @@ where
     Ok(M::try_from(map)?)
 }
 
-/// Tells the probes which arguments of each traced call are descriptors (issue 6), and where
+/// Tells the probes which arguments of each traced call are descriptors, and where
 /// its bytes are read.
 fn fill_call_fds(ebpf: &mut Ebpf, calls: &[&'static Call]) -> anyhow::Result<()> {
     let mut map: aya::maps::Array<_, u32> = map_mut(ebpf, "CALL_FDS")?;

@@ -58,7 +58,7 @@ pub struct CallRow {
     pub copy_bytes: u64,
     /// Times switched out inside the call.
     pub switches: u32,
-    // issue 3: I/O models.
+    // I/O models.
     /// The I/O model the call's message shows (empty: the call is in no message).
     #[serde(default)]
     pub model: String,
@@ -68,7 +68,7 @@ pub struct CallRow {
     /// How the call spent its wait: call, mux, completion, polling, none.
     #[serde(default)]
     pub wait_kind: String,
-    // issue 4: page faults and socket sends inside the call.
+    // Page faults and socket sends inside the call.
     /// User-mode page faults inside the call.
     #[serde(default)]
     pub faults_user: u32,
@@ -81,7 +81,6 @@ pub struct CallRow {
     /// Bytes handed to sockets inside the call.
     #[serde(default)]
     pub sent_bytes: u64,
-    // issue 6:
     /// Fine class of `fd`: tcp, udp, unix, socket, pipe, file, other, closed, unknown.
     pub fd_class: String,
     /// Fine class of `fd_out`; `none` when there is no `fd_out`.
