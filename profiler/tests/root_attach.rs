@@ -13,24 +13,9 @@ use std::{
 };
 
 mod common;
+use common::{assert_root, scratch};
 
 use profiler::render::export::CallRow;
-
-fn assert_root() {
-    assert!(
-        profiler::plan::privilege::missing().is_empty(),
-        "root tests need root (or CAP_BPF + CAP_PERFMON): run `sudo cargo xtask test`"
-    );
-}
-
-/// A scratch folder for one test.
-fn scratch(name: &str) -> PathBuf {
-    tempfile::Builder::new()
-        .prefix(&format!("ioprof-attach-{name}-"))
-        .tempdir()
-        .expect("scratch folder")
-        .keep()
-}
 
 /// The program traced by pid. It prints `ready`, waits for a line on stdin (so that it is
 /// attached before it does anything), then:
@@ -208,7 +193,7 @@ fn rows(csv: &Path) -> Vec<CallRow> {
 
 /// A scratch folder with a Python `script` and a data file of `size` bytes in it:
 /// `(folder, script path, data file path)`.
-fn setup(name: &str, script: &str, size: usize) -> (PathBuf, PathBuf, PathBuf) {
+fn setup(name: &str, script: &str, size: usize) -> (common::Scratch, PathBuf, PathBuf) {
     assert_root();
     let dir = scratch(name);
     let script_path = dir.join("program.py");
@@ -346,7 +331,7 @@ fn nginx_under_load_sends_what_its_clients_receive() {
     assert_root();
     let server = common::nginx::Nginx::start("nginx");
     let (master, worker) = (server.master, server.worker);
-    let dir = server.dir.clone();
+    let dir = server.dir.to_path_buf();
 
     let csv = dir.join("calls.csv");
     let prof = attach(
