@@ -10,8 +10,8 @@ use aya_ebpf::{
     programs::{RawTracePointContext, TracePointContext},
 };
 use probe_common::{
-    CALL_FDS_SET, COUNTER_CALLS_LOST, CallRecord, CompactCall, Counter, InFlight, RecordKind,
-    call_flags, mode,
+    CALL_FDS_DROPS, CALL_FDS_SET, COUNTER_CALLS_LOST, CallRecord, CompactCall, Counter, InFlight,
+    RecordKind, call_flags, mode,
 };
 
 use crate::{
@@ -109,7 +109,17 @@ pub fn raw_call_enter(ctx: RawTracePointContext) -> u32 {
         return 0;
     }
     let nr: u64 = ctx.arg(1);
-    if !traced_call(nr) {
+    if nr >= probe_common::CALL_FDS_SLOTS as u64 {
+        return 0;
+    }
+    let spec = CALL_FDS.get(nr as u32).copied().unwrap_or(0);
+    if spec & CALL_FDS_DROPS != 0 {
+        let (tgid, _) = current_ids();
+        if is_traced(tgid) {
+            crate::fdclass::drop_cached(tgid, spec, || regs_args(ctx.arg(0)));
+        }
+    }
+    if spec & CALL_FDS_SET == 0 {
         return 0;
     }
     enter(nr as u32, || regs_args(ctx.arg(0)));

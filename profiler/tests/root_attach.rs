@@ -462,6 +462,86 @@ fn descriptor_classes_survive_exit_and_reuse() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// One descriptor number that a process closes and reuses in every way that can change what
+/// it refers to: a file; a pipe put over it by `dup2`; a Unix socket after `close_range`; a
+/// pipe after `exec`. Each read has its own size. Prints the number, which must be the same
+/// in every step.
+const REUSED: &str = r#"
+import os, socket, sys
+path = sys.argv[1]
+fd = os.open(path, os.O_RDONLY)
+os.read(fd, 5)
+os.read(fd, 5)
+r, w = os.pipe()
+os.write(w, b"p" * 6)
+os.dup2(r, fd)
+os.read(fd, 6)
+os.closerange(fd, fd + 1)
+a, b = socket.socketpair()
+assert a.fileno() == fd, (a.fileno(), fd)
+b.send(b"u" * 7)
+os.read(fd, 7)
+b.send(b"u" * 8)
+os.read(fd, 8)
+print(os.getpid(), fd, flush=True)
+# After exec the number is free again (close-on-exec): a pipe's read end takes it, through
+# dup (which closes nothing).
+child = "import os, sys\nfd = int(sys.argv[1])\nr, w = os.pipe()\nassert w != fd, (r, w, fd)\nsrc = r\nwhile r != fd:\n    r = os.dup(src)\nos.write(w, b'e' * 9)\nos.read(fd, 9)\n"
+os.execv(sys.executable, [sys.executable, "-c", child, str(fd)])
+"#;
+
+#[test]
+fn cached_descriptor_classes_follow_dup2_close_range_and_exec() {
+    let (dir, script, file) = setup("reused", REUSED, 4096);
+    let csv = dir.join("calls.csv");
+    let out = Command::new(env!("CARGO_BIN_EXE_profiler"))
+        .args(["--show", "hooks", "--calls", "read", "--csv"])
+        .arg(&csv)
+        .arg("--")
+        .arg("python3")
+        .arg(&script)
+        .arg(&file)
+        .output()
+        .expect("run profiler");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("descriptor classes cached per process")
+                && !l.contains("unavailable")),
+        "the class cache was not in use:\n{stderr}"
+    );
+    let line = String::from_utf8_lossy(&out.stdout);
+    let ids: Vec<i64> = line
+        .lines()
+        .next()
+        .expect("the program's output")
+        .split_whitespace()
+        .map(|v| v.parse().expect("pid and descriptor"))
+        .collect();
+    let (pid, fd) = (ids[0] as u32, ids[1]);
+    // The program's reads of that descriptor from its first (exec keeps the pid; the reads
+    // before are the interpreter's start-up), by size: their classes.
+    let rows: Vec<(u64, String)> = rows(&csv)
+        .into_iter()
+        .filter(|r| r.pid == pid && r.call == "read" && r.fd == fd)
+        .map(|r| (r.bytes, r.fd_class))
+        .skip_while(|r| r.0 != 5)
+        .collect();
+    let class_of = |bytes: u64| -> Vec<&str> {
+        rows.iter()
+            .filter(|r| r.0 == bytes)
+            .map(|r| r.1.as_str())
+            .collect()
+    };
+    assert_eq!(class_of(5), ["file", "file"], "{rows:?}");
+    assert_eq!(class_of(6), ["pipe"], "after dup2: {rows:?}");
+    assert_eq!(class_of(7), ["unix"], "after close_range: {rows:?}");
+    assert_eq!(class_of(8), ["unix"], "{rows:?}");
+    assert_eq!(class_of(9), ["pipe"], "after exec: {rows:?}");
+}
+
 /// A paced receiver: a thread sends MSGS messages of 64 bytes, one every 300 ms, over TCP
 /// loopback; the main thread receives them with `recvfrom` and, at the end, prints one line
 /// per call: `call BEFORE_NS AFTER_NS RET` (CLOCK_MONOTONIC, as the probes read it).
