@@ -9,7 +9,7 @@
 use std::{
     io::{BufRead, BufReader, Write},
     path::{Path, PathBuf},
-    process::{Child, ChildStderr, Command, Stdio},
+    process::{Child, ChildStderr, Command, Output, Stdio},
 };
 
 mod common;
@@ -411,13 +411,14 @@ d.recvfrom(13)
 print(fd, r, flush=True)
 "#;
 
-#[test]
-fn descriptor_classes_survive_exit_and_reuse() {
-    let (dir, script, file) = setup("classes", CLASSES, 4096);
+/// Runs the profiler with `args` and `--csv` on a Python `script` given a 4 KiB data file:
+/// the scratch folder, the CSV and the profiler's output, which must be a success.
+fn profile_script(name: &str, script: &str, args: &[&str]) -> (common::Scratch, PathBuf, Output) {
+    let (dir, script, file) = setup(name, script, 4096);
     let csv = dir.join("calls.csv");
     let out = Command::new(env!("CARGO_BIN_EXE_profiler"))
-        .arg("-v")
-        .args(["--calls", "read,recvfrom", "--csv"])
+        .args(args)
+        .arg("--csv")
         .arg(&csv)
         .arg("--")
         .arg("python3")
@@ -430,15 +431,25 @@ fn descriptor_classes_survive_exit_and_reuse() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // The program's own line is the first of the profiler's stdout (it inherits it).
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let fds: Vec<i64> = stdout
+    (dir, csv, out)
+}
+
+/// The numbers on the traced program's first line, the first of the profiler's stdout (the
+/// program inherits it).
+fn first_line_numbers(out: &Output) -> Vec<i64> {
+    String::from_utf8_lossy(&out.stdout)
         .lines()
         .next()
         .expect("program output")
         .split_whitespace()
-        .map(|v| v.parse().expect("fd"))
-        .collect();
+        .map(|v| v.parse().expect("a number"))
+        .collect()
+}
+
+#[test]
+fn descriptor_classes_survive_exit_and_reuse() {
+    let (dir, csv, out) = profile_script("classes", CLASSES, &["-v", "--calls", "read,recvfrom"]);
+    let fds = first_line_numbers(&out);
     assert_eq!(
         fds[0], fds[1],
         "the pipe reuses the file's descriptor number"
@@ -492,19 +503,9 @@ os.execv(sys.executable, [sys.executable, "-c", child, str(fd)])
 
 #[test]
 fn cached_descriptor_classes_follow_dup2_close_range_and_exec() {
-    let (dir, script, file) = setup("reused", REUSED, 4096);
-    let csv = dir.join("calls.csv");
-    let out = Command::new(env!("CARGO_BIN_EXE_profiler"))
-        .args(["--show", "hooks", "--calls", "read", "--csv"])
-        .arg(&csv)
-        .arg("--")
-        .arg("python3")
-        .arg(&script)
-        .arg(&file)
-        .output()
-        .expect("run profiler");
+    let (_dir, csv, out) =
+        profile_script("reused", REUSED, &["--show", "hooks", "--calls", "read"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
     assert!(
         stderr
             .lines()
@@ -512,14 +513,7 @@ fn cached_descriptor_classes_follow_dup2_close_range_and_exec() {
                 && !l.contains("unavailable")),
         "the class cache was not in use:\n{stderr}"
     );
-    let line = String::from_utf8_lossy(&out.stdout);
-    let ids: Vec<i64> = line
-        .lines()
-        .next()
-        .expect("the program's output")
-        .split_whitespace()
-        .map(|v| v.parse().expect("pid and descriptor"))
-        .collect();
+    let ids = first_line_numbers(&out);
     let (pid, fd) = (ids[0] as u32, ids[1]);
     // The program's reads of that descriptor from its first (exec keeps the pid; the reads
     // before are the interpreter's start-up), by size: their classes.
