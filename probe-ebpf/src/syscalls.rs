@@ -126,12 +126,22 @@ pub fn raw_call_enter(ctx: RawTracePointContext) -> u32 {
     0
 }
 
-/// The first three arguments of the current call, from its saved registers.
+/// The first three arguments of the current call, from its saved registers: one read of the
+/// three adjacent words that hold them (in either order, as on x86_64 and aarch64).
 #[inline(always)]
 fn regs_args(regs: u64) -> [u64; 3] {
     // SAFETY: read-only globals set before load.
     let offs = unsafe { core::ptr::read_volatile(&REGS_ARGS) };
-    [reg(regs, offs[0]), reg(regs, offs[1]), reg(regs, offs[2])]
+    let base = offs[0].min(offs[1]).min(offs[2]);
+    // SAFETY: bpf_probe_read_kernel checks the address and fails cleanly on a bad one.
+    let words =
+        unsafe { bpf_probe_read_kernel((regs + base as u64) as *const [u64; 3]) }.unwrap_or([0; 3]);
+    let word = |off: u32| match (off - base) / 8 {
+        0 => words[0],
+        1 => words[1],
+        _ => words[2],
+    };
+    [word(offs[0]), word(offs[1]), word(offs[2])]
 }
 
 /// Starts a call of the current thread if its process is traced. `args` is read only when
