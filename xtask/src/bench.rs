@@ -460,6 +460,9 @@ impl Bench {
     }
 }
 
+/// The bystander's ns per call: under each variant, and under the profiler traced otherwise.
+type Bystanders<'a> = (&'a BTreeMap<Variant, Vec<f64>>, &'a BTreeMap<Scope, Vec<f64>>);
+
 /// How the profiler is told what to trace while the bystander runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Scope {
@@ -660,7 +663,7 @@ fn render(
     b: &Bench,
     loads: &[Load],
     samples: &BTreeMap<(usize, Variant), Vec<Sample>>,
-    (bystander, bystander_other): (&BTreeMap<Variant, Vec<f64>>, &BTreeMap<Scope, Vec<f64>>),
+    (bystander, bystander_other): Bystanders,
     programs: &[ProgramRuns],
     reps: usize,
     load_avg: (String, String),
