@@ -7,9 +7,11 @@
 #![cfg(feature = "root-tests")]
 
 use std::{
+    ffi::OsStr,
     io::{BufRead, BufReader, Write},
     path::{Path, PathBuf},
-    process::{Child, ChildStderr, Command, Output, Stdio},
+    process::{Child, Command, Output, Stdio},
+    time::Duration,
 };
 
 mod common;
@@ -137,50 +139,19 @@ impl Program {
 }
 
 /// A profiler attached by pid, once it says that it traces.
-struct Attached {
-    child: Child,
-    err: BufReader<ChildStderr>,
-    banner: String,
+fn attach(pids: &str, csv: &Path, calls: &str) -> common::Running {
+    let args = ["-p", pids, "--calls", calls, "-d", "60s", "--csv"].map(OsStr::new);
+    let mut args = args.to_vec();
+    args.push(csv.as_os_str());
+    common::Running::start(&args)
 }
 
-fn attach(pids: &str, csv: &Path, calls: &str) -> Attached {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_profiler"))
-        .arg("-v")
-        .args(["-p", pids, "--calls", calls, "-d", "60s", "--csv"])
-        .arg(csv)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run profiler");
-    let mut err = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut banner = String::new();
-    loop {
-        let mut line = String::new();
-        let n = err.read_line(&mut line).expect("profiler stderr");
-        banner.push_str(&line);
-        assert!(n > 0, "the profiler ended before attaching:\n{banner}");
-        if line.contains("Ctrl-C to end") {
-            break;
-        }
-    }
-    Attached { child, err, banner }
-}
-
-impl Attached {
-    /// Waits for the profiler to end by itself (every traced process gone); returns its
-    /// report.
-    fn finish(mut self) -> String {
-        let mut rest = String::new();
-        let _ = std::io::Read::read_to_string(&mut self.err, &mut rest);
-        let out = self.child.wait_with_output().expect("profiler output");
-        assert!(
-            out.status.success(),
-            "profiler failed:\n{}{rest}",
-            self.banner
-        );
-        // The report comes on stderr, after the banner already read.
-        rest
-    }
+/// Waits for a profiler attached by pid to end by itself (every traced process gone); returns
+/// its report.
+fn finish(prof: common::Running) -> String {
+    let done = prof.wait(Duration::from_secs(120));
+    assert!(done.status.success(), "profiler failed:\n{}", done.stderr);
+    done.stderr
 }
 
 fn rows(csv: &Path) -> Vec<CallRow> {
@@ -217,7 +188,7 @@ fn attached_by_pid_counts_its_calls_and_none_of_a_twin() {
     twin.go();
     let done = traced.finish();
     let twin_done = twin.finish();
-    let stdout = prof.finish();
+    let stdout = finish(prof);
     let rows = rows(&csv);
 
     assert_eq!(done.file_bytes, size as u64);
@@ -272,7 +243,7 @@ fn a_child_forked_after_attach_is_traced_with_its_own_pid() {
     let prof = attach(&pid.to_string(), &csv, "read,recvfrom");
     traced.go();
     let done = traced.finish();
-    prof.finish();
+    finish(prof);
     let rows = rows(&csv);
     assert!(done.child > 0 && done.child != pid);
     let child_rows: Vec<&CallRow> = rows.iter().filter(|r| r.pid == done.child).collect();
@@ -348,11 +319,11 @@ fn nginx_under_load_sends_what_its_clients_receive() {
     } = server.fetch(4, 8);
     // Ctrl-C ends the run: it detaches, writes the CSV and prints the summary.
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(prof.child.id() as i32),
+        nix::unistd::Pid::from_raw(prof.pid() as i32),
         nix::sys::signal::Signal::SIGINT,
     )
     .expect("interrupt the profiler");
-    let stdout = prof.finish();
+    let stdout = finish(prof);
     let rows = rows(&csv);
     drop(server);
 
@@ -579,13 +550,13 @@ fn a_call_in_flight_at_attach_is_counted_with_its_start_unknown() {
     out.read_line(&mut line).expect("ready line");
     assert_eq!(line.trim(), "ready");
     // Attach while the receiver sleeps in recvfrom, waiting for a message.
-    std::thread::sleep(std::time::Duration::from_millis(450));
+    std::thread::sleep(Duration::from_millis(450));
     let csv = dir.join("calls.csv");
     let prof = attach(&receiver.id().to_string(), &csv, "recvfrom");
     let mut text = String::new();
     std::io::Read::read_to_string(&mut out, &mut text).expect("receiver output");
     assert!(receiver.wait().expect("receiver").success());
-    prof.finish();
+    finish(prof);
     let truth: Vec<(u64, u64, u64)> = text
         .lines()
         .filter_map(|l| {

@@ -461,7 +461,10 @@ impl Bench {
 }
 
 /// The bystander's ns per call: under each variant, and under the profiler traced otherwise.
-type Bystanders<'a> = (&'a BTreeMap<Variant, Vec<f64>>, &'a BTreeMap<Scope, Vec<f64>>);
+type Bystanders<'a> = (
+    &'a BTreeMap<Variant, Vec<f64>>,
+    &'a BTreeMap<Scope, Vec<f64>>,
+);
 
 /// How the profiler is told what to trace while the bystander runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
