@@ -33,6 +33,9 @@ use crate::{
 /// How often the record buffer (process exits) is read.
 const DRAIN_EVERY: Duration = Duration::from_secs(1);
 
+/// The size of the pieces of a `/metrics` answer: what a scrape holds of the text at once.
+pub const CHUNK: usize = 64 * 1024;
+
 /// The longest a client may take to send its request and read the answer.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -185,41 +188,55 @@ impl State {
         }
         let head = String::from_utf8_lossy(&buf);
         let mut words = head.split_whitespace();
-        let (status, ctype, body) = match (words.next(), words.next()) {
-            (Some("GET"), Some("/metrics")) => match self.scrape() {
-                Ok(text) => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", text),
-                Err(e) => (
-                    "500 Internal Server Error",
-                    "text/plain",
-                    format!("{e:#}\n"),
-                ),
-            },
-            (Some("GET"), Some("/healthz")) => ("200 OK", "text/plain", "ok\n".to_string()),
-            (Some("GET"), _) => ("404 Not Found", "text/plain", "not found\n".to_string()),
-            _ => (
-                "405 Method Not Allowed",
-                "text/plain",
-                "GET only\n".to_string(),
-            ),
+        let (status, body) = match (words.next(), words.next()) {
+            (Some("GET"), Some("/metrics")) => {
+                let t0 = std::time::Instant::now();
+                match self.refresh() {
+                    Ok(health) => return self.stream_metrics(sock, t0, &health).await,
+                    Err(e) => ("500 Internal Server Error", format!("{e:#}\n")),
+                }
+            }
+            (Some("GET"), Some("/healthz")) => ("200 OK", "ok\n".to_string()),
+            (Some("GET"), _) => ("404 Not Found", "not found\n".to_string()),
+            _ => ("405 Method Not Allowed", "GET only\n".to_string()),
         };
-        let head = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        let answer = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
-        // Head and body apart: the body (megabytes with many series) is never copied.
-        sock.write_all(head.as_bytes()).await?;
-        sock.write_all(body.as_bytes()).await?;
+        sock.write_all(answer.as_bytes()).await?;
         sock.shutdown().await?;
         Ok(())
     }
 
-    /// The exposition for a scrape, and how long the scrape took for the next one.
-    fn scrape(&mut self) -> anyhow::Result<String> {
-        let t0 = std::time::Instant::now();
-        let health = self.refresh()?;
-        let text = prometheus::exposition(&self.series, &health);
-        self.last_scrape = t0.elapsed().as_secs_f64();
-        Ok(text)
+    /// Writes the exposition of the series as it is rendered, a piece of about [`CHUNK`]
+    /// bytes at a time; the body ends when the connection closes. The scrape's time, for the
+    /// next one, is the reading and the rendering, not the client's pace.
+    async fn stream_metrics(
+        &mut self,
+        mut sock: TcpStream,
+        t0: std::time::Instant,
+        health: &Health,
+    ) -> anyhow::Result<()> {
+        let mut busy = t0.elapsed();
+        let head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nConnection: close\r\n\r\n";
+        let mut buf = String::with_capacity(CHUNK + 64 * 1024);
+        buf.push_str(head);
+        let mut text = prometheus::Exposition::new(&self.series, health);
+        let result = loop {
+            let t = std::time::Instant::now();
+            let more = text.fill(&mut buf, CHUNK);
+            busy += t.elapsed();
+            if let Err(e) = sock.write_all(buf.as_bytes()).await {
+                break Err(e);
+            }
+            buf.clear();
+            if !more {
+                break sock.shutdown().await;
+            }
+        };
+        self.last_scrape = busy.as_secs_f64();
+        Ok(result?)
     }
 
     /// The pusher and the encoded OTLP request of the series now (`None` without an

@@ -169,32 +169,91 @@ pub const HISTOGRAMS: [Family<Hist>; 3] = [
     },
 ];
 
-/// The exposition of every series and the profiler's health.
+/// The exposition of every series and the profiler's health, whole (see [`Exposition`]).
 pub fn exposition(series: &Series, health: &Health) -> String {
     let mut out = String::new();
-    for c in COUNTERS {
-        family(&mut out, c.name, "counter", c.help);
-        for (l, s) in &series.sums {
-            let _ = writeln!(out, "{}{{{}}} {}", c.name, labels(l), (c.value)(s));
-        }
-    }
-    for (i, h) in HISTOGRAMS.into_iter().enumerate() {
-        family(&mut out, h.name, "histogram", h.help);
-        for (l, s) in &series.sums {
-            let range = series.ranges.get(l).and_then(|r| r[i]);
-            histogram(&mut out, h.name, &labels(l), (h.value)(s), range);
-        }
-    }
-    for m in health_metrics(series, health) {
-        family(
-            &mut out,
-            m.name,
-            if m.counter { "counter" } else { "gauge" },
-            m.help,
-        );
-        let _ = writeln!(out, "{} {}", m.name, m.value);
-    }
+    let mut e = Exposition::new(series, health);
+    while e.fill(&mut out, usize::MAX) {}
     out
+}
+
+/// The exposition written piece by piece: a family's header, one label set's samples of a
+/// family, or the health. A scrape holds one buffer of about the size it asks for, whatever
+/// the number of label sets.
+pub struct Exposition<'a> {
+    series: &'a Series,
+    health: &'a Health,
+    /// The family being written: the counters, then the histograms, then the health.
+    family: usize,
+    /// Its label sets not yet written; `None` before its header.
+    sets: Option<std::collections::btree_map::Iter<'a, Labels, CallSummary>>,
+}
+
+impl<'a> Exposition<'a> {
+    pub fn new(series: &'a Series, health: &'a Health) -> Self {
+        Self {
+            series,
+            health,
+            family: 0,
+            sets: None,
+        }
+    }
+
+    /// Appends pieces to `out` until it holds at least `size` bytes or the end is reached;
+    /// false once everything was written.
+    pub fn fill(&mut self, out: &mut String, size: usize) -> bool {
+        while out.len() < size {
+            if !self.piece(out) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Appends the next piece to `out`; false at the end.
+    fn piece(&mut self, out: &mut String) -> bool {
+        let (counters, hists) = (COUNTERS.len(), HISTOGRAMS.len());
+        let f = self.family;
+        if f >= counters + hists {
+            if f == counters + hists {
+                for m in health_metrics(self.series, self.health) {
+                    let kind = if m.counter { "counter" } else { "gauge" };
+                    family(out, m.name, kind, m.help);
+                    let _ = writeln!(out, "{} {}", m.name, m.value);
+                }
+                self.family += 1;
+            }
+            return f == counters + hists;
+        }
+        let Some(sets) = self.sets.as_mut() else {
+            match COUNTERS.get(f) {
+                Some(c) => family(out, c.name, "counter", c.help),
+                None => {
+                    let h = HISTOGRAMS[f - counters];
+                    family(out, h.name, "histogram", h.help);
+                }
+            }
+            self.sets = Some(self.series.sums.iter());
+            return true;
+        };
+        let Some((l, s)) = sets.next() else {
+            self.family += 1;
+            self.sets = None;
+            return true;
+        };
+        match COUNTERS.get(f) {
+            Some(c) => {
+                let _ = writeln!(out, "{}{{{}}} {}", c.name, labels(l), (c.value)(s));
+            }
+            None => {
+                let i = f - counters;
+                let range = self.series.ranges.get(l).and_then(|r| r[i]);
+                let h = HISTOGRAMS[i];
+                histogram(out, h.name, &labels(l), (h.value)(s), range);
+            }
+        }
+        true
+    }
 }
 
 /// One unlabelled metric of the profiler's health.
