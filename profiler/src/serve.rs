@@ -241,7 +241,7 @@ impl State {
 
     /// The pusher and the encoded OTLP request of the series now (`None` without an
     /// endpoint). A failure to read the kernel's sums counts as a failed push.
-    fn otlp_body(&mut self) -> Option<(Arc<push::Pusher>, Vec<u8>)> {
+    fn otlp_body(&mut self) -> Option<(Arc<push::Pusher>, otlp::Encoded)> {
         let pusher = self.pusher.clone()?;
         let health = match self.refresh() {
             Ok(h) => h,
@@ -257,8 +257,7 @@ impl State {
             start_ns: self.start_ns,
             now_ns: unix_ns(),
         };
-        let body = prost::Message::encode_to_vec(&otlp::request(&self.series, &health, &cx));
-        Some((pusher, body))
+        Some((pusher, otlp::encode(&self.series, &health, &cx)))
     }
 
     /// Reads the kernel's sums, extends the series, forgets processes that ended; the health.

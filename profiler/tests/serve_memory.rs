@@ -12,7 +12,7 @@ use probe_common::{CallSummary, SummaryKey, hist_bucket};
 use profiler::{
     analyze::summary::Summaries,
     render::prometheus::{self, Exposition, Health},
-    serve::{CHUNK, series::Series},
+    serve::{CHUNK, otlp, series::Series},
 };
 
 struct Counting;
@@ -103,9 +103,23 @@ fn a_scrape_holds_the_same_memory_for_100_or_1000_label_sets() {
         let (whole, len) = peak_of(|| prometheus::exposition(&s, &health).len());
         let (piecewise, streamed_len) = peak_of(|| streamed(&s, &health));
         assert_eq!(streamed_len, len);
+        let cx = otlp::Context {
+            host: "h".into(),
+            start_ns: 1,
+            now_ns: 2,
+        };
+        let (push, body) = peak_of(|| otlp::encode(&s, &health, &cx).len());
+        // The OTLP push holds its encoded request whole: packed numbers make it smaller than
+        // the text, and one family's structures at a time.
+        assert!(body < len / 2, "{body} bytes of OTLP, {len} of text");
+        assert!(
+            push < 2 * body,
+            "{push} bytes held for {body} bytes of OTLP"
+        );
         eprintln!(
-            "{n} label sets: {len} bytes of text ({} a set); held at once: {whole} bytes whole, {piecewise} bytes in pieces",
-            len / n as usize
+            "{n} label sets: {len} bytes of text ({} a set); held at once: {whole} bytes whole, {piecewise} bytes in pieces; OTLP: {body} bytes ({} a set), {push} bytes held",
+            len / n as usize,
+            body / n as usize
         );
         rows.push((n, whole, piecewise));
     }

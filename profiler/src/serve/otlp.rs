@@ -12,6 +12,8 @@ use opentelemetry_proto::tonic::{
     resource::v1::Resource,
 };
 
+use prost::Message as _;
+
 use crate::{
     render::prometheus::{self, COUNTERS, HISTOGRAMS, Health},
     serve::series::{Labels, Series},
@@ -75,18 +77,22 @@ fn cumulative_sum(data_points: Vec<NumberDataPoint>) -> metric::Data {
     })
 }
 
-/// The request that carries every series and the health at `cx.now_ns`.
-pub fn request(series: &Series, health: &Health, cx: &Context) -> ExportMetricsServiceRequest {
-    let mut metrics = Vec::new();
-    for c in COUNTERS {
+/// Every metric family of the series and the health, one at a time: the counters, the
+/// histograms, the health.
+fn metrics<'a>(
+    series: &'a Series,
+    health: &'a Health,
+    cx: &'a Context,
+) -> impl Iterator<Item = Metric> + 'a {
+    let counters = COUNTERS.into_iter().map(move |c| {
         let points = series
             .sums
             .iter()
             .map(|(l, s)| point(cx, attributes(l), (c.value)(s)))
             .collect();
-        metrics.push(metric(c.name, c.help, c.unit, cumulative_sum(points)));
-    }
-    for (i, h) in HISTOGRAMS.into_iter().enumerate() {
+        metric(c.name, c.help, c.unit, cumulative_sum(points))
+    });
+    let hists = HISTOGRAMS.into_iter().enumerate().map(move |(i, h)| {
         let data_points = series
             .sums
             .iter()
@@ -99,37 +105,122 @@ pub fn request(series: &Series, health: &Health, cx: &Context) -> ExportMetricsS
             data_points,
             aggregation_temporality: AggregationTemporality::Cumulative as i32,
         });
-        metrics.push(metric(h.name, h.help, h.unit, data));
+        metric(h.name, h.help, h.unit, data)
+    });
+    let own = prometheus::health_metrics(series, health)
+        .into_iter()
+        .map(move |m| {
+            let points = vec![point(cx, Vec::new(), m.value)];
+            let data = if m.counter {
+                cumulative_sum(points)
+            } else {
+                metric::Data::Gauge(Gauge {
+                    data_points: points,
+                })
+            };
+            metric(m.name, m.help, m.unit, data)
+        });
+    counters.chain(hists).chain(own)
+}
+
+fn resource(cx: &Context) -> Resource {
+    Resource {
+        attributes: vec![text("service.name", "ioprof"), text("host.name", &cx.host)],
+        ..Resource::default()
     }
-    for m in prometheus::health_metrics(series, health) {
-        let points = vec![point(cx, Vec::new(), m.value)];
-        let data = if m.counter {
-            cumulative_sum(points)
-        } else {
-            metric::Data::Gauge(Gauge {
-                data_points: points,
-            })
-        };
-        metrics.push(metric(m.name, m.help, m.unit, data));
+}
+
+fn scope() -> InstrumentationScope {
+    InstrumentationScope {
+        name: "ioprof".to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        ..InstrumentationScope::default()
     }
+}
+
+/// The request that carries every series and the health at `cx.now_ns`, whole (see
+/// [`encode`]).
+pub fn request(series: &Series, health: &Health, cx: &Context) -> ExportMetricsServiceRequest {
     ExportMetricsServiceRequest {
         resource_metrics: vec![ResourceMetrics {
-            resource: Some(Resource {
-                attributes: vec![text("service.name", "ioprof"), text("host.name", &cx.host)],
-                ..Resource::default()
-            }),
+            resource: Some(resource(cx)),
             scope_metrics: vec![ScopeMetrics {
-                scope: Some(InstrumentationScope {
-                    name: "ioprof".to_string(),
-                    version: env!("CARGO_PKG_VERSION").to_string(),
-                    ..InstrumentationScope::default()
-                }),
-                metrics,
+                scope: Some(scope()),
+                metrics: metrics(series, health, cx).collect(),
                 ..ScopeMetrics::default()
             }],
             ..ResourceMetrics::default()
         }],
     }
+}
+
+/// The protobuf encoding of [`request`], made one metric family at a time, each into a buffer
+/// of its exact size: a family's structures are dropped once encoded, so a push holds little
+/// more than its wire bytes. The body is `head`, then each of `families` in turn.
+#[derive(Debug)]
+pub struct Encoded {
+    /// The request's frame: the resource and the scope, and the lengths around the metrics.
+    pub head: Vec<u8>,
+    /// The encoded metric families, each a `metrics` field of the scope.
+    pub families: Vec<Vec<u8>>,
+}
+
+impl Encoded {
+    pub fn len(&self) -> usize {
+        self.head.len() + self.families.iter().map(Vec::len).sum::<usize>()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The key of a length-delimited field `tag` (wire type 2), for tags below 16: one byte.
+fn key(tag: u8) -> u8 {
+    (tag << 3) | 2
+}
+
+/// Appends `len` as a protobuf length prefix.
+fn length(len: usize, out: &mut Vec<u8>) {
+    // A Vec grows as needed: encoding into it cannot fail.
+    let _ = prost::encode_length_delimiter(len, out);
+}
+
+/// The request of [`request`], encoded family by family (see [`Encoded`]).
+pub fn encode(series: &Series, health: &Health, cx: &Context) -> Encoded {
+    let families: Vec<Vec<u8>> = metrics(series, health, cx)
+        .map(|m| {
+            let len = m.encoded_len();
+            let mut out = Vec::with_capacity(len + 11);
+            // ScopeMetrics.metrics = 2.
+            out.push(key(2));
+            length(len, &mut out);
+            let _ = m.encode(&mut out);
+            out
+        })
+        .collect();
+    let all: usize = families.iter().map(Vec::len).sum();
+    // The fields of a message may come in any order and be written apart: the scope's own
+    // field, then its metrics; the resource, then the one ScopeMetrics.
+    let scope_only = ScopeMetrics {
+        scope: Some(scope()),
+        ..ScopeMetrics::default()
+    }
+    .encode_to_vec();
+    let mut resource_metrics = ResourceMetrics {
+        resource: Some(resource(cx)),
+        ..ResourceMetrics::default()
+    }
+    .encode_to_vec();
+    // ResourceMetrics.scope_metrics = 2.
+    resource_metrics.push(key(2));
+    length(scope_only.len() + all, &mut resource_metrics);
+    resource_metrics.extend_from_slice(&scope_only);
+    // ExportMetricsServiceRequest.resource_metrics = 1.
+    let mut head = vec![key(1)];
+    length(resource_metrics.len() + all, &mut head);
+    head.extend_from_slice(&resource_metrics);
+    Encoded { head, families }
 }
 
 /// One histogram point: the bounds of the Prometheus buckets, and the count of each bucket
@@ -180,7 +271,6 @@ mod tests {
     use crate::{analyze::summary::Summaries, render::prometheus::PushCounts};
     use opentelemetry_proto::tonic::metrics::v1::metric::Data;
     use probe_common::{CallSummary, SummaryKey, hist_bucket};
-    use prost::Message as _;
 
     /// The samples of an exposition, keyed by the line without its value.
     fn exposition_samples(text: &str) -> BTreeMap<String, f64> {
@@ -331,8 +421,12 @@ mod tests {
             start_ns: 1_000,
             now_ns: 2_000,
         };
-        let wire = request(&series, &health, &cx).encode_to_vec();
+        // Encoded family by family, it decodes to the request built whole.
+        let e = encode(&series, &health, &cx);
+        let wire = [vec![e.head.clone()], e.families.clone()].concat().concat();
+        assert_eq!(wire.len(), e.len());
         let back = ExportMetricsServiceRequest::decode(wire.as_slice()).expect("decode");
+        assert_eq!(back, request(&series, &health, &cx));
         let pushed = otlp_samples(&back, &cx);
         let scraped = exposition_samples(&prometheus::exposition(&series, &health));
         assert_eq!(pushed, scraped);

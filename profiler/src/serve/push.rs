@@ -16,7 +16,7 @@ use tokio::{
     net::TcpStream,
 };
 
-use crate::{plan::serve::Endpoint, render::prometheus::PushCounts};
+use crate::{plan::serve::Endpoint, render::prometheus::PushCounts, serve::otlp::Encoded};
 
 /// The longest a push may take, whatever the interval.
 const MAX_TIMEOUT: Duration = Duration::from_secs(10);
@@ -84,7 +84,7 @@ impl Pusher {
     }
 
     /// POSTs `body` within the time limit and counts the outcome.
-    pub async fn push(&self, body: Vec<u8>) {
+    pub async fn push(&self, body: Encoded) {
         let r = match tokio::time::timeout(self.timeout, post(&self.endpoint, &body)).await {
             Ok(r) => r,
             Err(_) => Err(PushError::Timeout(self.timeout)),
@@ -125,7 +125,7 @@ impl Pusher {
 }
 
 /// One POST of a protobuf body; `Ok` on a 2xx answer.
-async fn post(to: &Endpoint, body: &[u8]) -> Result<(), PushError> {
+async fn post(to: &Endpoint, body: &Encoded) -> Result<(), PushError> {
     let mut sock = TcpStream::connect((to.host.as_str(), to.port))
         .await
         .map_err(PushError::Connect)?;
@@ -137,7 +137,10 @@ async fn post(to: &Endpoint, body: &[u8]) -> Result<(), PushError> {
         body.len()
     );
     sock.write_all(head.as_bytes()).await?;
-    sock.write_all(body).await?;
+    sock.write_all(&body.head).await?;
+    for f in &body.families {
+        sock.write_all(f).await?;
+    }
     let mut answer = Vec::with_capacity(512);
     let mut chunk = [0u8; 512];
     while !answer.contains(&b'\n') && answer.len() < 8192 {
@@ -202,11 +205,18 @@ mod tests {
         (Endpoint::parse(&url).expect("url"), task)
     }
 
+    fn body(head: &[u8], family: &[u8]) -> Encoded {
+        Encoded {
+            head: head.to_vec(),
+            families: vec![family.to_vec()],
+        }
+    }
+
     #[tokio::test]
     async fn pushes_are_posted_and_their_outcomes_counted() {
         let (to, server) = collector("200 OK").await;
         let p = Pusher::new(to, Duration::from_secs(5));
-        p.push(b"\x0a\x00".to_vec()).await;
+        p.push(body(b"\x0a", b"\x00")).await;
         let got = String::from_utf8_lossy(&server.await.expect("server")).to_string();
         assert!(got.starts_with("POST /v1/metrics HTTP/1.1\r\n"), "{got}");
         assert!(
@@ -221,10 +231,10 @@ mod tests {
 
         let (to, server) = collector("500 Internal Server Error").await;
         let p = Pusher::new(to.clone(), Duration::from_secs(5));
-        p.push(vec![1, 2, 3]).await;
+        p.push(body(&[1], &[2, 3])).await;
         server.await.expect("server");
         // Nobody listens there any more: no connection.
-        p.push(vec![1, 2, 3]).await;
+        p.push(body(&[1], &[2, 3])).await;
         assert_eq!(p.counts(), PushCounts { ok: 0, failed: 2 });
         let kinds: Vec<String> = {
             let mut k: Vec<String> = p.logged.lock().expect("lock").keys().cloned().collect();
