@@ -9,28 +9,13 @@
 use std::{
     io::{BufRead, BufReader, Write},
     path::{Path, PathBuf},
-    process::{Child, ChildStderr, Command, Stdio},
+    process::{Child, ChildStderr, Command, Output, Stdio},
 };
 
 mod common;
+use common::{assert_root, scratch};
 
 use profiler::render::export::CallRow;
-
-fn assert_root() {
-    assert!(
-        profiler::plan::privilege::missing().is_empty(),
-        "root tests need root (or CAP_BPF + CAP_PERFMON): run `sudo cargo xtask test`"
-    );
-}
-
-/// A scratch folder for one test.
-fn scratch(name: &str) -> PathBuf {
-    tempfile::Builder::new()
-        .prefix(&format!("ioprof-attach-{name}-"))
-        .tempdir()
-        .expect("scratch folder")
-        .keep()
-}
 
 /// The program traced by pid. It prints `ready`, waits for a line on stdin (so that it is
 /// attached before it does anything), then:
@@ -208,7 +193,7 @@ fn rows(csv: &Path) -> Vec<CallRow> {
 
 /// A scratch folder with a Python `script` and a data file of `size` bytes in it:
 /// `(folder, script path, data file path)`.
-fn setup(name: &str, script: &str, size: usize) -> (PathBuf, PathBuf, PathBuf) {
+fn setup(name: &str, script: &str, size: usize) -> (common::Scratch, PathBuf, PathBuf) {
     assert_root();
     let dir = scratch(name);
     let script_path = dir.join("program.py");
@@ -346,7 +331,7 @@ fn nginx_under_load_sends_what_its_clients_receive() {
     assert_root();
     let server = common::nginx::Nginx::start("nginx");
     let (master, worker) = (server.master, server.worker);
-    let dir = server.dir.clone();
+    let dir = server.dir.to_path_buf();
 
     let csv = dir.join("calls.csv");
     let prof = attach(
@@ -426,13 +411,14 @@ d.recvfrom(13)
 print(fd, r, flush=True)
 "#;
 
-#[test]
-fn descriptor_classes_survive_exit_and_reuse() {
-    let (dir, script, file) = setup("classes", CLASSES, 4096);
+/// Runs the profiler with `args` and `--csv` on a Python `script` given a 4 KiB data file:
+/// the scratch folder, the CSV and the profiler's output, which must be a success.
+fn profile_script(name: &str, script: &str, args: &[&str]) -> (common::Scratch, PathBuf, Output) {
+    let (dir, script, file) = setup(name, script, 4096);
     let csv = dir.join("calls.csv");
     let out = Command::new(env!("CARGO_BIN_EXE_profiler"))
-        .arg("-v")
-        .args(["--calls", "read,recvfrom", "--csv"])
+        .args(args)
+        .arg("--csv")
         .arg(&csv)
         .arg("--")
         .arg("python3")
@@ -445,15 +431,25 @@ fn descriptor_classes_survive_exit_and_reuse() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // The program's own line is the first of the profiler's stdout (it inherits it).
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let fds: Vec<i64> = stdout
+    (dir, csv, out)
+}
+
+/// The numbers on the traced program's first line, the first of the profiler's stdout (the
+/// program inherits it).
+fn first_line_numbers(out: &Output) -> Vec<i64> {
+    String::from_utf8_lossy(&out.stdout)
         .lines()
         .next()
         .expect("program output")
         .split_whitespace()
-        .map(|v| v.parse().expect("fd"))
-        .collect();
+        .map(|v| v.parse().expect("a number"))
+        .collect()
+}
+
+#[test]
+fn descriptor_classes_survive_exit_and_reuse() {
+    let (dir, csv, out) = profile_script("classes", CLASSES, &["-v", "--calls", "read,recvfrom"]);
+    let fds = first_line_numbers(&out);
     assert_eq!(
         fds[0], fds[1],
         "the pipe reuses the file's descriptor number"
@@ -475,6 +471,69 @@ fn descriptor_classes_survive_exit_and_reuse() {
     assert_eq!((recv("unix"), recv("udp")), (11, 13));
     assert!(rows.iter().all(|r| r.fd_class != "unknown"), "{rows:?}");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// One descriptor number that a process closes and reuses in every way that can change what
+/// it refers to: a file; a pipe put over it by `dup2`; a Unix socket after `close_range`; a
+/// pipe after `exec`. Each read has its own size. Prints the number, which must be the same
+/// in every step.
+const REUSED: &str = r#"
+import os, socket, sys
+path = sys.argv[1]
+fd = os.open(path, os.O_RDONLY)
+os.read(fd, 5)
+os.read(fd, 5)
+r, w = os.pipe()
+os.write(w, b"p" * 6)
+os.dup2(r, fd)
+os.read(fd, 6)
+os.closerange(fd, fd + 1)
+a, b = socket.socketpair()
+assert a.fileno() == fd, (a.fileno(), fd)
+b.send(b"u" * 7)
+os.read(fd, 7)
+b.send(b"u" * 8)
+os.read(fd, 8)
+print(os.getpid(), fd, flush=True)
+# After exec the number is free again (close-on-exec): a pipe's read end takes it, through
+# dup (which closes nothing).
+child = "import os, sys\nfd = int(sys.argv[1])\nr, w = os.pipe()\nassert w != fd, (r, w, fd)\nsrc = r\nwhile r != fd:\n    r = os.dup(src)\nos.write(w, b'e' * 9)\nos.read(fd, 9)\n"
+os.execv(sys.executable, [sys.executable, "-c", child, str(fd)])
+"#;
+
+#[test]
+fn cached_descriptor_classes_follow_dup2_close_range_and_exec() {
+    let (_dir, csv, out) =
+        profile_script("reused", REUSED, &["--show", "hooks", "--calls", "read"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("descriptor classes cached per process")
+                && !l.contains("unavailable")),
+        "the class cache was not in use:\n{stderr}"
+    );
+    let ids = first_line_numbers(&out);
+    let (pid, fd) = (ids[0] as u32, ids[1]);
+    // The program's reads of that descriptor from its first (exec keeps the pid; the reads
+    // before are the interpreter's start-up), by size: their classes.
+    let rows: Vec<(u64, String)> = rows(&csv)
+        .into_iter()
+        .filter(|r| r.pid == pid && r.call == "read" && r.fd == fd)
+        .map(|r| (r.bytes, r.fd_class))
+        .skip_while(|r| r.0 != 5)
+        .collect();
+    let class_of = |bytes: u64| -> Vec<&str> {
+        rows.iter()
+            .filter(|r| r.0 == bytes)
+            .map(|r| r.1.as_str())
+            .collect()
+    };
+    assert_eq!(class_of(5), ["file", "file"], "{rows:?}");
+    assert_eq!(class_of(6), ["pipe"], "after dup2: {rows:?}");
+    assert_eq!(class_of(7), ["unix"], "after close_range: {rows:?}");
+    assert_eq!(class_of(8), ["unix"], "{rows:?}");
+    assert_eq!(class_of(9), ["pipe"], "after exec: {rows:?}");
 }
 
 /// A paced receiver: a thread sends MSGS messages of 64 bytes, one every 300 ms, over TCP
