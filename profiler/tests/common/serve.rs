@@ -192,7 +192,8 @@ pub struct Receiver {
     /// The full metrics URL to push to.
     pub url: String,
     out: PathBuf,
-    dir: PathBuf,
+    /// Deleted when the test passes.
+    _dir: super::Scratch,
 }
 
 impl Receiver {
@@ -224,7 +225,7 @@ impl Receiver {
             child,
             url: format!("http://127.0.0.1:{port}/v1/metrics"),
             out,
-            dir,
+            _dir: dir,
         }
     }
 
@@ -259,6 +260,5 @@ impl Drop for Receiver {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
