@@ -243,6 +243,8 @@ impl State {
     /// endpoint). A failure to read the kernel's sums counts as a failed push.
     fn otlp_body(&mut self) -> Option<(Arc<push::Pusher>, otlp::Encoded)> {
         let pusher = self.pusher.clone()?;
+        // The values are those of this moment or later: the kernel's sums are read after it.
+        let now_ns = unix_ns();
         let health = match self.refresh() {
             Ok(h) => h,
             Err(e) => {
@@ -255,7 +257,7 @@ impl State {
         let cx = otlp::Context {
             host: self.host.clone(),
             start_ns: self.start_ns,
-            now_ns: unix_ns(),
+            now_ns,
         };
         Some((pusher, otlp::encode(&self.series, &health, &cx)))
     }

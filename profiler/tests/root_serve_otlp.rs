@@ -11,7 +11,7 @@ mod common;
 use std::{
     collections::BTreeMap,
     process::{Command, Stdio},
-    time::Duration,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use common::{
@@ -127,6 +127,25 @@ fn pushed_scalar(req: &Value, name: &str) -> f64 {
     num(&data["dataPoints"][0]["asDouble"])
 }
 
+fn now_ns() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as f64
+}
+
+/// When a push's values were read, ns since the epoch.
+fn push_time(req: &Value) -> f64 {
+    let metrics = req["resourceMetrics"][0]["scopeMetrics"][0]["metrics"]
+        .as_array()
+        .expect("metrics");
+    let series = metrics
+        .iter()
+        .find(|m| m["name"] == "ioprof_series")
+        .expect("ioprof_series pushed");
+    num(&series["gauge"]["dataPoints"][0]["timeUnixNano"])
+}
+
 /// Runs the paced blocking workload under [`COMM`]; its truth.
 fn paced_workload() -> Truth {
     let dir = scratch("otlp-workload");
@@ -165,10 +184,21 @@ fn the_push_equals_the_scrape_and_the_workload_and_a_last_one_comes_at_the_stop(
     let (rx, server) = pushing_to(200);
     let truth = paced_workload();
     // The workload has ended: every later read of the kernel's sums finds the same series.
+    let ended = now_ns();
     let exposition = server.scrape();
-    let before = rx.requests().len();
-    let reqs = rx.wait_for(before + 1, Duration::from_secs(10));
-    let last = &reqs[reqs.len() - 1];
+    let t0 = Instant::now();
+    let last = loop {
+        // A push read after the end (one read before may still be on its way).
+        if let Some(r) = rx.requests().into_iter().find(|r| push_time(r) > ended) {
+            break r;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "no push after the workload"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let last = &last;
     let (p, s) = (pushed(last, COMM), scraped(&exposition, COMM));
     assert!(!s.is_empty(), "no series of {COMM} scraped:\n{exposition}");
     let differ: Vec<_> = s
@@ -228,23 +258,19 @@ fn the_push_equals_the_scrape_and_the_workload_and_a_last_one_comes_at_the_stop(
         scalar(&samples(&exposition), "ioprof_otlp_push_failures_total"),
         0.0
     );
-    // The stop sends one more push, with the same series.
-    let n = rx.requests().len();
+    // The stop sends one more push, with the same series. Once the server has ended, every
+    // push it made has been received (the receiver writes before it answers).
+    let stopping = now_ns();
     let log = server.stop();
-    let reqs = rx.wait_for(n + 1, Duration::from_secs(10));
-    assert_eq!(reqs.len(), n + 1, "{log}");
-    assert_eq!(pushed(&reqs[n], COMM), s);
+    let reqs = rx.requests();
+    let times: Vec<f64> = reqs.iter().map(push_time).collect();
+    let last = reqs.last().expect("pushes");
+    assert!(
+        push_time(last) >= stopping,
+        "no push at the stop: {times:?}\n{log}"
+    );
+    assert_eq!(pushed(last, COMM), s);
     // Each push is a later moment of the same cumulative sums.
-    let times: Vec<f64> =
-        reqs.iter()
-            .map(|r| {
-                num(
-                    &r["resourceMetrics"][0]["scopeMetrics"][0]["metrics"][0]["sum"]["dataPoints"]
-                        [0]["timeUnixNano"],
-                )
-            })
-            .filter(|&t| t > 0.0)
-            .collect();
     assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
     assert!(reqs.iter().all(|r| r.get("error").is_none()), "{reqs:?}");
     eprintln!(
