@@ -423,8 +423,10 @@ impl Bench {
         } else {
             let mut c = match scope {
                 // The traced target: a process that sleeps while the bystander runs.
+                // By its full path: bpftrace refuses a `-c` command whose name matches
+                // more than one binary (/bin/sleep and /usr/bin/sleep on a merged /usr).
                 Scope::Target | Scope::TargetTracepoints => {
-                    self.command(v, "recvfrom", &["sleep".into(), "4".into()], false)
+                    self.command(v, "recvfrom", &[on_path("sleep")?, "4".into()], false)
                 }
                 Scope::All | Scope::AllOtherCommand => {
                     let mut c = Command::new(self.bin.join("profiler"));
@@ -441,9 +443,12 @@ impl Bench {
             }
             Some(c.spawn().context("failed to start the tracer")?)
         };
-        if tool.is_some() {
-            // Time for the tracer to attach.
+        if let Some(t) = tool.as_mut() {
+            // Time for the tracer to attach; one that has already ended measures nothing.
             std::thread::sleep(Duration::from_millis(1500));
+            if let Some(status) = t.try_wait()? {
+                anyhow::bail!("the tracer ended before the bystander ran ({status})");
+            }
         }
         let mut c = Command::new(self.bin.join("workloads"));
         c.args(["getppid", "--count", "1000000", "--truth"])
@@ -458,6 +463,17 @@ impl Bench {
         let t = Truth::read(&truth_path)?;
         Ok(t.wall_ns as f64 / t.loop_calls.max(1) as f64)
     }
+}
+
+/// The full path of program `name`, from `PATH`.
+fn on_path(name: &str) -> anyhow::Result<String> {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .map(|p| p.display().to_string())
+        .with_context(|| format!("{name} is not on PATH"))
 }
 
 /// The bystander's ns per call: under each variant, and under the profiler traced otherwise.
