@@ -235,4 +235,34 @@ mod tests {
                 .uses_stdout()
         );
     }
+
+    #[test]
+    fn the_csv_has_its_header_at_once_and_a_cut_source_is_an_error_of_each_export() {
+        let dir = tempfile::tempdir().expect("scratch folder");
+        let (csv, json) = (dir.path().join("c.csv"), dir.path().join("j.jsonl"));
+        let ex =
+            Exports::open(&[(Format::Csv, Some(&csv)), (Format::Json, Some(&json))]).expect("open");
+        let header = std::fs::read_to_string(&csv).expect("written at once");
+        assert!(header.starts_with("pid,tid,call,fd,") && header.ends_with('\n'));
+        assert_eq!(header.lines().count(), 1);
+        let rows = sample_rows();
+        let source = rows
+            .iter()
+            .take(2)
+            .cloned()
+            .map(Ok)
+            .chain(std::iter::once(Err(anyhow::anyhow!("disk gone"))))
+            .chain(rows.iter().skip(2).cloned().map(Ok));
+        let (mut note, mut failed) = (Vec::new(), Vec::new());
+        ex.write(source, &[], &mut note, &mut failed);
+        assert_eq!(failed.len(), 2, "{failed:?}");
+        for e in &failed {
+            assert!(format!("{e:#}").contains("only the first 2 calls written: disk gone"));
+        }
+        // What was read before the error is written whole.
+        let back = std::fs::read_to_string(&csv).expect("csv");
+        assert_eq!(back.lines().count(), 3, "{back}");
+        let json = std::fs::read_to_string(&json).expect("json");
+        assert_eq!(json.lines().count(), 2, "{json}");
+    }
 }
