@@ -276,7 +276,7 @@ pub fn render(
     }
     let exports = std::mem::replace(&mut w.exports, Exports::open(&[])?);
     if !exports.is_empty() {
-        let calls = (data.spilled.as_mut(), data.spill_error.take());
+        let calls = (data.spilled.as_ref(), data.spill_error.take());
         write_exports(
             exports,
             calls,
@@ -297,24 +297,24 @@ pub fn render(
 /// the model and message the analyses found for it.
 fn write_exports(
     exports: Exports,
-    calls: (Option<&mut Spilled>, Option<anyhow::Error>),
+    calls: (Option<&Spilled>, Option<anyhow::Error>),
     events: &[Record],
     msgs: &[models::Message],
     note: &mut dyn Write,
     failed: &mut Vec<anyhow::Error>,
 ) {
     let index = models::MessageIndex::new(msgs);
-    let calls = match calls {
-        (Some(s), _) => s.iter(),
-        (None, e) => Err(e.unwrap_or_else(|| anyhow::anyhow!("no call was kept"))),
+    let (spilled, error) = calls;
+    let mut error = match spilled {
+        Some(_) => None,
+        None => Some(error.unwrap_or_else(|| anyhow::anyhow!("no call was kept"))),
     };
-    match calls {
-        Ok(calls) => {
-            let rows = calls.map(|c| c.map(|c| messages::row(&c, &index)));
-            exports.write(rows, events, note, failed);
-        }
-        Err(e) => exports.write(std::iter::once(Err(e)), events, note, failed),
-    }
+    let rows = || match (&spilled, error.take()) {
+        (_, Some(e)) => Err(e),
+        (Some(s), None) => Ok(s.iter()?.map(|c| c.map(|c| messages::row(&c, &index)))),
+        (None, None) => Err(anyhow::anyhow!("no call was kept")),
+    };
+    exports.write(rows, events, note, failed);
 }
 
 /// `--compare`: earlier runs' data-movement summaries side by side, on standard output.

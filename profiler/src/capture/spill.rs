@@ -85,25 +85,29 @@ impl Spilled {
         self.calls
     }
 
-    /// Every call, in arrival order, read from the start of the file.
-    pub fn iter(&mut self) -> anyhow::Result<SpillReader<'_>> {
-        self.file
-            .rewind()
-            .context("failed to read back the temporary file of the calls")?;
+    /// Every call, in arrival order, read from the start of the file (one reader at a time:
+    /// the readers share the file's offset).
+    pub fn iter(&self) -> anyhow::Result<SpillReader> {
+        let read = || -> std::io::Result<File> {
+            let mut f = self.file.try_clone()?;
+            f.rewind()?;
+            Ok(f)
+        };
+        let file = read().context("failed to read back the temporary file of the calls")?;
         Ok(SpillReader {
-            input: BufReader::with_capacity(BUFFER, &self.file),
+            input: BufReader::with_capacity(BUFFER, file),
             left: self.calls,
         })
     }
 }
 
 /// Reads spilled calls back, one at a time.
-pub struct SpillReader<'a> {
-    input: BufReader<&'a File>,
+pub struct SpillReader {
+    input: BufReader<File>,
     left: u64,
 }
 
-impl SpillReader<'_> {
+impl SpillReader {
     fn next_call(&mut self) -> anyhow::Result<TracedCall> {
         let mut buf = [0u8; size_of::<CallRecord>()];
         self.input.read_exact(&mut buf[..4])?;
@@ -122,7 +126,7 @@ impl SpillReader<'_> {
     }
 }
 
-impl Iterator for SpillReader<'_> {
+impl Iterator for SpillReader {
     type Item = anyhow::Result<TracedCall>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -252,7 +256,7 @@ mod tests {
     #[test]
     fn calls_read_back_as_they_went_in() {
         let calls = calls();
-        let mut back = spilled(&calls);
+        let back = spilled(&calls);
         assert_eq!(back.calls(), calls.len() as u64);
         for _ in 0..2 {
             let rows: Vec<CallRow> = back
@@ -287,7 +291,7 @@ mod tests {
 
     #[test]
     fn a_cut_file_is_an_error_not_a_short_list() {
-        let mut back = spilled(&calls());
+        let back = spilled(&calls());
         back.file.set_len(100).expect("cut");
         let read: Vec<anyhow::Result<TracedCall>> = back.iter().expect("rewind").collect();
         assert_eq!(read.len(), 2, "one call, then the error");

@@ -65,10 +65,23 @@ impl Writer {
         }
     }
 
-    fn finish(self, events: &[Record]) -> anyhow::Result<()> {
+    /// Ends the export; `again` reads the rows a second time, for the summary's exact
+    /// percentiles.
+    fn finish<I: Iterator<Item = anyhow::Result<CallRow>>>(
+        self,
+        events: &[Record],
+        again: impl FnOnce() -> anyhow::Result<I>,
+    ) -> anyhow::Result<()> {
         match self {
             Self::Csv(mut w) => w.finish(),
-            Self::Summary(s, mut out) => s.write(&mut out).and_then(|()| Ok(out.flush()?)),
+            Self::Summary(s, mut out) => {
+                let mut picks = s.second_pass();
+                for r in again()? {
+                    picks.row(&r?);
+                }
+                picks.write(&mut out)?;
+                Ok(out.flush()?)
+            }
             Self::Json(mut w) => w.finish(),
             Self::Trace(mut w) => w.finish(events),
         }
@@ -126,19 +139,21 @@ impl Exports {
         self.open.is_empty()
     }
 
-    /// Writes every export from `rows`, taken one at a time in one pass; says what was
-    /// written to files on `note`. An export that fails stops no other; a row that cannot be
-    /// read ends the rows of every export, and is an error of each.
-    pub fn write(
+    /// Writes every export from the rows `rows` gives, taken one at a time in one pass (a
+    /// second one for `--summary-csv`); says what was written to files on `note`. An export
+    /// that fails stops no other; a row that cannot be read ends the rows of every export,
+    /// after those read so far are written, and is an error of each.
+    pub fn write<I: Iterator<Item = anyhow::Result<CallRow>>>(
         mut self,
-        rows: impl Iterator<Item = anyhow::Result<CallRow>>,
+        mut rows: impl FnMut() -> anyhow::Result<I>,
         events: &[Record],
         note: &mut dyn Write,
         failed: &mut Vec<anyhow::Error>,
     ) {
         let mut n: u64 = 0;
         let mut cut = None;
-        for r in rows {
+        let first = rows().map_err(|e| cut = Some(format!("{e:#}"))).ok();
+        for r in first.into_iter().flatten() {
             let r = match r {
                 Ok(r) => r,
                 Err(e) => {
@@ -153,15 +168,16 @@ impl Exports {
             }
             n += 1;
         }
+        // A second pass reads the same rows as the first.
+        let mut again = || rows().map(|i| i.take(n as usize));
         for o in self.open {
             let written = match (o.error, &cut) {
                 (Some(e), _) => Err(e),
-                // The calls read so far are written out whole before the error is told.
                 (None, Some(why)) => o
                     .writer
-                    .finish(events)
+                    .finish(events, &mut again)
                     .and_then(|()| Err(anyhow::anyhow!("only the first {n} calls written: {why}"))),
-                (None, None) => o.writer.finish(events),
+                (None, None) => o.writer.finish(events, &mut again),
             };
             if let Err(e) = written {
                 failed.push(e.context(format!("failed to write {}", o.path.display())));
@@ -207,7 +223,7 @@ mod tests {
         let mut note = Vec::new();
         let mut failed = Vec::new();
         ex.write(
-            sample_rows().into_iter().map(Ok),
+            || Ok(sample_rows().into_iter().map(Ok)),
             &[],
             &mut note,
             &mut failed,
@@ -246,13 +262,15 @@ mod tests {
         assert!(header.starts_with("pid,tid,call,fd,") && header.ends_with('\n'));
         assert_eq!(header.lines().count(), 1);
         let rows = sample_rows();
-        let source = rows
-            .iter()
-            .take(2)
-            .cloned()
-            .map(Ok)
-            .chain(std::iter::once(Err(anyhow::anyhow!("disk gone"))))
-            .chain(rows.iter().skip(2).cloned().map(Ok));
+        let source = || {
+            Ok(rows
+                .iter()
+                .take(2)
+                .cloned()
+                .map(Ok)
+                .chain(std::iter::once(Err(anyhow::anyhow!("disk gone"))))
+                .chain(rows.iter().skip(2).cloned().map(Ok)))
+        };
         let (mut note, mut failed) = (Vec::new(), Vec::new());
         ex.write(source, &[], &mut note, &mut failed);
         assert_eq!(failed.len(), 2, "{failed:?}");

@@ -4,8 +4,10 @@ use std::{collections::BTreeMap, io::Write};
 
 use serde::{Deserialize, Serialize};
 
-use super::CallRow;
-use crate::analyze::attribution::Distribution;
+use super::{
+    CallRow,
+    ranks::{Counts, Picks},
+};
 
 /// How a stage's time is read from a call row.
 pub type StageOf = fn(&CallRow) -> u64;
@@ -57,52 +59,84 @@ pub struct SummaryRow {
     pub share_pct: f64,
 }
 
-/// One group of calls: its counts and every call's value of each stage.
-#[derive(Default)]
-struct Group {
+/// A group: (pid, call, fd_kind, fd_out_kind).
+type Key = (u32, String, String, String);
+
+fn key(r: &CallRow) -> Key {
+    (
+        r.pid,
+        r.call.clone(),
+        r.fd_kind.clone(),
+        r.fd_out_kind.clone(),
+    )
+}
+
+/// One group's counts.
+#[derive(Clone, Copy, Default)]
+struct Counted {
     calls: u64,
     data_calls: u64,
     marker_calls: u64,
     bytes: u64,
-    values: [Vec<u64>; STAGES.len()],
 }
 
-/// The summary, gathered as rows come: per group, counts and the stage values its
-/// percentiles need (64 bytes a call, against a few hundred for a row).
+/// The summary's first pass over the rows: per group, its counts and each stage's values in
+/// buckets. Memory grows with the groups, not with the calls.
 #[derive(Default)]
 pub struct Summarizer {
-    groups: BTreeMap<(u32, String, String, String), Group>,
+    groups: BTreeMap<Key, (Counted, [Counts; STAGES.len()])>,
 }
 
 impl Summarizer {
-    /// Adds one row.
+    /// Takes one row.
     pub fn row(&mut self, r: &CallRow) {
-        let key = (
-            r.pid,
-            r.call.clone(),
-            r.fd_kind.clone(),
-            r.fd_out_kind.clone(),
-        );
-        let g = self.groups.entry(key).or_default();
+        let (g, stages) = self.groups.entry(key(r)).or_default();
         g.calls += 1;
         g.data_calls += u64::from(r.bytes > 0);
         g.marker_calls += u64::from(r.stage_source == "marker");
         g.bytes += r.bytes;
-        for (v, (_, get)) in g.values.iter_mut().zip(STAGES) {
-            v.push(get(r));
+        for (c, (_, get)) in stages.iter_mut().zip(STAGES) {
+            c.add(get(r));
+        }
+    }
+
+    /// The second pass, which finds the exact percentiles.
+    pub fn second_pass(self) -> SummaryPicks {
+        SummaryPicks {
+            groups: self
+                .groups
+                .into_iter()
+                .map(|(k, (g, stages))| (k, (g, stages.map(Counts::second_pass))))
+                .collect(),
+        }
+    }
+}
+
+/// The summary's second pass over the same rows.
+pub struct SummaryPicks {
+    groups: BTreeMap<Key, (Counted, [Picks; STAGES.len()])>,
+}
+
+impl SummaryPicks {
+    /// Takes one row, as given to the first pass.
+    pub fn row(&mut self, r: &CallRow) {
+        if let Some((_, stages)) = self.groups.get_mut(&key(r)) {
+            for (p, (_, get)) in stages.iter_mut().zip(STAGES) {
+                p.add(get(r));
+            }
         }
     }
 
     /// The summary rows: groups in (pid, call, fd_kind, fd_out_kind) order, stages in
     /// [`STAGES`] order.
-    pub fn rows(self) -> Vec<SummaryRow> {
+    pub fn rows(&self) -> Vec<SummaryRow> {
         let mut out = Vec::new();
-        for ((pid, call, fd_kind, fd_out_kind), g) in self.groups {
-            let total: u64 = g.values[0].iter().sum();
-            for ((stage, _), values) in STAGES.iter().zip(g.values) {
-                let d = Distribution::of(values);
+        for ((pid, call, fd_kind, fd_out_kind), (g, stages)) in &self.groups {
+            let total = stages[0].distribution().sum;
+            for ((stage, _), p) in STAGES.iter().zip(stages) {
+                let d = p.distribution();
                 out.push(SummaryRow {
-                    pid,
+                    pid: *pid,
                     call: call.clone(),
                     fd_kind: fd_kind.clone(),
                     fd_out_kind: fd_out_kind.clone(),
@@ -128,7 +162,7 @@ impl Summarizer {
     }
 
     /// Writes the summary as CSV with a header.
-    pub fn write<W: Write>(self, out: W) -> anyhow::Result<()> {
+    pub fn write<W: Write>(&self, out: W) -> anyhow::Result<()> {
         let mut w = csv::Writer::from_writer(out);
         for r in self.rows() {
             w.serialize(r)?;
@@ -138,19 +172,24 @@ impl Summarizer {
     }
 }
 
+/// Both passes over `rows`.
+fn summary_of(rows: &[CallRow]) -> SummaryPicks {
+    let mut s = Summarizer::default();
+    rows.iter().for_each(|r| s.row(r));
+    let mut p = s.second_pass();
+    rows.iter().for_each(|r| p.row(r));
+    p
+}
+
 /// Summarises call rows: groups in (pid, call, fd_kind, fd_out_kind) order, stages in
 /// [`STAGES`] order.
 pub fn summarize(rows: &[CallRow]) -> Vec<SummaryRow> {
-    let mut s = Summarizer::default();
-    rows.iter().for_each(|r| s.row(r));
-    s.rows()
+    summary_of(rows).rows()
 }
 
 /// Writes the summary of `rows` as CSV with a header.
 pub fn write_summary_csv<W: Write>(out: W, rows: &[CallRow]) -> anyhow::Result<()> {
-    let mut s = Summarizer::default();
-    rows.iter().for_each(|r| s.row(r));
-    s.write(out)
+    summary_of(rows).write(out)
 }
 
 #[cfg(test)]
