@@ -899,6 +899,15 @@ pub const CALL_BYTES_RECEIVED: u32 = 1 << 18;
 /// those handed to sockets (`sock:sock_send_length`).
 pub const CALL_BYTES_SENT: u32 = 1 << 19;
 
+/// Bit of a `CALL_FDS` value: the call can close or replace descriptors of its process
+/// (`close`, `dup2`, `close_range`, `execve` …), so the probes drop the descriptor classes
+/// they cached for it. Set for such calls whether they are traced or not.
+pub const CALL_FDS_DROPS: u32 = 1 << 20;
+
+/// Shift of the argument index, in a `CALL_FDS` value with [`CALL_FDS_DROPS`], of the one
+/// descriptor the call closes or replaces; [`NO_FD_ARG`]: it can close any number of them.
+pub const CALL_FDS_DROP_SHIFT: u32 = 24;
+
 /// The bytes a finished call moved, by its `CALL_FDS` value: its return value, the bytes it
 /// received from sockets, or the bytes it handed to sockets; 0 for a failed call and for a
 /// call that moves no data.

@@ -2,12 +2,22 @@
 //! file, its inode mode and, for sockets, their family and type, with offsets user space read
 //! from the kernel's BTF. Classifying at entry stays right for short-lived processes and for
 //! descriptor numbers that are closed and reused.
+//!
+//! Where the probes see every call of a traced process (the raw `sys_enter` hook), a class is
+//! cached per (process, descriptor) and dropped when the process closes or replaces that
+//! descriptor (`close`, `dup2`, `dup3`); a call that can close any number of them
+//! (`close_range`, `execve`, `io_uring_enter`, `unshare`), an `exec` and the process's end
+//! give the process a new generation, which no cached class matches.
 use aya_ebpf::{
     helpers::{bpf_get_current_task, bpf_probe_read_kernel},
     macros::map,
-    maps::Array,
+    maps::{Array, LruHashMap},
 };
-use probe_common::{CALL_FDS_SET, CALL_FDS_SLOTS, FdOffsets, NO_FD_ARG, fd_class};
+use probe_common::{
+    CALL_FDS_DROP_SHIFT, CALL_FDS_SET, CALL_FDS_SLOTS, FdOffsets, NO_FD_ARG, fd_class,
+};
+
+use crate::maps::{current_ids, now};
 
 /// Kernel structure offsets, set by user space before load (all zero: classification off).
 #[unsafe(no_mangle)]
@@ -30,6 +40,31 @@ static FD_OFFSETS: FdOffsets = FdOffsets {
 /// CALL_FDS_SET`, indexed by call number (an array: its lookup is inlined).
 #[map]
 pub static CALL_FDS: Array<u32> = Array::with_max_entries(CALL_FDS_SLOTS, 0);
+
+/// Slot 0 is 1 once user space has seen to it that every call that closes descriptors reaches
+/// [`drop_cached`] (the raw `sys_enter` hook and the `exec`, fork and exit hooks are
+/// attached): only then are classes cached.
+#[map]
+pub static FD_CACHE_ON: Array<u32> = Array::with_max_entries(1, 0);
+
+/// A descriptor's class, cached under `tgid << 32 | fd`, valid while `generation` is its
+/// process's in [`FD_GENERATIONS`].
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct CachedClass {
+    generation: u64,
+    class: u32,
+    _pad: u32,
+}
+
+/// Cached descriptor classes; the least recently used go first when it is full.
+#[map]
+static FD_CACHE: LruHashMap<u64, CachedClass> = LruHashMap::with_max_entries(1 << 16, 0);
+
+/// The generation of each process's cached classes: the time it was given, unique per
+/// process over time.
+#[map]
+static FD_GENERATIONS: LruHashMap<u32, u64> = LruHashMap::with_max_entries(1 << 14, 0);
 
 const S_IFMT: u16 = 0o170000;
 const S_IFREG: u16 = 0o100000;
@@ -121,11 +156,87 @@ fn class_at(spec: u32, idx: u32, args: &[u64; 3]) -> u32 {
         return fd_class::NONE;
     }
     let fd = args[idx as usize] as i32 as i64;
-    match classify(&o, fd) {
+    if fd < 0 {
+        return fd_class::NONE;
+    }
+    if FD_CACHE_ON.get(0).copied().unwrap_or(0) == 0 {
+        return classify_or_note(&o, fd);
+    }
+    cached_class(fd)
+}
+
+/// The class of descriptor `fd` of the current process, from the cache when its generation
+/// matches, else read and cached. A function of its own, called, so that the callers' stack
+/// frames stay within the kernel's limit.
+#[inline(never)]
+fn cached_class(fd: i64) -> u32 {
+    // SAFETY: as in `class_at`.
+    let o = unsafe { core::ptr::read_volatile(&FD_OFFSETS) };
+    let (tgid, _) = current_ids();
+    let key = (u64::from(tgid) << 32) | fd as u64;
+    let generation = match FD_GENERATIONS.get_ptr(&tgid) {
+        // SAFETY: a valid map value pointer; the read is of a plain u64.
+        Some(g) => unsafe { *g },
+        None => {
+            let g = now();
+            let _ = FD_GENERATIONS.insert(&tgid, &g, 0);
+            g
+        }
+    };
+    if let Some(c) = FD_CACHE.get_ptr(&key) {
+        // SAFETY: a valid map value pointer; the fields are plain integers.
+        let c = unsafe { *c };
+        if c.generation == generation {
+            return c.class;
+        }
+    }
+    let class = classify_or_note(&o, fd);
+    // Only an open descriptor's class is kept: a number not open now is open later.
+    if class != fd_class::UNKNOWN && class != fd_class::NOT_OPEN {
+        let c = CachedClass {
+            generation,
+            class,
+            _pad: 0,
+        };
+        let _ = FD_CACHE.insert(&key, &c, 0);
+    }
+    class
+}
+
+#[inline(always)]
+fn classify_or_note(o: &FdOffsets, fd: i64) -> u32 {
+    match classify(o, fd) {
         Ok(c) => c,
         Err(c) => {
             crate::diag::once(probe_common::Diag::BtfUnreadable, fd as u32);
             c
         }
     }
+}
+
+/// A traced process's call with `CALL_FDS` value `spec` (which has `CALL_FDS_DROPS`) is about
+/// to close or replace descriptors: their cached classes are dropped.
+#[inline(always)]
+pub fn drop_cached(tgid: u32, spec: u32, args: impl FnOnce() -> [u64; 3]) {
+    let idx = (spec >> CALL_FDS_DROP_SHIFT) & 0xff;
+    if idx > 2 {
+        new_generation(tgid);
+        return;
+    }
+    let fd = args()[idx as usize] as i32;
+    if fd >= 0 {
+        let _ = FD_CACHE.remove(&((u64::from(tgid) << 32) | fd as u64));
+    }
+}
+
+/// Gives process `tgid` a new generation: none of its cached classes is valid any more.
+#[inline(always)]
+pub fn new_generation(tgid: u32) {
+    let _ = FD_GENERATIONS.insert(&tgid, &now(), 0);
+}
+
+/// Process `tgid` ended: a later process given its pid starts with a new generation.
+#[inline(always)]
+pub fn forget_process(tgid: u32) {
+    let _ = FD_GENERATIONS.remove(&tgid);
 }

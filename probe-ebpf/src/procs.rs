@@ -48,6 +48,17 @@ pub fn raw_process_exit(ctx: RawTracePointContext) -> u32 {
     0
 }
 
+/// `sched_process_exec`: the current process runs a new program, its descriptors marked
+/// close-on-exec closed.
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn raw_process_exec(_ctx: RawTracePointContext) -> u32 {
+    let (tgid, _) = current_ids();
+    if is_traced(tgid) {
+        crate::fdclass::new_generation(tgid);
+    }
+    0
+}
+
 /// The current thread ends; `group_dead`: it is the last of its process.
 #[inline(always)]
 fn exited(group_dead: impl FnOnce() -> bool) {
@@ -58,6 +69,7 @@ fn exited(group_dead: impl FnOnce() -> bool) {
     // A thread that ends (inside a call too, killed while blocked) frees its slot.
     release_thread(tid);
     if group_dead() {
+        crate::fdclass::forget_process(tgid);
         untrace(tgid);
         send(ProcEvent::Exit, tgid, 0);
     }

@@ -145,6 +145,10 @@ pub fn raw_task_newtask(ctx: RawTracePointContext) -> u32 {
 #[inline(always)]
 fn new_task(pid: u32, flags: u64) {
     let (tgid, _) = current_ids();
+    if flags & CLONE_THREAD == 0 {
+        // A new process, perhaps given the pid of one whose classes are still cached.
+        crate::fdclass::forget_process(pid);
+    }
     // A system-wide run traces by its filter: forks need no record.
     if flags & CLONE_THREAD == 0 && !filtering() && is_traced(tgid) {
         trace(pid);

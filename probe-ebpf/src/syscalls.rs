@@ -10,8 +10,8 @@ use aya_ebpf::{
     programs::{RawTracePointContext, TracePointContext},
 };
 use probe_common::{
-    CALL_FDS_SET, COUNTER_CALLS_LOST, CallRecord, CompactCall, Counter, InFlight, RecordKind,
-    call_flags, mode,
+    CALL_FDS_DROPS, CALL_FDS_SET, COUNTER_CALLS_LOST, CallRecord, CompactCall, Counter, InFlight,
+    RecordKind, call_flags, mode,
 };
 
 use crate::{
@@ -109,19 +109,39 @@ pub fn raw_call_enter(ctx: RawTracePointContext) -> u32 {
         return 0;
     }
     let nr: u64 = ctx.arg(1);
-    if !traced_call(nr) {
+    if nr >= probe_common::CALL_FDS_SLOTS as u64 {
+        return 0;
+    }
+    let spec = CALL_FDS.get(nr as u32).copied().unwrap_or(0);
+    if spec & CALL_FDS_DROPS != 0 {
+        let (tgid, _) = current_ids();
+        if is_traced(tgid) {
+            crate::fdclass::drop_cached(tgid, spec, || regs_args(ctx.arg(0)));
+        }
+    }
+    if spec & CALL_FDS_SET == 0 {
         return 0;
     }
     enter(nr as u32, || regs_args(ctx.arg(0)));
     0
 }
 
-/// The first three arguments of the current call, from its saved registers.
+/// The first three arguments of the current call, from its saved registers: one read of the
+/// three adjacent words that hold them (in either order, as on x86_64 and aarch64).
 #[inline(always)]
 fn regs_args(regs: u64) -> [u64; 3] {
     // SAFETY: read-only globals set before load.
     let offs = unsafe { core::ptr::read_volatile(&REGS_ARGS) };
-    [reg(regs, offs[0]), reg(regs, offs[1]), reg(regs, offs[2])]
+    let base = offs[0].min(offs[1]).min(offs[2]);
+    // SAFETY: bpf_probe_read_kernel checks the address and fails cleanly on a bad one.
+    let words =
+        unsafe { bpf_probe_read_kernel((regs + base as u64) as *const [u64; 3]) }.unwrap_or([0; 3]);
+    let word = |off: u32| match (off - base) / 8 {
+        0 => words[0],
+        1 => words[1],
+        _ => words[2],
+    };
+    [word(offs[0]), word(offs[1]), word(offs[2])]
 }
 
 /// Starts a call of the current thread if its process is traced. `args` is read only when

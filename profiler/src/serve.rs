@@ -1,9 +1,16 @@
 //! `profiler serve`: the probes in summary mode on the plan's filter, and on one tokio runtime
-//! an HTTP/1.1 endpoint (`/metrics`, `/healthz`), a periodic read of the kernel's records and
-//! the stop on SIGTERM or SIGINT. The kernel's hot path is the one of `--all`.
+//! an HTTP/1.1 endpoint (`/metrics`, `/healthz`), a periodic read of the kernel's records, the
+//! periodic OTLP push and the stop on SIGTERM or SIGINT. The kernel's hot path is the one of
+//! `--all`.
+pub mod otlp;
+pub mod push;
 pub mod series;
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use anyhow::Context as _;
 use aya::maps::{MapData, RingBuf};
@@ -25,6 +32,9 @@ use crate::{
 
 /// How often the record buffer (process exits) is read.
 const DRAIN_EVERY: Duration = Duration::from_secs(1);
+
+/// The size of the pieces of a `/metrics` answer: what a scrape holds of the text at once.
+pub const CHUNK: usize = 64 * 1024;
 
 /// The longest a client may take to send its request and read the answer.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -56,6 +66,12 @@ pub fn run(plan: &ServePlan) -> anyhow::Result<()> {
         last_scrape: 0.0,
         programs: probes.hooks.iter().filter(|h| h.error.is_none()).count() as u64,
         probes,
+        pusher: plan
+            .otlp
+            .as_ref()
+            .map(|o| push::Pusher::new(o.endpoint.clone(), o.interval)),
+        start_ns: unix_ns(),
+        host: otlp::host_name(),
     };
     let r = rt.block_on(serve(plan, &mut state));
     state.probes.detach();
@@ -72,6 +88,18 @@ struct State {
     exited: HashMap<u32, String>,
     last_scrape: f64,
     programs: u64,
+    /// With an OTLP endpoint, its pusher.
+    pusher: Option<Arc<push::Pusher>>,
+    /// When the cumulative sums started, ns since the epoch.
+    start_ns: u64,
+    host: String,
+}
+
+/// Now, ns since the epoch.
+fn unix_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 async fn serve(plan: &ServePlan, state: &mut State) -> anyhow::Result<()> {
@@ -85,15 +113,37 @@ async fn serve(plan: &ServePlan, state: &mut State) -> anyhow::Result<()> {
         || format!("pid {:?} and its children", plan.pids),
         |f| f.describe(),
     );
-    eprintln!("Serving {who} at http://{addr}/metrics… SIGTERM or Ctrl-C to end.");
+    let push = match &plan.otlp {
+        Some(o) => format!(
+            ", pushing OTLP to {} every {}",
+            o.endpoint.url,
+            humantime::format_duration(o.interval)
+        ),
+        None => String::new(),
+    };
+    eprintln!("Serving {who} at http://{addr}/metrics{push}… SIGTERM or Ctrl-C to end.");
     let mut term = signal(SignalKind::terminate()).context("failed to handle SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("failed to handle SIGINT")?;
     let mut tick = tokio::time::interval(DRAIN_EVERY);
+    // Without an endpoint the push's timer is never polled.
+    let every = plan.otlp.as_ref().map_or(DRAIN_EVERY, |o| o.interval);
+    let mut push_tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    push_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pushing: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = tick.tick() => state.drain(),
+            _ = push_tick.tick(), if plan.otlp.is_some() => {
+                if pushing.as_ref().is_some_and(|h| !h.is_finished()) {
+                    if let Some(p) = &state.pusher {
+                        p.record(Err(push::PushError::Busy));
+                    }
+                } else if let Some((p, body)) = state.otlp_body() {
+                    pushing = Some(tokio::spawn(async move { p.push(body).await }));
+                }
+            }
             conn = listener.accept() => {
                 if let Ok((sock, _)) = conn {
                     // One client at a time: a scrape reads the kernel's maps, which are ours.
@@ -101,6 +151,13 @@ async fn serve(plan: &ServePlan, state: &mut State) -> anyhow::Result<()> {
                 }
             }
         }
+    }
+    // A last push, so that the collector has what came after the previous one.
+    if let Some(h) = pushing {
+        let _ = h.await;
+    }
+    if let Some((p, body)) = state.otlp_body() {
+        p.push(body).await;
     }
     eprintln!("profiler serve: stopped");
     Ok(())
@@ -131,37 +188,82 @@ impl State {
         }
         let head = String::from_utf8_lossy(&buf);
         let mut words = head.split_whitespace();
-        let (status, ctype, body) = match (words.next(), words.next()) {
-            (Some("GET"), Some("/metrics")) => match self.scrape() {
-                Ok(text) => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", text),
-                Err(e) => (
-                    "500 Internal Server Error",
-                    "text/plain",
-                    format!("{e:#}\n"),
-                ),
-            },
-            (Some("GET"), Some("/healthz")) => ("200 OK", "text/plain", "ok\n".to_string()),
-            (Some("GET"), _) => ("404 Not Found", "text/plain", "not found\n".to_string()),
-            _ => (
-                "405 Method Not Allowed",
-                "text/plain",
-                "GET only\n".to_string(),
-            ),
+        let (status, body) = match (words.next(), words.next()) {
+            (Some("GET"), Some("/metrics")) => {
+                let t0 = std::time::Instant::now();
+                match self.refresh() {
+                    Ok(health) => return self.stream_metrics(sock, t0, &health).await,
+                    Err(e) => ("500 Internal Server Error", format!("{e:#}\n")),
+                }
+            }
+            (Some("GET"), Some("/healthz")) => ("200 OK", "ok\n".to_string()),
+            (Some("GET"), _) => ("404 Not Found", "not found\n".to_string()),
+            _ => ("405 Method Not Allowed", "GET only\n".to_string()),
         };
-        let head = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        let answer = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
-        // Head and body apart: the body (megabytes with many series) is never copied.
-        sock.write_all(head.as_bytes()).await?;
-        sock.write_all(body.as_bytes()).await?;
+        sock.write_all(answer.as_bytes()).await?;
         sock.shutdown().await?;
         Ok(())
     }
 
-    /// Reads the kernel's sums, extends the series, forgets processes that ended.
-    fn scrape(&mut self) -> anyhow::Result<String> {
-        let t0 = std::time::Instant::now();
+    /// Writes the exposition of the series as it is rendered, a piece of about [`CHUNK`]
+    /// bytes at a time; the body ends when the connection closes. The scrape's time, for the
+    /// next one, is the reading and the rendering, not the client's pace.
+    async fn stream_metrics(
+        &mut self,
+        mut sock: TcpStream,
+        t0: std::time::Instant,
+        health: &Health,
+    ) -> anyhow::Result<()> {
+        let mut busy = t0.elapsed();
+        let head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nConnection: close\r\n\r\n";
+        let mut buf = String::with_capacity(CHUNK + 64 * 1024);
+        buf.push_str(head);
+        let mut text = prometheus::Exposition::new(&self.series, health);
+        let result = loop {
+            let t = std::time::Instant::now();
+            let more = text.fill(&mut buf, CHUNK);
+            busy += t.elapsed();
+            if let Err(e) = sock.write_all(buf.as_bytes()).await {
+                break Err(e);
+            }
+            buf.clear();
+            if !more {
+                break sock.shutdown().await;
+            }
+        };
+        self.last_scrape = busy.as_secs_f64();
+        Ok(result?)
+    }
+
+    /// The pusher and the encoded OTLP request of the series now (`None` without an
+    /// endpoint). A failure to read the kernel's sums counts as a failed push.
+    fn otlp_body(&mut self) -> Option<(Arc<push::Pusher>, otlp::Encoded)> {
+        let pusher = self.pusher.clone()?;
+        // The values are those of this moment or later: the kernel's sums are read after it.
+        let now_ns = unix_ns();
+        let health = match self.refresh() {
+            Ok(h) => h,
+            Err(e) => {
+                pusher.record(Err(push::PushError::Io(std::io::Error::other(format!(
+                    "{e:#}"
+                )))));
+                return None;
+            }
+        };
+        let cx = otlp::Context {
+            host: self.host.clone(),
+            start_ns: self.start_ns,
+            now_ns,
+        };
+        Some((pusher, otlp::encode(&self.series, &health, &cx)))
+    }
+
+    /// Reads the kernel's sums, extends the series, forgets processes that ended; the health.
+    fn refresh(&mut self) -> anyhow::Result<Health> {
         self.drain();
         let live = self.probes.summaries()?;
         let mut gone = Vec::new();
@@ -190,17 +292,15 @@ impl State {
             self.names.remove(&k.pid);
             self.exited.remove(&k.pid);
         }
-        let health = Health {
+        Ok(Health {
             records_lost: self.probes.counter(Counter::Lost)?,
             summary_full: self.probes.counter_slot(COUNTER_SUMMARY_FULL)?,
             programs_attached: self.programs,
             scrape_seconds: self.last_scrape,
             cpu_seconds: own_cpu_seconds(),
             rss_bytes: own_rss_bytes(),
-        };
-        let text = prometheus::exposition(&self.series, &health);
-        self.last_scrape = t0.elapsed().as_secs_f64();
-        Ok(text)
+            otlp: self.pusher.as_ref().map(|p| p.counts()),
+        })
     }
 }
 

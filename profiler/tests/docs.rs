@@ -1,4 +1,4 @@
-//! docs/options.md is `profiler --help`: this test fails when they differ, and rewrites the
+//! docs/options.md is `profiler --help` and `profiler serve --help`: this test fails when they differ, and rewrites the
 //! page when run with `UPDATE_DOCS=1` (`UPDATE_DOCS=1 cargo test -p profiler --test docs`).
 use clap::CommandFactory as _;
 
@@ -6,12 +6,19 @@ fn page() -> String {
     let help = profiler::plan::cli::Cli::command()
         .render_long_help()
         .to_string();
+    let serve = profiler::plan::serve::ServeCli::command()
+        .render_long_help()
+        .to_string();
     format!(
         "# profiler options\n\n\
-         Generated from `profiler --help`; do not edit by hand. After changing an option, run\n\
-         `UPDATE_DOCS=1 cargo test -p profiler --test docs` to regenerate this page.\n\n\
+         Generated from `profiler --help` and `profiler serve --help`; do not edit by hand. After\n\
+         changing an option, run `UPDATE_DOCS=1 cargo test -p profiler --test docs` to\n\
+         regenerate this page.\n\n\
+         ```text\n{}\n```\n\n\
+         ## profiler serve\n\n\
          ```text\n{}\n```\n",
-        help.trim_end()
+        help.trim_end(),
+        serve.trim_end()
     )
 }
 

@@ -72,7 +72,8 @@ fn blocking_wait_matches_the_sender_pacing() {
 #[test]
 fn splice_moves_the_file_and_the_receiver_waits_then_copies() {
     let size: u64 = 32 << 20;
-    let file = scratch("splice-file").join("data.bin");
+    let dir = scratch("splice-file");
+    let file = dir.join("data.bin");
     let (out, rows, truth) = profile(
         "splice",
         &[

@@ -7,30 +7,17 @@
 #![cfg(feature = "root-tests")]
 
 use std::{
+    ffi::OsStr,
     io::{BufRead, BufReader, Write},
     path::{Path, PathBuf},
-    process::{Child, ChildStderr, Command, Stdio},
+    process::{Child, Command, Output, Stdio},
+    time::Duration,
 };
 
 mod common;
+use common::{assert_root, scratch};
 
 use profiler::render::export::CallRow;
-
-fn assert_root() {
-    assert!(
-        profiler::plan::privilege::missing().is_empty(),
-        "root tests need root (or CAP_BPF + CAP_PERFMON): run `sudo cargo xtask test`"
-    );
-}
-
-/// A scratch folder for one test.
-fn scratch(name: &str) -> PathBuf {
-    tempfile::Builder::new()
-        .prefix(&format!("ioprof-attach-{name}-"))
-        .tempdir()
-        .expect("scratch folder")
-        .keep()
-}
 
 /// The program traced by pid. It prints `ready`, waits for a line on stdin (so that it is
 /// attached before it does anything), then:
@@ -152,50 +139,19 @@ impl Program {
 }
 
 /// A profiler attached by pid, once it says that it traces.
-struct Attached {
-    child: Child,
-    err: BufReader<ChildStderr>,
-    banner: String,
+fn attach(pids: &str, csv: &Path, calls: &str) -> common::Running {
+    let args = ["-p", pids, "--calls", calls, "-d", "60s", "--csv"].map(OsStr::new);
+    let mut args = args.to_vec();
+    args.push(csv.as_os_str());
+    common::Running::start(&args)
 }
 
-fn attach(pids: &str, csv: &Path, calls: &str) -> Attached {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_profiler"))
-        .arg("-v")
-        .args(["-p", pids, "--calls", calls, "-d", "60s", "--csv"])
-        .arg(csv)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run profiler");
-    let mut err = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut banner = String::new();
-    loop {
-        let mut line = String::new();
-        let n = err.read_line(&mut line).expect("profiler stderr");
-        banner.push_str(&line);
-        assert!(n > 0, "the profiler ended before attaching:\n{banner}");
-        if line.contains("Ctrl-C to end") {
-            break;
-        }
-    }
-    Attached { child, err, banner }
-}
-
-impl Attached {
-    /// Waits for the profiler to end by itself (every traced process gone); returns its
-    /// report.
-    fn finish(mut self) -> String {
-        let mut rest = String::new();
-        let _ = std::io::Read::read_to_string(&mut self.err, &mut rest);
-        let out = self.child.wait_with_output().expect("profiler output");
-        assert!(
-            out.status.success(),
-            "profiler failed:\n{}{rest}",
-            self.banner
-        );
-        // The report comes on stderr, after the banner already read.
-        rest
-    }
+/// Waits for a profiler attached by pid to end by itself (every traced process gone); returns
+/// its report.
+fn finish(prof: common::Running) -> String {
+    let done = prof.wait(Duration::from_secs(120));
+    assert!(done.status.success(), "profiler failed:\n{}", done.stderr);
+    done.stderr
 }
 
 fn rows(csv: &Path) -> Vec<CallRow> {
@@ -208,7 +164,7 @@ fn rows(csv: &Path) -> Vec<CallRow> {
 
 /// A scratch folder with a Python `script` and a data file of `size` bytes in it:
 /// `(folder, script path, data file path)`.
-fn setup(name: &str, script: &str, size: usize) -> (PathBuf, PathBuf, PathBuf) {
+fn setup(name: &str, script: &str, size: usize) -> (common::Scratch, PathBuf, PathBuf) {
     assert_root();
     let dir = scratch(name);
     let script_path = dir.join("program.py");
@@ -232,7 +188,7 @@ fn attached_by_pid_counts_its_calls_and_none_of_a_twin() {
     twin.go();
     let done = traced.finish();
     let twin_done = twin.finish();
-    let stdout = prof.finish();
+    let stdout = finish(prof);
     let rows = rows(&csv);
 
     assert_eq!(done.file_bytes, size as u64);
@@ -287,7 +243,7 @@ fn a_child_forked_after_attach_is_traced_with_its_own_pid() {
     let prof = attach(&pid.to_string(), &csv, "read,recvfrom");
     traced.go();
     let done = traced.finish();
-    prof.finish();
+    finish(prof);
     let rows = rows(&csv);
     assert!(done.child > 0 && done.child != pid);
     let child_rows: Vec<&CallRow> = rows.iter().filter(|r| r.pid == done.child).collect();
@@ -346,7 +302,7 @@ fn nginx_under_load_sends_what_its_clients_receive() {
     assert_root();
     let server = common::nginx::Nginx::start("nginx");
     let (master, worker) = (server.master, server.worker);
-    let dir = server.dir.clone();
+    let dir = server.dir.to_path_buf();
 
     let csv = dir.join("calls.csv");
     let prof = attach(
@@ -363,11 +319,11 @@ fn nginx_under_load_sends_what_its_clients_receive() {
     } = server.fetch(4, 8);
     // Ctrl-C ends the run: it detaches, writes the CSV and prints the summary.
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(prof.child.id() as i32),
+        nix::unistd::Pid::from_raw(prof.pid() as i32),
         nix::sys::signal::Signal::SIGINT,
     )
     .expect("interrupt the profiler");
-    let stdout = prof.finish();
+    let stdout = finish(prof);
     let rows = rows(&csv);
     drop(server);
 
@@ -426,13 +382,14 @@ d.recvfrom(13)
 print(fd, r, flush=True)
 "#;
 
-#[test]
-fn descriptor_classes_survive_exit_and_reuse() {
-    let (dir, script, file) = setup("classes", CLASSES, 4096);
+/// Runs the profiler with `args` and `--csv` on a Python `script` given a 4 KiB data file:
+/// the scratch folder, the CSV and the profiler's output, which must be a success.
+fn profile_script(name: &str, script: &str, args: &[&str]) -> (common::Scratch, PathBuf, Output) {
+    let (dir, script, file) = setup(name, script, 4096);
     let csv = dir.join("calls.csv");
     let out = Command::new(env!("CARGO_BIN_EXE_profiler"))
-        .arg("-v")
-        .args(["--calls", "read,recvfrom", "--csv"])
+        .args(args)
+        .arg("--csv")
         .arg(&csv)
         .arg("--")
         .arg("python3")
@@ -445,15 +402,25 @@ fn descriptor_classes_survive_exit_and_reuse() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // The program's own line is the first of the profiler's stdout (it inherits it).
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let fds: Vec<i64> = stdout
+    (dir, csv, out)
+}
+
+/// The numbers on the traced program's first line, the first of the profiler's stdout (the
+/// program inherits it).
+fn first_line_numbers(out: &Output) -> Vec<i64> {
+    String::from_utf8_lossy(&out.stdout)
         .lines()
         .next()
         .expect("program output")
         .split_whitespace()
-        .map(|v| v.parse().expect("fd"))
-        .collect();
+        .map(|v| v.parse().expect("a number"))
+        .collect()
+}
+
+#[test]
+fn descriptor_classes_survive_exit_and_reuse() {
+    let (dir, csv, out) = profile_script("classes", CLASSES, &["-v", "--calls", "read,recvfrom"]);
+    let fds = first_line_numbers(&out);
     assert_eq!(
         fds[0], fds[1],
         "the pipe reuses the file's descriptor number"
@@ -475,6 +442,69 @@ fn descriptor_classes_survive_exit_and_reuse() {
     assert_eq!((recv("unix"), recv("udp")), (11, 13));
     assert!(rows.iter().all(|r| r.fd_class != "unknown"), "{rows:?}");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// One descriptor number that a process closes and reuses in every way that can change what
+/// it refers to: a file; a pipe put over it by `dup2`; a Unix socket after `close_range`; a
+/// pipe after `exec`. Each read has its own size. Prints the number, which must be the same
+/// in every step.
+const REUSED: &str = r#"
+import os, socket, sys
+path = sys.argv[1]
+fd = os.open(path, os.O_RDONLY)
+os.read(fd, 5)
+os.read(fd, 5)
+r, w = os.pipe()
+os.write(w, b"p" * 6)
+os.dup2(r, fd)
+os.read(fd, 6)
+os.closerange(fd, fd + 1)
+a, b = socket.socketpair()
+assert a.fileno() == fd, (a.fileno(), fd)
+b.send(b"u" * 7)
+os.read(fd, 7)
+b.send(b"u" * 8)
+os.read(fd, 8)
+print(os.getpid(), fd, flush=True)
+# After exec the number is free again (close-on-exec): a pipe's read end takes it, through
+# dup (which closes nothing).
+child = "import os, sys\nfd = int(sys.argv[1])\nr, w = os.pipe()\nassert w != fd, (r, w, fd)\nsrc = r\nwhile r != fd:\n    r = os.dup(src)\nos.write(w, b'e' * 9)\nos.read(fd, 9)\n"
+os.execv(sys.executable, [sys.executable, "-c", child, str(fd)])
+"#;
+
+#[test]
+fn cached_descriptor_classes_follow_dup2_close_range_and_exec() {
+    let (_dir, csv, out) =
+        profile_script("reused", REUSED, &["--show", "hooks", "--calls", "read"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("descriptor classes cached per process")
+                && !l.contains("unavailable")),
+        "the class cache was not in use:\n{stderr}"
+    );
+    let ids = first_line_numbers(&out);
+    let (pid, fd) = (ids[0] as u32, ids[1]);
+    // The program's reads of that descriptor from its first (exec keeps the pid; the reads
+    // before are the interpreter's start-up), by size: their classes.
+    let rows: Vec<(u64, String)> = rows(&csv)
+        .into_iter()
+        .filter(|r| r.pid == pid && r.call == "read" && r.fd == fd)
+        .map(|r| (r.bytes, r.fd_class))
+        .skip_while(|r| r.0 != 5)
+        .collect();
+    let class_of = |bytes: u64| -> Vec<&str> {
+        rows.iter()
+            .filter(|r| r.0 == bytes)
+            .map(|r| r.1.as_str())
+            .collect()
+    };
+    assert_eq!(class_of(5), ["file", "file"], "{rows:?}");
+    assert_eq!(class_of(6), ["pipe"], "after dup2: {rows:?}");
+    assert_eq!(class_of(7), ["unix"], "after close_range: {rows:?}");
+    assert_eq!(class_of(8), ["unix"], "{rows:?}");
+    assert_eq!(class_of(9), ["pipe"], "after exec: {rows:?}");
 }
 
 /// A paced receiver: a thread sends MSGS messages of 64 bytes, one every 300 ms, over TCP
@@ -520,13 +550,13 @@ fn a_call_in_flight_at_attach_is_counted_with_its_start_unknown() {
     out.read_line(&mut line).expect("ready line");
     assert_eq!(line.trim(), "ready");
     // Attach while the receiver sleeps in recvfrom, waiting for a message.
-    std::thread::sleep(std::time::Duration::from_millis(450));
+    std::thread::sleep(Duration::from_millis(450));
     let csv = dir.join("calls.csv");
     let prof = attach(&receiver.id().to_string(), &csv, "recvfrom");
     let mut text = String::new();
     std::io::Read::read_to_string(&mut out, &mut text).expect("receiver output");
     assert!(receiver.wait().expect("receiver").success());
-    prof.finish();
+    finish(prof);
     let truth: Vec<(u64, u64, u64)> = text
         .lines()
         .filter_map(|l| {

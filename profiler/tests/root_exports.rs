@@ -5,7 +5,7 @@
 #![cfg(feature = "root-tests")]
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Stdio},
 };
 
@@ -16,36 +16,8 @@ use profiler::render::export::{
 };
 use workloads::truth::Truth;
 
-fn assert_root() {
-    assert!(
-        profiler::plan::privilege::missing().is_empty(),
-        "root tests need root (or CAP_BPF + CAP_PERFMON): run `sudo cargo xtask test`"
-    );
-}
-
-fn scratch(name: &str) -> PathBuf {
-    tempfile::Builder::new()
-        .prefix(&format!("ioprof-exports-{name}-"))
-        .tempdir()
-        .expect("scratch folder")
-        .keep()
-}
-
-/// The `workloads` binary built beside this test (`cargo xtask test` builds it first).
-fn workloads_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test path");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target folder")
-        .join("workloads");
-    assert!(
-        bin.is_file(),
-        "{} is missing: run `cargo xtask test`",
-        bin.display()
-    );
-    bin
-}
+mod common;
+use common::{assert_root, scratch, workloads_bin};
 
 /// Reads a CSV into its record type, after checking that no cell is empty.
 fn read_csv<T: serde::de::DeserializeOwned>(path: &Path) -> Vec<T> {

@@ -56,7 +56,7 @@ fn check(
     model: &str,
     kinds: &[WaitKind],
     name: &str,
-) -> (Vec<Message>, models::ModelRow, Vec<Helper>) {
+) -> (Vec<Message>, models::ModelRow, Vec<Helper>, Truth) {
     let (msgs, truth, helpers) = run_model(model);
     assert_eq!(truth.messages, COUNT);
     // Bytes equal the truth's.
@@ -103,12 +103,12 @@ fn check(
         "{model}: notification measured for {told} of {} messages",
         msgs.len()
     );
-    (msgs, row, helpers)
+    (msgs, row, helpers, truth)
 }
 
 #[test]
 fn blocking_waits_in_the_read_call() {
-    let (msgs, row, _) = check("blocking", &[WaitKind::Call], "blocking");
+    let (msgs, row, _, _) = check("blocking", &[WaitKind::Call], "blocking");
     assert!(msgs.iter().all(|m| m.copier == Copier::Caller));
     // A message whose data was ready when the thread looked is still its thread's: blocking.
     let other: Vec<_> = msgs.iter().filter(|m| m.model() != "blocking").collect();
@@ -118,16 +118,25 @@ fn blocking_waits_in_the_read_call() {
 
 #[test]
 fn nonblocking_polls_with_failed_attempts() {
-    let (msgs, row, _) = check("nonblocking", &[WaitKind::Polling], "non-blocking");
+    let (msgs, row, _, truth) = check("nonblocking", &[WaitKind::Polling], "non-blocking");
+    // Every receive that failed with EAGAIN is seen, and counted before the message it
+    // waited for.
+    assert_eq!(
+        msgs.iter().map(|m| m.failed_attempts).sum::<u64>(),
+        truth.attempts,
+        "{row:?}"
+    );
     assert!(row.failed > 1.0, "{row:?}");
+    // Most messages were polled for; a receiver kept off the CPU past the sender's pace
+    // finds the next one waiting, which a loaded machine makes more frequent.
     let polled = msgs.iter().filter(|m| m.failed_attempts > 0).count();
-    assert!(polled * 10 >= msgs.len() * 9, "{polled} of {}", msgs.len());
+    assert!(polled * 2 >= msgs.len(), "{polled} of {}", msgs.len());
     assert!(msgs.iter().all(|m| m.copier == Copier::Caller));
 }
 
 #[test]
 fn select_waits_in_the_multiplexer() {
-    let (_, row, _) = check("select", &[WaitKind::Mux], "multiplexing");
+    let (_, row, _, _) = check("select", &[WaitKind::Mux], "multiplexing");
     assert!(
         row.blocker.contains("select"),
         "select or pselect6: {row:?}"
@@ -136,13 +145,13 @@ fn select_waits_in_the_multiplexer() {
 
 #[test]
 fn poll_waits_in_the_multiplexer() {
-    let (_, row, _) = check("poll", &[WaitKind::Mux], "multiplexing");
+    let (_, row, _, _) = check("poll", &[WaitKind::Mux], "multiplexing");
     assert!(row.blocker.contains("poll"), "{row:?}");
 }
 
 #[test]
 fn epoll_waits_in_the_multiplexer_and_the_csv_says_so() {
-    let (_, row, _) = check("epoll", &[WaitKind::Mux], "multiplexing");
+    let (_, row, _, _) = check("epoll", &[WaitKind::Mux], "multiplexing");
     assert!(row.blocker.contains("epoll"), "{row:?}");
     // The per-call CSV carries the model, the message and how each call waited.
     let (out, rows, truth) = common::profile(
@@ -180,13 +189,13 @@ fn epoll_waits_in_the_multiplexer_and_the_csv_says_so() {
 
 #[test]
 fn sigio_runs_free_until_the_signal() {
-    let (msgs, _, _) = check("sigio", &[WaitKind::Free], "signal-driven");
+    let (msgs, _, _, _) = check("sigio", &[WaitKind::Free], "signal-driven");
     assert!(msgs.iter().all(|m| m.copier == Copier::Caller));
 }
 
 #[test]
 fn aio_names_the_helper_thread_that_blocked() {
-    let (msgs, row, _) = check("aio", &[WaitKind::Free], "asynchronous");
+    let (msgs, row, _, _) = check("aio", &[WaitKind::Free], "asynchronous");
     let pid = msgs[0].pid;
     assert!(
         msgs.iter()
@@ -200,14 +209,14 @@ fn aio_names_the_helper_thread_that_blocked() {
 
 #[test]
 fn io_uring_waits_for_completions_in_enter() {
-    let (msgs, row, _) = check("io-uring", &[WaitKind::Completion], "asynchronous");
+    let (msgs, row, _, _) = check("io-uring", &[WaitKind::Completion], "asynchronous");
     assert!(msgs.iter().all(|m| m.copier == Copier::TaskWork));
     assert!(row.blocker.contains("io_uring_enter"), "{row:?}");
 }
 
 #[test]
 fn io_uring_reaped_later_leaves_the_process_free() {
-    let (msgs, _, _) = check("io-uring-reap", &[WaitKind::Free], "asynchronous");
+    let (msgs, _, _, _) = check("io-uring-reap", &[WaitKind::Free], "asynchronous");
     assert!(
         msgs.iter()
             .all(|m| matches!(m.copier, Copier::TaskWork | Copier::Worker)),
@@ -218,7 +227,7 @@ fn io_uring_reaped_later_leaves_the_process_free() {
 
 #[test]
 fn tokio_waits_in_epoll_and_its_blocking_pool_reads_the_file() {
-    let (msgs, row, helpers) = check("tokio-recv", &[WaitKind::Mux], "multiplexing");
+    let (msgs, row, helpers, _) = check("tokio-recv", &[WaitKind::Mux], "multiplexing");
     let pid = msgs[0].pid;
     // The runtime's worker thread waits and copies; the main thread only waits for the task.
     let worker = msgs[0].waiter;

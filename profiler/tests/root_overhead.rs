@@ -3,8 +3,6 @@
 //! the records it lost. Built only with the `root-tests` feature; no timing is asserted.
 #![cfg(feature = "root-tests")]
 
-use std::path::{Path, PathBuf};
-
 use probe_common::{SummaryKey, mode};
 use profiler::{
     analyze::attribution,
@@ -15,32 +13,15 @@ use profiler::{
 };
 use workloads::truth::Truth;
 
-fn assert_root() {
-    assert!(
-        profiler::plan::privilege::missing().is_empty(),
-        "root tests need root (or CAP_BPF + CAP_PERFMON): run `sudo cargo xtask test`"
-    );
-}
-
-/// The `workloads` binary built beside this test (`cargo xtask test` builds it first).
-fn workloads_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test path");
-    let dir = exe.parent().and_then(Path::parent).expect("target folder");
-    let bin = dir.join("workloads");
-    assert!(
-        bin.is_file(),
-        "{} is missing: run `cargo xtask test`, which builds it",
-        bin.display()
-    );
-    bin
-}
-
 /// Runs `workloads ARGS --truth FILE` under the profiler with these load options.
 /// A run with its calls.
 struct Ran {
     r: RunResult,
     calls: Vec<profiler::capture::traced::TracedCall>,
 }
+
+mod common;
+use common::{assert_root, scratch, workloads_bin};
 
 fn run(tag: &str, args: &[&str], load: LoadOptions) -> (Ran, Truth) {
     run_with(tag, args, load, false)
@@ -50,11 +31,7 @@ fn run(tag: &str, args: &[&str], load: LoadOptions) -> (Ran, Truth) {
 /// traced: the shell and its child).
 fn run_with(tag: &str, args: &[&str], load: LoadOptions, under_shell: bool) -> (Ran, Truth) {
     assert_root();
-    let dir = tempfile::Builder::new()
-        .prefix(&format!("ioprof-overhead-{tag}-"))
-        .tempdir()
-        .expect("scratch folder")
-        .keep();
+    let dir = scratch(&format!("overhead-{tag}"));
     let truth_path = dir.join("truth.json");
     let mut argv = Vec::new();
     if under_shell {

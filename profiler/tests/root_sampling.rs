@@ -12,20 +12,8 @@ use profiler::{analyze::classify, render::flame};
 
 const FREQ: &str = "1999";
 
-fn assert_root() {
-    assert!(
-        profiler::plan::privilege::missing().is_empty(),
-        "root tests need root (or CAP_BPF + CAP_PERFMON): run `sudo cargo xtask test`"
-    );
-}
-
-fn scratch(name: &str) -> PathBuf {
-    tempfile::Builder::new()
-        .prefix(&format!("ioprof-sampling-{name}-"))
-        .tempdir()
-        .expect("scratch folder")
-        .keep()
-}
+mod common;
+use common::{assert_root, scratch};
 
 /// A 32 MiB file, read once so that it is in the page cache.
 fn cached_file(dir: &Path) -> PathBuf {

@@ -13,10 +13,12 @@ use profiler::render::export::CallRow;
 use workloads::{methods::Method, transfer::digest_file};
 
 /// A test file of `size` bytes in a scratch folder (removed by the caller).
-fn test_file(name: &str, size: u64) -> PathBuf {
-    let f = scratch(name).join("data.bin");
+/// A scratch folder with a test file of `size` bytes in it, and the file's path.
+fn test_file(name: &str, size: u64) -> (common::Scratch, PathBuf) {
+    let dir = scratch(name);
+    let f = dir.join("data.bin");
     workloads::files::ensure_file(Some(&f), size).expect("test file");
-    f
+    (dir, f)
 }
 
 fn run_method(m: Method, file: &std::path::Path, size: u64) -> Run {
@@ -49,7 +51,7 @@ fn sender_rows(r: &Run, tid: u32) -> Vec<&CallRow> {
 #[test]
 fn every_method_delivers_the_file_and_the_byte_counts_match_the_truth() {
     let size: u64 = 16 << 20;
-    let file = test_file("methods", size);
+    let (_dir, file) = test_file("methods", size);
     let want = digest_file(&file).expect("digest");
     for m in Method::ALL {
         let r = run_method(m, &file, size);
@@ -139,7 +141,7 @@ fn every_method_delivers_the_file_and_the_byte_counts_match_the_truth() {
 #[test]
 fn mmap_write_faults_agree_with_the_kernels_own_count() {
     let size: u64 = 64 << 20;
-    let file = test_file("mmap-faults", size);
+    let (_dir, file) = test_file("mmap-faults", size);
     let r = run_method(Method::MmapWrite, &file, size);
     let tid = sender_tid(&r, Method::MmapWrite);
     let rows = sender_rows(&r, tid);
@@ -184,7 +186,7 @@ fn user_memory_bytes(r: &Run, tid: u32) -> (u64, u64) {
 #[test]
 fn sendfile_and_splice_move_nothing_through_user_memory_read_write_does() {
     let size: u64 = 16 << 20;
-    let file = test_file("user-memory", size);
+    let (_dir, file) = test_file("user-memory", size);
     for m in [Method::Sendfile, Method::Splice] {
         let r = run_method(m, &file, size);
         let tid = sender_tid(&r, m);
@@ -203,7 +205,7 @@ fn sendfile_and_splice_move_nothing_through_user_memory_read_write_does() {
 #[test]
 fn mmap_truncate_survives_both_ways_and_its_signals_are_listed() {
     let size: u64 = 16 << 20;
-    let file = test_file("truncate", size);
+    let (_dir, file) = test_file("truncate", size);
     for (variant, signal) in [("sigbus", "SIGBUS"), ("lease", "SIGRTMIN+1")] {
         let r = profile_run(
             &format!("truncate-{variant}"),

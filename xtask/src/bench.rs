@@ -129,7 +129,7 @@ pub fn run(reps: usize) -> anyhow::Result<()> {
     let load_before = loadavg();
     let mut samples: BTreeMap<(usize, Variant), Vec<Sample>> = BTreeMap::new();
     let mut bystander: BTreeMap<Variant, Vec<f64>> = BTreeMap::new();
-    let mut bystander_tracepoints: Vec<f64> = Vec::new();
+    let mut bystander_other: BTreeMap<Scope, Vec<f64>> = BTreeMap::new();
     let mut start_stop: BTreeMap<startstop::Starter, Vec<startstop::Timing>> = BTreeMap::new();
     let variants: Vec<Variant> = VARIANTS
         .iter()
@@ -156,14 +156,16 @@ pub fn run(reps: usize) -> anyhow::Result<()> {
         }
         for k in 0..variants.len() {
             let v = variants[(k + rep) % variants.len()];
-            match b.bystander(v, false) {
+            match b.bystander(v, Scope::Target) {
                 Ok(ns) => bystander.entry(v).or_default().push(ns),
                 Err(e) => eprintln!("bench: bystander under {} failed: {e:#}", v.name()),
             }
         }
-        match b.bystander(Variant::Summary, true) {
-            Ok(ns) => bystander_tracepoints.push(ns),
-            Err(e) => eprintln!("bench: bystander under per-call tracepoints failed: {e:#}"),
+        for scope in [Scope::TargetTracepoints, Scope::All, Scope::AllOtherCommand] {
+            match b.bystander(Variant::Summary, scope) {
+                Ok(ns) => bystander_other.entry(scope).or_default().push(ns),
+                Err(e) => eprintln!("bench: bystander under {} failed: {e:#}", scope.row()),
+            }
         }
         // Start and stop: three times per round, each tool in a rotated order.
         for k in 0..3 * startstop::STARTERS.len() {
@@ -192,7 +194,7 @@ pub fn run(reps: usize) -> anyhow::Result<()> {
         &b,
         &loads,
         &samples,
-        (&bystander, &bystander_tracepoints),
+        (&bystander, &bystander_other),
         &programs,
         reps,
         (load_before, loadavg()),
@@ -411,19 +413,30 @@ impl Bench {
         ))
     }
 
-    /// ns per `getppid` of an untraced process while `v` traces a sleeping one.
-    /// With `tracepoints`, the profiler attaches the per-call tracepoints instead of the raw
-    /// tracepoint pair.
-    fn bystander(&self, v: Variant, tracepoints: bool) -> anyhow::Result<f64> {
+    /// ns per `getppid` of a bystander process while `v` traces a sleeping one (`scope`:
+    /// how the profiler is told what to trace).
+    fn bystander(&self, v: Variant, scope: Scope) -> anyhow::Result<f64> {
         let truth_path = self.scratch.join("bystander.json");
         let _ = std::fs::remove_file(&truth_path);
         let mut tool = if v == Variant::Untraced {
             None
         } else {
-            // The traced target: a process that sleeps while the bystander runs.
-            let mut c = self.command(v, "recvfrom", &["sleep".into(), "4".into()], false);
+            let mut c = match scope {
+                // The traced target: a process that sleeps while the bystander runs.
+                Scope::Target | Scope::TargetTracepoints => {
+                    self.command(v, "recvfrom", &["sleep".into(), "4".into()], false)
+                }
+                Scope::All | Scope::AllOtherCommand => {
+                    let mut c = Command::new(self.bin.join("profiler"));
+                    c.args(["--all", "-d", "4s", "--calls", "recvfrom"]);
+                    if scope == Scope::AllOtherCommand {
+                        c.args(["--comm", "nginx"]);
+                    }
+                    c
+                }
+            };
             c.stdout(Stdio::null()).stderr(Stdio::null());
-            if tracepoints {
+            if scope == Scope::TargetTracepoints {
                 c.env("IOPROF_SYSCALL_HOOKS", "tracepoints");
             }
             Some(c.spawn().context("failed to start the tracer")?)
@@ -444,6 +457,39 @@ impl Bench {
         anyhow::ensure!(status.success(), "bystander failed");
         let t = Truth::read(&truth_path)?;
         Ok(t.wall_ns as f64 / t.loop_calls.max(1) as f64)
+    }
+}
+
+/// The bystander's ns per call: under each variant, and under the profiler traced otherwise.
+type Bystanders<'a> = (
+    &'a BTreeMap<Variant, Vec<f64>>,
+    &'a BTreeMap<Scope, Vec<f64>>,
+);
+
+/// How the profiler is told what to trace while the bystander runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Scope {
+    /// A sleeping process, by command (the raw `sys_enter`/`sys_exit` pair).
+    Target,
+    /// A sleeping process, with the per-call tracepoints instead.
+    TargetTracepoints,
+    /// Every process (`--all`): the bystander is in scope, its call is not traced.
+    All,
+    /// Every process of another command (`--all --comm nginx`): the bystander is filtered out
+    /// in the kernel.
+    AllOtherCommand,
+}
+
+impl Scope {
+    fn row(self) -> &'static str {
+        match self {
+            Self::Target => "profiler summary mode",
+            Self::TargetTracepoints => {
+                "profiler summary mode, per-call tracepoints instead of raw sys_enter/sys_exit"
+            }
+            Self::All => "profiler --all (every process; getppid not a traced call)",
+            Self::AllOtherCommand => "profiler --all --comm nginx (the bystander filtered out)",
+        }
     }
 }
 
@@ -620,7 +666,7 @@ fn render(
     b: &Bench,
     loads: &[Load],
     samples: &BTreeMap<(usize, Variant), Vec<Sample>>,
-    (bystander, bystander_tracepoints): (&BTreeMap<Variant, Vec<f64>>, &[f64]),
+    (bystander, bystander_other): Bystanders,
     programs: &[ProgramRuns],
     reps: usize,
     load_avg: (String, String),
@@ -794,14 +840,15 @@ fn render(
             }
         );
     }
-    if let (Some((med, lo, hi)), Some((b, _, _))) =
-        (median_min_max(bystander_tracepoints.to_vec()), by_base)
-    {
-        let _ = writeln!(
-            md,
-            "| profiler summary mode, per-call tracepoints instead of raw sys_enter/sys_exit | {med:.0} [{lo:.0}–{hi:.0}] | {:.0} |",
-            med - b
-        );
+    for (scope, ns) in bystander_other {
+        if let (Some((med, lo, hi)), Some((b, _, _))) = (median_min_max(ns.clone()), by_base) {
+            let _ = writeln!(
+                md,
+                "| {} | {med:.0} [{lo:.0}–{hi:.0}] | {:.0} |",
+                scope.row(),
+                med - b
+            );
+        }
     }
     md.push('\n');
 

@@ -20,7 +20,8 @@ pub const HOOKS_ENV: &str = "IOPROF_SYSCALL_HOOKS";
 /// the saved registers (`struct pt_regs`) of this architecture.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CallRegs {
-    /// Byte offsets of the first, second and third argument.
+    /// Byte offsets of the first, second and third argument: three adjacent words, in any
+    /// order (the probes read them at once).
     pub args: [u32; 3],
     /// Byte offset of the call number.
     pub nr: u32,
@@ -239,5 +240,23 @@ unsafe fn close_streams() {
                 libc::close(fd);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CallRegs;
+
+    #[test]
+    fn the_argument_registers_are_three_adjacent_words() {
+        let regs = CallRegs::of_this_arch().expect("a known architecture");
+        let mut offs = regs.args;
+        offs.sort_unstable();
+        assert_eq!(
+            [offs[1] - offs[0], offs[2] - offs[1]],
+            [8, 8],
+            "{:?}",
+            regs.args
+        );
     }
 }

@@ -90,6 +90,28 @@ pub fn call_fds(call: &Call) -> u32 {
     fd_arg_spec(call) | call.bytes_spec() | probe_common::CALL_FDS_SET
 }
 
+/// The calls that close or replace descriptors of their process, each with the argument of
+/// the one descriptor it closes or replaces ([`NO_FD_ARG`]: any number of them): the probes
+/// drop their cached classes on these. Nothing else closes a process's descriptors but its
+/// `exec` (a hook of its own) and its end.
+pub fn descriptor_droppers() -> Vec<(u32, u32)> {
+    let mut calls = vec![
+        (libc::SYS_close, 0),
+        (libc::SYS_dup3, 1),
+        (libc::SYS_close_range, NO_FD_ARG),
+        (libc::SYS_execve, NO_FD_ARG),
+        (libc::SYS_execveat, NO_FD_ARG),
+        (libc::SYS_io_uring_enter, NO_FD_ARG),
+        (libc::SYS_unshare, NO_FD_ARG),
+    ];
+    #[cfg(target_arch = "x86_64")]
+    calls.push((libc::SYS_dup2, 1));
+    calls
+        .into_iter()
+        .map(|(nr, arg)| (nr as u32, arg))
+        .collect()
+}
+
 /// Which arguments of `call` the probes classify: `from | to << 8`, [`NO_FD_ARG`] for none.
 pub fn fd_arg_spec(call: &Call) -> u32 {
     let (from, to) = match call.fds {

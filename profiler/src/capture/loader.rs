@@ -444,6 +444,9 @@ impl Probes {
                 without,
             });
         }
+        if opts.mode & mode::RECORDS != 0 || opts.summary_classes {
+            hooks.push(cache_fd_classes(&mut ebpf, &hooks, &mut links));
+        }
         let exact_btf = exact_btf_job
             .map(|j| {
                 j.join()
@@ -666,6 +669,59 @@ fn attach_copy_timing(
         });
     }
     Ok(timing)
+}
+
+/// Lets the probes cache descriptor classes per (process, descriptor) when every way a
+/// process's descriptors close reaches them: every call it makes (the raw `sys_enter` hook),
+/// its forks, its `exec` and its end.
+fn cache_fd_classes(ebpf: &mut Ebpf, hooks: &[Hook], links: &mut Links) -> Hook {
+    let attached = |prefix: &str| {
+        hooks
+            .iter()
+            .any(|h| h.error.is_none() && h.name.starts_with(prefix))
+    };
+    let result = if !attached("btf:descriptor classes") {
+        Err(anyhow::anyhow!(
+            "not attached: descriptors are not classified in the kernel"
+        ))
+    } else if !attached("raw_syscalls:") {
+        Err(anyhow::anyhow!(
+            "not attached: only the raw sys_enter hook sees every call that closes a descriptor"
+        ))
+    } else if !(attached("task:task_newtask") && attached("sched:sched_process_exit")) {
+        Err(anyhow::anyhow!(
+            "not attached: forks and exits are not seen"
+        ))
+    } else {
+        crate::capture::attach::attach_raw_one(
+            ebpf,
+            "raw_process_exec",
+            "sched_process_exec",
+            links,
+        )
+        .and_then(|()| enable_fd_cache(ebpf))
+    };
+    Hook {
+        name: "sched:sched_process_exec (raw tracepoint; descriptor classes cached per process)"
+            .into(),
+        error: result.err().map(|e| format!("{e:#}")),
+        without: "descriptor classes are read from the kernel at every call",
+    }
+}
+
+/// Marks the calls that close descriptors in `CALL_FDS`, then switches the cache on.
+fn enable_fd_cache(ebpf: &mut Ebpf) -> anyhow::Result<()> {
+    let mut map: aya::maps::Array<_, u32> = map_mut(ebpf, "CALL_FDS")?;
+    for (nr, arg) in crate::capture::fdkind::descriptor_droppers() {
+        let spec = map.get(&nr, 0).unwrap_or(0)
+            | probe_common::CALL_FDS_DROPS
+            | (arg << probe_common::CALL_FDS_DROP_SHIFT);
+        map.set(nr, spec, 0)
+            .with_context(|| format!("failed to mark call {nr} as closing descriptors"))?;
+    }
+    let mut on: aya::maps::Array<_, u32> = map_mut(ebpf, "FD_CACHE_ON")?;
+    on.set(0, 1, 0)
+        .context("failed to switch the descriptor class cache on")
 }
 
 /// The raw tracepoint program that does what tracepoint program `prog` does, and whether it

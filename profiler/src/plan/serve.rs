@@ -1,6 +1,6 @@
 //! `profiler serve`: its command line and the plan resolved from it (checked before anything
 //! is attached).
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
 
@@ -15,6 +15,8 @@ EXAMPLES:
   profiler serve                                  every process, metrics on 127.0.0.1:9464
   profiler serve --listen 0.0.0.0:9464            reachable from a Prometheus elsewhere
   profiler serve --comm nginx --max-series 500    only nginx, at most 500 label sets
+  profiler serve --otlp-endpoint http://collector:4318/v1/metrics
+                                                  also push OTLP metrics every 10s
 
 EXIT STATUS:
   0 after SIGTERM or SIGINT; 2: a usage or set-up error (nothing was attached).";
@@ -49,6 +51,98 @@ pub struct ServeCli {
     /// comm="other".
     #[arg(long, value_name = "N", default_value_t = 2000)]
     pub max_series: usize,
+
+    /// Also push the same metrics to an OpenTelemetry collector: OTLP/HTTP protobuf, POST to
+    /// this full URL (http:// only), e.g. http://127.0.0.1:4318/v1/metrics.
+    #[arg(long, value_name = "URL", value_parser = Endpoint::parse)]
+    pub otlp_endpoint: Option<Endpoint>,
+
+    /// Time between two OTLP pushes (one more is sent at the stop).
+    #[arg(long, value_name = "DURATION", default_value = "10s", requires = "otlp_endpoint",
+          value_parser = crate::plan::inputs::parse_duration)]
+    pub otlp_interval: Duration,
+}
+
+/// An OTLP/HTTP endpoint: where to connect and what to POST to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The URL as given.
+    pub url: String,
+    /// Host name or address to connect to (an IPv6 address without its brackets).
+    pub host: String,
+    pub port: u16,
+    /// The `Host` header: the URL's authority.
+    pub authority: String,
+    /// The request target: the URL's path and query (`/` when it has none).
+    pub path: String,
+}
+
+impl Endpoint {
+    /// Parses an `http://host[:port][/path]` URL; names what to change otherwise.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let example = "such as http://127.0.0.1:4318/v1/metrics";
+        let lower = url.to_ascii_lowercase();
+        if lower.starts_with("https://") {
+            return Err(format!(
+                "https is not supported: give an http:// URL ({example}), e.g. of a collector on this host"
+            ));
+        }
+        if !lower.starts_with("http://") {
+            return Err(format!("`{url}` is not an http:// URL ({example})"));
+        }
+        let rest = &url["http://".len()..];
+        let (authority, path) = match rest.find(['/', '?']) {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let path = if path.starts_with('?') {
+            format!("/{path}")
+        } else {
+            path.to_string()
+        };
+        if authority.contains('@') || url.contains(char::is_whitespace) || url.contains('#') {
+            return Err(format!(
+                "`{url}` has user info, spaces or a fragment: give a plain URL ({example})"
+            ));
+        }
+        let (host, port) = match authority.strip_prefix('[') {
+            Some(v6) => {
+                let (h, p) = v6
+                    .split_once(']')
+                    .ok_or_else(|| format!("`{url}`: an IPv6 address needs its closing `]`"))?;
+                (h, p.strip_prefix(':'))
+            }
+            None => match authority.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (authority, None),
+            },
+        };
+        if host.is_empty() {
+            return Err(format!("`{url}` names no host ({example})"));
+        }
+        let port = match port {
+            None => 80,
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|&p| p > 0)
+                .ok_or_else(|| format!("`{url}`: `{p}` is not a port (1-65535)"))?,
+        };
+        Ok(Self {
+            url: url.to_string(),
+            host: host.to_string(),
+            port,
+            authority: authority.to_string(),
+            path,
+        })
+    }
+}
+
+/// Where and how often to push OTLP metrics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OtlpPlan {
+    pub endpoint: Endpoint,
+    pub interval: Duration,
 }
 
 /// A resolved `serve` run.
@@ -64,6 +158,8 @@ pub struct ServePlan {
     pub calls: Vec<&'static Call>,
     /// The most label sets.
     pub max_series: usize,
+    /// With `--otlp-endpoint`, the OTLP push.
+    pub otlp: Option<OtlpPlan>,
 }
 
 impl ServePlan {
@@ -90,6 +186,10 @@ impl ServePlan {
             pids: cli.pid.clone(),
             calls: checks::calls(&cli.calls)?,
             max_series: cli.max_series,
+            otlp: cli.otlp_endpoint.map(|endpoint| OtlpPlan {
+                endpoint,
+                interval: cli.otlp_interval,
+            }),
         })
     }
 }
@@ -116,5 +216,66 @@ mod tests {
         assert_eq!((p.filter, p.pids), (None, vec![parent]));
         assert!(ServeCli::try_parse_from(["serve", "-p", "1", "--comm", "x"]).is_err());
         assert!(ServeCli::try_parse_from(["serve", "--listen", "nowhere"]).is_err());
+        assert_eq!(p.otlp, None);
+    }
+
+    #[test]
+    fn otlp_endpoints_are_plain_http_urls() {
+        let p = ServePlan::resolve(ServeCli::parse_from([
+            "serve",
+            "--otlp-endpoint",
+            "http://127.0.0.1:4318/v1/metrics",
+            "--otlp-interval",
+            "1s",
+        ]))
+        .expect("plan");
+        let o = p.otlp.expect("an OTLP push");
+        assert_eq!(o.interval, Duration::from_secs(1));
+        let e = o.endpoint;
+        assert_eq!(
+            (
+                e.host.as_str(),
+                e.port,
+                e.authority.as_str(),
+                e.path.as_str()
+            ),
+            ("127.0.0.1", 4318, "127.0.0.1:4318", "/v1/metrics")
+        );
+        let e = Endpoint::parse("HTTP://[::1]:9/x?y=1").expect("v6");
+        assert_eq!(
+            (e.host.as_str(), e.port, e.path.as_str()),
+            ("::1", 9, "/x?y=1")
+        );
+        let e = Endpoint::parse("http://collector").expect("no port");
+        assert_eq!((e.port, e.path.as_str()), (80, "/"));
+        let p = ServePlan::resolve(ServeCli::parse_from([
+            "serve",
+            "--otlp-endpoint",
+            "http://c",
+        ]))
+        .expect("plan");
+        assert_eq!(p.otlp.map(|o| o.interval), Some(Duration::from_secs(10)));
+        for (bad, says) in [
+            ("https://c:4318/v1/metrics", "https is not supported"),
+            ("c:4318/v1/metrics", "not an http:// URL"),
+            ("http://:4318/v1/metrics", "names no host"),
+            ("http://c:0/", "not a port"),
+            ("http://c:99999/", "not a port"),
+            ("http://u@c/", "user info"),
+            ("http://[::1/", "closing"),
+        ] {
+            let e = Endpoint::parse(bad).expect_err(bad);
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        // The interval needs an endpoint, and is never zero.
+        assert!(ServeCli::try_parse_from(["serve", "--otlp-interval", "1s"]).is_err());
+        let zero = [
+            "serve",
+            "--otlp-endpoint",
+            "http://c/",
+            "--otlp-interval",
+            "0s",
+        ];
+        assert!(ServeCli::try_parse_from(zero).is_err());
     }
 }

@@ -22,6 +22,15 @@ pub struct Health {
     pub cpu_seconds: f64,
     /// Resident memory of the profiler, bytes.
     pub rss_bytes: u64,
+    /// With an OTLP endpoint, the pushes so far.
+    pub otlp: Option<PushCounts>,
+}
+
+/// OTLP pushes that succeeded and that failed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PushCounts {
+    pub ok: u64,
+    pub failed: u64,
 }
 
 /// The value of a label, escaped as the format wants.
@@ -41,7 +50,8 @@ fn labels(l: &Labels) -> String {
     )
 }
 
-fn seconds(ns: u64) -> f64 {
+/// Nanoseconds as seconds.
+pub fn seconds(ns: u64) -> f64 {
     ns as f64 / 1e9
 }
 
@@ -50,8 +60,22 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
-/// One histogram: the buckets of its range (see [`Series::ranges`]), then `+Inf`, `_sum` and
-/// `_count`.
+/// The cumulative counts of a histogram's buckets in its range (see [`Series::ranges`]):
+/// each bucket's upper bound in seconds and the values at or below it. The OTLP push sends
+/// the same bounds.
+pub fn buckets(
+    hist: &[u64; HIST_BUCKETS],
+    range: Option<(usize, usize)>,
+) -> impl Iterator<Item = (f64, u64)> + '_ {
+    let (first, last) = range.map_or((1, 0), |(a, b)| (a, b.min(HIST_BUCKETS - 2)));
+    let mut cum = hist[..first.min(HIST_BUCKETS)].iter().sum::<u64>();
+    (first..=last).map(move |i| {
+        cum += hist[i];
+        (seconds(hist_bucket_end(i)), cum)
+    })
+}
+
+/// One histogram: the buckets of its range, then `+Inf`, `_sum` and `_count`.
 fn histogram(
     out: &mut String,
     name: &str,
@@ -60,151 +84,280 @@ fn histogram(
     range: Option<(usize, usize)>,
 ) {
     let count: u64 = hist.iter().sum();
-    if let Some((first, last)) = range {
-        let mut cum = hist[..first].iter().sum::<u64>();
-        for (i, c) in hist
-            .iter()
-            .enumerate()
-            .take(last.min(HIST_BUCKETS - 2) + 1)
-            .skip(first)
-        {
-            cum += c;
-            let le = seconds(hist_bucket_end(i));
-            let _ = writeln!(out, "{name}_bucket{{{l},le=\"{le}\"}} {cum}");
-        }
+    for (le, cum) in buckets(hist, range) {
+        let _ = writeln!(out, "{name}_bucket{{{l},le=\"{le}\"}} {cum}");
     }
     let _ = writeln!(out, "{name}_bucket{{{l},le=\"+Inf\"}} {count}");
     let _ = writeln!(out, "{name}_sum{{{l}}} {}", seconds(sum_ns));
     let _ = writeln!(out, "{name}_count{{{l}}} {count}");
 }
 
-type Field = fn(&CallSummary) -> f64;
+/// The value of a counter of a label set.
+pub type Field = fn(&CallSummary) -> f64;
 
 /// A histogram of a summary and the sum of its values, ns.
-type Hist = fn(&CallSummary) -> (&[u64; HIST_BUCKETS], u64);
+pub type Hist = fn(&CallSummary) -> (&[u64; HIST_BUCKETS], u64);
 
-/// The exposition of every series and the profiler's health.
+/// One exported metric family: its name, help text and unit (UCUM, as OTLP wants it).
+#[derive(Clone, Copy, Debug)]
+pub struct Family<F> {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub unit: &'static str,
+    pub value: F,
+}
+
+/// The counters of each label set.
+pub const COUNTERS: [Family<Field>; 6] = [
+    Family {
+        name: "ioprof_calls_total",
+        help: "Traced calls that ended.",
+        unit: "{call}",
+        value: |s| s.calls as f64,
+    },
+    Family {
+        name: "ioprof_bytes_total",
+        help: "Bytes the calls moved.",
+        unit: "By",
+        value: |s| s.bytes as f64,
+    },
+    Family {
+        name: "ioprof_errors_total",
+        help: "Calls that returned an error.",
+        unit: "{call}",
+        value: |s| s.errors as f64,
+    },
+    Family {
+        name: "ioprof_wait_blocked_seconds_total",
+        help: "Of the wait for data, time asleep.",
+        unit: "s",
+        value: |s| seconds(s.wait_blocked_ns),
+    },
+    Family {
+        name: "ioprof_wait_runqueue_seconds_total",
+        help: "Of the wait for data, time in the run queue.",
+        unit: "s",
+        value: |s| seconds(s.wait_runq_ns),
+    },
+    Family {
+        name: "ioprof_wait_oncpu_seconds_total",
+        help: "Of the wait for data, time on CPU.",
+        unit: "s",
+        value: |s| seconds(s.wait_ns.saturating_sub(s.wait_blocked_ns + s.wait_runq_ns)),
+    },
+];
+
+/// The histograms of each label set, in the order of [`Series::ranges`].
+pub const HISTOGRAMS: [Family<Hist>; 3] = [
+    Family {
+        name: "ioprof_call_seconds",
+        help: "Time inside each call.",
+        unit: "s",
+        value: |s| (&s.hist_total, s.total_ns),
+    },
+    Family {
+        name: "ioprof_wait_seconds",
+        help: "Time each call waited for data.",
+        unit: "s",
+        value: |s| (&s.hist_wait, s.wait_ns),
+    },
+    Family {
+        name: "ioprof_copy_seconds",
+        help: "Time each call copied data.",
+        unit: "s",
+        value: |s| (&s.hist_copy, s.copy_ns),
+    },
+];
+
+/// The exposition of every series and the profiler's health, whole (see [`Exposition`]).
 pub fn exposition(series: &Series, health: &Health) -> String {
     let mut out = String::new();
-    let counters: [(&str, &str, Field); 6] = [
-        ("ioprof_calls_total", "Traced calls that ended.", |s| {
-            s.calls as f64
-        }),
-        ("ioprof_bytes_total", "Bytes the calls moved.", |s| {
-            s.bytes as f64
-        }),
-        (
-            "ioprof_errors_total",
-            "Calls that returned an error.",
-            |s| s.errors as f64,
-        ),
-        (
-            "ioprof_wait_blocked_seconds_total",
-            "Of the wait for data, time asleep.",
-            |s| seconds(s.wait_blocked_ns),
-        ),
-        (
-            "ioprof_wait_runqueue_seconds_total",
-            "Of the wait for data, time in the run queue.",
-            |s| seconds(s.wait_runq_ns),
-        ),
-        (
-            "ioprof_wait_oncpu_seconds_total",
-            "Of the wait for data, time on CPU.",
-            |s| seconds(s.wait_ns.saturating_sub(s.wait_blocked_ns + s.wait_runq_ns)),
-        ),
-    ];
-    for (name, help, f) in counters {
-        family(&mut out, name, "counter", help);
-        for (l, s) in &series.sums {
-            let _ = writeln!(out, "{name}{{{}}} {}", labels(l), f(s));
-        }
-    }
-    let hists: [(&str, &str, Hist); 3] = [
-        ("ioprof_call_seconds", "Time inside each call.", |s| {
-            (&s.hist_total, s.total_ns)
-        }),
-        (
-            "ioprof_wait_seconds",
-            "Time each call waited for data.",
-            |s| (&s.hist_wait, s.wait_ns),
-        ),
-        ("ioprof_copy_seconds", "Time each call copied data.", |s| {
-            (&s.hist_copy, s.copy_ns)
-        }),
-    ];
-    for (i, (name, help, f)) in hists.into_iter().enumerate() {
-        family(&mut out, name, "histogram", help);
-        for (l, s) in &series.sums {
-            let range = series.ranges.get(l).and_then(|r| r[i]);
-            histogram(&mut out, name, &labels(l), f(s), range);
-        }
-    }
-    health_metrics(&mut out, series, health);
+    let mut e = Exposition::new(series, health);
+    while e.fill(&mut out, usize::MAX) {}
     out
 }
 
-fn health_metrics(out: &mut String, series: &Series, h: &Health) {
-    let gauges: [(&str, &str, &str, f64); 9] = [
-        (
+/// The exposition written piece by piece: a family's header, one label set's samples of a
+/// family, or the health. A scrape holds one buffer of about the size it asks for, whatever
+/// the number of label sets.
+pub struct Exposition<'a> {
+    series: &'a Series,
+    health: &'a Health,
+    /// The family being written: the counters, then the histograms, then the health.
+    family: usize,
+    /// Its label sets not yet written; `None` before its header.
+    sets: Option<std::collections::btree_map::Iter<'a, Labels, CallSummary>>,
+}
+
+impl<'a> Exposition<'a> {
+    pub fn new(series: &'a Series, health: &'a Health) -> Self {
+        Self {
+            series,
+            health,
+            family: 0,
+            sets: None,
+        }
+    }
+
+    /// Appends pieces to `out` until it holds at least `size` bytes or the end is reached;
+    /// false once everything was written.
+    pub fn fill(&mut self, out: &mut String, size: usize) -> bool {
+        while out.len() < size {
+            if !self.piece(out) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Appends the next piece to `out`; false at the end.
+    fn piece(&mut self, out: &mut String) -> bool {
+        let (counters, hists) = (COUNTERS.len(), HISTOGRAMS.len());
+        let f = self.family;
+        if f >= counters + hists {
+            if f == counters + hists {
+                for m in health_metrics(self.series, self.health) {
+                    let kind = if m.counter { "counter" } else { "gauge" };
+                    family(out, m.name, kind, m.help);
+                    let _ = writeln!(out, "{} {}", m.name, m.value);
+                }
+                self.family += 1;
+            }
+            return f == counters + hists;
+        }
+        let Some(sets) = self.sets.as_mut() else {
+            match COUNTERS.get(f) {
+                Some(c) => family(out, c.name, "counter", c.help),
+                None => {
+                    let h = HISTOGRAMS[f - counters];
+                    family(out, h.name, "histogram", h.help);
+                }
+            }
+            self.sets = Some(self.series.sums.iter());
+            return true;
+        };
+        let Some((l, s)) = sets.next() else {
+            self.family += 1;
+            self.sets = None;
+            return true;
+        };
+        match COUNTERS.get(f) {
+            Some(c) => {
+                let _ = writeln!(out, "{}{{{}}} {}", c.name, labels(l), (c.value)(s));
+            }
+            None => {
+                let i = f - counters;
+                let range = self.series.ranges.get(l).and_then(|r| r[i]);
+                let h = HISTOGRAMS[i];
+                histogram(out, h.name, &labels(l), (h.value)(s), range);
+            }
+        }
+        true
+    }
+}
+
+/// One unlabelled metric of the profiler's health.
+#[derive(Clone, Copy, Debug)]
+pub struct HealthMetric {
+    pub name: &'static str,
+    /// A counter (monotonic), else a gauge.
+    pub counter: bool,
+    pub help: &'static str,
+    pub unit: &'static str,
+    pub value: f64,
+}
+
+/// The profiler's health as metrics, for the exposition and the OTLP push alike.
+pub fn health_metrics(series: &Series, h: &Health) -> Vec<HealthMetric> {
+    let m = |name, counter, help, unit, value| HealthMetric {
+        name,
+        counter,
+        help,
+        unit,
+        value,
+    };
+    let mut all = vec![
+        m(
             "ioprof_records_lost_total",
-            "counter",
+            true,
             "Records lost to a full ring buffer.",
+            "{record}",
             h.records_lost as f64,
         ),
-        (
+        m(
             "ioprof_summary_full_total",
-            "counter",
+            true,
             "Calls not summed: the kernel's summary map was full.",
+            "{call}",
             h.summary_full as f64,
         ),
-        (
+        m(
             "ioprof_programs_attached",
-            "gauge",
+            false,
             "Kernel programs attached.",
+            "{program}",
             h.programs_attached as f64,
         ),
-        (
+        m(
             "ioprof_scrape_duration_seconds",
-            "gauge",
+            false,
             "Time the previous scrape took to read the kernel's sums and render them.",
+            "s",
             h.scrape_seconds,
         ),
-        (
+        m(
             "ioprof_process_cpu_seconds_total",
-            "counter",
+            true,
             "CPU time of the profiler.",
+            "s",
             h.cpu_seconds,
         ),
-        (
+        m(
             "ioprof_process_resident_memory_bytes",
-            "gauge",
+            false,
             "Resident memory of the profiler.",
+            "By",
             h.rss_bytes as f64,
         ),
-        (
+        m(
             "ioprof_series",
-            "gauge",
+            false,
             "Label sets exported.",
+            "{series}",
             series.sums.len() as f64,
         ),
-        (
+        m(
             "ioprof_series_limit",
-            "gauge",
+            false,
             "The most label sets exported (--max-series).",
+            "{series}",
             series.max as f64,
         ),
-        (
+        m(
             "ioprof_series_dropped_total",
-            "counter",
+            true,
             "Label sets summed under comm=\"other\" because the limit was reached.",
+            "{series}",
             series.dropped as f64,
         ),
     ];
-    for (name, kind, help, v) in gauges {
-        family(out, name, kind, help);
-        let _ = writeln!(out, "{name} {v}");
+    if let Some(p) = h.otlp {
+        all.push(m(
+            "ioprof_otlp_pushes_total",
+            true,
+            "OTLP metrics pushes the collector accepted.",
+            "{push}",
+            p.ok as f64,
+        ));
+        all.push(m(
+            "ioprof_otlp_push_failures_total",
+            true,
+            "OTLP metrics pushes that failed (no connection, timeout, or an error status).",
+            "{push}",
+            p.failed as f64,
+        ));
     }
+    all
 }
 
 #[cfg(test)]

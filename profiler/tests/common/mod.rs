@@ -17,13 +17,50 @@ use std::{
 use profiler::render::export::CallRow;
 use workloads::truth::Truth;
 
-/// A scratch folder for one test.
-pub fn scratch(name: &str) -> PathBuf {
-    tempfile::Builder::new()
-        .prefix(&format!("ioprof-root-{name}-"))
-        .tempdir()
-        .expect("scratch folder")
-        .keep()
+/// A private scratch folder for one test (mode 0700, unpredictable name). It is deleted when
+/// the test passes and kept, with its path printed, when the test fails.
+pub struct Scratch(Option<tempfile::TempDir>);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        self.0.as_ref().expect("scratch folder present").path()
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        self
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for Scratch {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.as_os_str()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Some(dir) = self.0.take()
+        {
+            eprintln!(
+                "scratch folder kept for inspection: {}",
+                dir.keep().display()
+            );
+        }
+    }
+}
+
+/// A scratch folder for one test, named after it.
+pub fn scratch(name: &str) -> Scratch {
+    Scratch(Some(
+        tempfile::Builder::new()
+            .prefix(&format!("ioprof-test-{name}-"))
+            .tempdir()
+            .expect("scratch folder"),
+    ))
 }
 
 /// A binary built beside the tests (`cargo xtask test` builds the workspace first).

@@ -2,7 +2,7 @@
 //! fetching it: the load of the root tests that watch a real server.
 use std::{
     os::unix::fs::PermissionsExt,
-    path::PathBuf,
+    path::Path,
     process::{Child, Command, Stdio},
     time::Duration,
 };
@@ -15,7 +15,7 @@ pub const FILE_SIZE: u64 = 1024 * 1024 + 3;
 /// An nginx master with one worker, stopped (both) when dropped.
 pub struct Nginx {
     child: Child,
-    pub dir: PathBuf,
+    pub dir: super::Scratch,
     pub port: u16,
     pub master: u32,
     pub worker: u32,
@@ -37,7 +37,7 @@ impl Nginx {
         ensure_program("nginx", "nginx-light");
         ensure_program("curl", "curl");
         let dir = scratch(name);
-        let open = |p: &PathBuf, mode| {
+        let open = |p: &Path, mode| {
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod")
         };
         // The worker runs as an unprivileged user: it must reach the files.
