@@ -142,3 +142,14 @@ pub fn capture<W: Write>(
         csv_error,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kept_calls_take_at_most_128_mib() {
+        let bytes = KEEP_LIMIT * std::mem::size_of::<TracedCall>();
+        assert!(bytes <= 128 << 20, "{bytes} bytes");
+    }
+}

@@ -182,6 +182,11 @@ fn ten_million_calls_with_csv_stay_under_256_mib() {
     let (calls, lost) = calls_and_lost(&report);
     let (rows, recv) = count_rows(&csv, truth.pid);
     assert_eq!(rows, calls, "a row per call seen:\n{report}");
+    // Well past the calls the analyses keep, or the peak says little.
+    assert!(
+        rows > 4 * profiler::capture::KEEP_LIMIT as u64,
+        "only {rows} calls seen:\n{report}"
+    );
     // Every call of the workload is a row or counted lost (the lost count covers every kind
     // of record, so it may be larger).
     assert!(
