@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use profiler::render::export::CallRow;
+use profiler::render::export::{CallRow, summary::SummaryRow};
 use workloads::truth::Truth;
 
 /// Calls the workload makes.
@@ -92,23 +92,38 @@ fn check_csv_now(path: &Path) {
     }
 }
 
+/// Calls `each` with every line of a file (its line end included) and its index; fails on a
+/// last line cut short.
+fn each_line(path: &Path, mut each: impl FnMut(u64, &str)) {
+    let mut input = BufReader::with_capacity(1 << 20, File::open(path).expect("open"));
+    let mut line = Vec::new();
+    for i in 0.. {
+        line.clear();
+        if input.read_until(b'\n', &mut line).expect("read a line") == 0 {
+            break;
+        }
+        assert_eq!(
+            line.last(),
+            Some(&b'\n'),
+            "{}: the last line is cut",
+            path.display()
+        );
+        each(i, std::str::from_utf8(&line).expect("utf-8 line"));
+    }
+}
+
 /// Rows of the CSV, rows of `pid`'s `recvfrom` calls; one row in [`SAMPLE_EVERY`] is read
 /// back whole into the documented record.
 fn count_rows(path: &Path, pid: u32) -> (u64, u64) {
-    let mut input = BufReader::with_capacity(1 << 20, File::open(path).expect("open the CSV"));
-    let mut line = Vec::new();
-    input.read_until(b'\n', &mut line).expect("header");
-    let header = String::from_utf8(line.clone()).expect("utf-8 header");
-    assert!(header.starts_with("pid,tid,call,fd,"), "{header}");
     let prefix = format!("{pid},");
+    let mut header = String::new();
     let (mut rows, mut recv) = (0u64, 0u64);
-    loop {
-        line.clear();
-        if input.read_until(b'\n', &mut line).expect("read a row") == 0 {
-            break;
+    each_line(path, |i, text| {
+        if i == 0 {
+            assert!(text.starts_with("pid,tid,call,fd,"), "{text}");
+            header = text.to_string();
+            return;
         }
-        assert_eq!(line.last(), Some(&b'\n'), "the last row is cut");
-        let text = std::str::from_utf8(&line).expect("utf-8 row");
         if text.starts_with(&prefix) && text.split(',').nth(2) == Some("recvfrom") {
             recv += 1;
         }
@@ -122,54 +137,47 @@ fn count_rows(path: &Path, pid: u32) -> (u64, u64) {
             assert!(row.total_ns > 0 || row.start_ns > 0, "{text}");
         }
         rows += 1;
-    }
+    });
     (rows, recv)
 }
 
-#[test]
-fn ten_million_calls_with_csv_stay_under_256_mib() {
-    common::assert_root();
-    // Deleted even when the test fails: the CSV of 10 million calls takes 1.3 GB.
-    let dir = tempfile::Builder::new()
-        .prefix("ioprof-root-memory-")
-        .tempdir()
-        .expect("scratch folder");
-    let (csv, truth_path, report) = (
-        dir.path().join("calls.csv"),
-        dir.path().join("truth.json"),
-        dir.path().join("report.txt"),
-    );
+/// A finished profiler run of `workloads eagain`.
+struct Run {
+    ended: Ended,
+    report: String,
+    truth: Truth,
+}
+
+/// Runs `workloads eagain --count calls` under the profiler with `outputs`, calling `during`
+/// while it runs; checks that it ended well and stayed under [`LIMIT_KIB`].
+fn run_eagain(dir: &Path, calls: u64, outputs: &[(&str, &Path)], during: impl FnMut()) -> Run {
+    let (truth_path, report) = (dir.join("truth.json"), dir.join("report.txt"));
+    let mut cmd = Command::new(common::profiler_bin());
+    for (option, path) in outputs {
+        cmd.arg(option).arg(path);
+    }
     #[expect(
         clippy::zombie_processes,
         reason = "reaped by wait4, which gives its resource usage"
     )]
-    let child = Command::new(common::profiler_bin())
-        .arg("--csv")
-        .arg(&csv)
+    let child = cmd
         .arg("-o")
         .arg(&report)
         .arg("--")
         .arg(common::workloads_bin())
-        .args(["eagain", "--count", &CALLS.to_string(), "--truth"])
+        .args(["eagain", "--count", &calls.to_string(), "--truth"])
         .arg(&truth_path)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("start the profiler");
-    let mut checked_early = false;
-    let ended = wait_rusage(child.id(), RUN_LIMIT, || {
-        if !checked_early && csv.metadata().is_ok_and(|m| m.len() > 0) {
-            check_csv_now(&csv);
-            checked_early = true;
-        }
-    });
+    let ended = wait_rusage(child.id(), RUN_LIMIT, during);
     let report = std::fs::read_to_string(&report).expect("the report");
     assert!(
         libc::WIFEXITED(ended.status) && libc::WEXITSTATUS(ended.status) == 0,
         "the profiler failed ({:#x}):\n{report}",
         ended.status
     );
-    assert!(checked_early, "the CSV was never seen during the run");
     assert!(
         ended.maxrss_kib < LIMIT_KIB,
         "peak resident memory {} KiB, limit {LIMIT_KIB} KiB:\n{report}",
@@ -178,9 +186,43 @@ fn ten_million_calls_with_csv_stay_under_256_mib() {
     let truth: Truth =
         serde_json::from_str(&std::fs::read_to_string(&truth_path).expect("the workload's truth"))
             .expect("truth JSON");
-    assert_eq!(truth.loop_calls, CALLS);
-    let (calls, lost) = calls_and_lost(&report);
-    let (rows, recv) = count_rows(&csv, truth.pid);
+    assert_eq!(truth.loop_calls, calls);
+    for (option, path) in outputs {
+        let (seen, _) = calls_and_lost(&report);
+        let line = format!("wrote {} ({option}) for {seen} calls", path.display());
+        assert!(report.contains(&line), "no `{line}` in:\n{report}");
+    }
+    Run {
+        ended,
+        report,
+        truth,
+    }
+}
+
+/// A scratch folder, deleted even when the test fails: the outputs take gigabytes.
+fn big_scratch() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("ioprof-root-memory-")
+        .tempdir()
+        .expect("scratch folder")
+}
+
+#[test]
+fn ten_million_calls_with_csv_stay_under_256_mib() {
+    common::assert_root();
+    let dir = big_scratch();
+    let csv = dir.path().join("calls.csv");
+    let mut checked_early = false;
+    let run = run_eagain(dir.path(), CALLS, &[("--csv", &csv)], || {
+        if !checked_early && csv.metadata().is_ok_and(|m| m.len() > 0) {
+            check_csv_now(&csv);
+            checked_early = true;
+        }
+    });
+    let report = &run.report;
+    assert!(checked_early, "the CSV was never seen during the run");
+    let (calls, lost) = calls_and_lost(report);
+    let (rows, recv) = count_rows(&csv, run.truth.pid);
     assert_eq!(rows, calls, "a row per call seen:\n{report}");
     // Well past the calls the analyses keep, or the peak says little.
     assert!(
@@ -193,15 +235,74 @@ fn ten_million_calls_with_csv_stay_under_256_mib() {
         recv <= CALLS && recv + lost >= CALLS,
         "{recv} recvfrom rows, {lost} lost, {CALLS} made:\n{report}"
     );
-    assert!(
-        report.contains(&format!(
-            "wrote {} (--csv) for {calls} calls",
-            csv.display()
-        )),
-        "{report}"
-    );
     eprintln!(
-        "{CALLS} calls: peak {} KiB, {rows} rows, {lost} records lost",
-        ended.maxrss_kib
+        "{CALLS} calls with --csv: peak {} KiB, {rows} rows, {lost} records lost",
+        run.ended.maxrss_kib
+    );
+}
+
+#[test]
+fn a_million_calls_with_every_other_per_call_export_stay_under_256_mib() {
+    common::assert_root();
+    const N: u64 = 1_000_000;
+    let dir = big_scratch();
+    let (summary, json, trace) = (
+        dir.path().join("summary.csv"),
+        dir.path().join("calls.jsonl"),
+        dir.path().join("trace.json"),
+    );
+    let outputs = [
+        ("--summary-csv", summary.as_path()),
+        ("--json", json.as_path()),
+        ("--trace", trace.as_path()),
+    ];
+    let run = run_eagain(dir.path(), N, &outputs, || {});
+    let report = &run.report;
+    let (calls, lost) = calls_and_lost(report);
+    // A debug build loses records at this rate; a quarter of the calls still make
+    // gigabytes of exports that the profiler used to hold whole.
+    assert!(calls > N / 4, "only {calls} calls seen:\n{report}");
+    // JSON lines: one per call, one in SAMPLE_EVERY read back whole.
+    let mut lines = 0;
+    each_line(&json, |i, text| {
+        if i % SAMPLE_EVERY == 0 {
+            serde_json::from_str::<CallRow>(text)
+                .unwrap_or_else(|e| panic!("line {i} does not read back: {e}: {text}"));
+        }
+        lines += 1;
+    });
+    assert_eq!(lines, calls, "a line per call seen:\n{report}");
+    // The summary: every call in one group, the workload's receives all there or lost.
+    let groups: Vec<SummaryRow> = csv::Reader::from_path(&summary)
+        .expect("summary")
+        .deserialize()
+        .collect::<Result<_, _>>()
+        .expect("summary rows read back");
+    let totals: Vec<&SummaryRow> = groups.iter().filter(|g| g.stage == "total").collect();
+    assert_eq!(totals.iter().map(|g| g.calls).sum::<u64>(), calls);
+    let recv = totals
+        .iter()
+        .find(|g| g.pid == run.truth.pid && g.call == "recvfrom")
+        .map_or(0, |g| g.calls);
+    assert!(
+        recv <= N && recv + lost >= N,
+        "{recv} receives, {lost} lost"
+    );
+    // The trace: one JSON object, opened and closed (its content is checked on small runs).
+    let mut ends = (Vec::new(), [0u8; 26]);
+    let mut f = File::open(&trace).expect("trace");
+    f.by_ref()
+        .take(16)
+        .read_to_end(&mut ends.0)
+        .expect("trace start");
+    let len = f.metadata().expect("trace size").len();
+    assert!(len > calls * 100, "{len} bytes for {calls} calls");
+    std::io::Seek::seek(&mut f, std::io::SeekFrom::End(-26)).expect("seek");
+    f.read_exact(&mut ends.1).expect("trace end");
+    assert_eq!(ends.0, b"{\"traceEvents\":[");
+    assert_eq!(&ends.1, b"],\"displayTimeUnit\":\"ns\"}\n");
+    eprintln!(
+        "{N} calls with --summary-csv --json --trace: peak {} KiB, {lost} records lost",
+        run.ended.maxrss_kib
     );
 }
