@@ -14,6 +14,7 @@ pub mod progress;
 pub mod selfcost;
 pub mod session;
 pub mod sink;
+pub mod spill;
 pub mod system;
 pub mod traced;
 pub mod usyms;
@@ -26,6 +27,7 @@ use crate::{
         loader::{Hook, LoadOptions},
         session::{RunOptions, RunResult},
         sink::{CallSink as _, CsvStream, Failsafe, Kept},
+        spill::{Spill, Spilled},
         traced::TracedCall,
     },
     plan::Plan,
@@ -38,6 +40,11 @@ pub struct RunData {
     /// Every call, in arrival order, up to [`KEEP_LIMIT`] (empty in summary mode and with
     /// `--bounded`).
     pub calls: Vec<TracedCall>,
+    /// Every call, in arrival order, in a temporary file, for the per-call exports (`--csv`,
+    /// `--summary-csv`, `--json`, `--trace` without `--bounded`).
+    pub spilled: Option<Spilled>,
+    /// Why the calls could not all be kept for the per-call exports, if they could not.
+    pub spill_error: Option<anyhow::Error>,
     /// Calls that came after [`KEEP_LIMIT`]: in the stage statistics, not in the analyses
     /// that need every call.
     pub calls_not_kept: u64,
@@ -49,11 +56,11 @@ pub struct RunData {
     pub csv_error: Option<anyhow::Error>,
 }
 
-/// Most calls kept for the analyses that need every call (thread models, messages, data
-/// movement) when no export writes a row per call: 256 bytes each, so a run of any length
-/// keeps at most 256 MiB of them. Later calls are still counted in the stage statistics.
-/// With a per-call export every call is kept (`--bounded` streams the CSV instead).
-pub const KEEP_LIMIT: usize = 1 << 20;
+/// Most calls kept in memory for the analyses that need every call (thread models, messages,
+/// data movement): about 256 bytes each, so a run of any length keeps at most 128 MiB of
+/// them. Later calls are still counted in the stage statistics, and the per-call exports
+/// have every call (they read them back from a temporary file).
+pub const KEEP_LIMIT: usize = 1 << 19;
 
 /// The loader's options for a plan: the kernel's mode bits are derived here.
 pub fn load_options(plan: &Plan) -> LoadOptions {
@@ -75,7 +82,8 @@ pub fn load_options(plan: &Plan) -> LoadOptions {
     }
 }
 
-/// Runs the plan. With `csv`, rows are written to it as calls arrive (`--bounded`).
+/// Runs the plan. With `csv`, rows are written to it as calls arrive (`--bounded`); without,
+/// a per-call export has every call put aside in a temporary file as it arrives.
 /// `on_attached` is called once the probes are in place, with the hooks and the pids.
 pub fn capture<W: Write>(
     plan: &Plan,
@@ -91,14 +99,26 @@ pub fn capture<W: Write>(
     // A CSV that fails stops nothing else: its error is reported with the run's report.
     let mut csv = csv.map(CsvStream::new).transpose()?.map(Failsafe::new);
     let mut stats = CallStats::default();
-    let limit = if plan.outputs.per_call_rows() {
-        usize::MAX
-    } else {
-        KEEP_LIMIT
-    };
-    let mut kept: Option<Kept> = (!plan.bounded).then(|| Kept::new(limit));
-    let result = session::run(&opts, &mut (&mut stats, (&mut csv, &mut kept)), on_attached)?;
+    let mut kept: Option<Kept> = (!plan.bounded).then(|| Kept::new(KEEP_LIMIT));
+    let mut spill = (!plan.bounded && plan.outputs.per_call_rows())
+        .then(Spill::new)
+        .transpose()?
+        .map(Failsafe::new);
+    let result = session::run(
+        &opts,
+        &mut (&mut stats, (&mut csv, (&mut kept, &mut spill))),
+        on_attached,
+    )?;
     csv.finish()?;
+    spill.finish()?;
+    let (spilled, spill_error) = match spill.map(Failsafe::into_parts) {
+        None => (None, None),
+        Some((_, Some(e))) => (None, Some(e)),
+        Some((s, None)) => match s.into_calls() {
+            Ok(s) => (Some(s), None),
+            Err(e) => (None, Some(e)),
+        },
+    };
     let csv_error = csv.as_mut().and_then(Failsafe::take_error).map(|e| {
         let path = plan
             .outputs
@@ -112,6 +132,8 @@ pub fn capture<W: Write>(
         result,
         calls_not_kept: kept.as_ref().map_or(0, |k| k.beyond),
         calls: kept.map(|k| k.calls).unwrap_or_default(),
+        spilled,
+        spill_error,
         stats,
         streamed_rows: csv
             .as_ref()
@@ -119,4 +141,15 @@ pub fn capture<W: Write>(
             .map(|s| s.inner().rows()),
         csv_error,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kept_calls_take_at_most_128_mib() {
+        let bytes = KEEP_LIMIT * std::mem::size_of::<TracedCall>();
+        assert!(bytes <= 128 << 20, "{bytes} bytes");
+    }
 }

@@ -156,7 +156,8 @@ impl Outputs {
     }
 
     /// True when an export writes one row per call (`--csv`, `--summary-csv`, `--json`,
-    /// `--trace`): then every call is kept, none dropped from the rows.
+    /// `--trace`): then every call is put aside in a temporary file as it arrives, none dropped
+    /// from the rows.
     pub fn per_call_rows(&self) -> bool {
         self.csv.is_some()
             || self.summary_csv.is_some()

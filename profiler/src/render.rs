@@ -26,7 +26,7 @@ use anyhow::Context as _;
 
 use crate::{
     analyze::{findings::Findings, models},
-    capture::{RunData, loader::Hook, selfcost},
+    capture::{RunData, decode::Record, loader::Hook, selfcost, spill::Spilled},
     plan::{Dest, Detail, Plan},
     render::export::{
         exports::{Exports, Format},
@@ -274,14 +274,47 @@ pub fn render(
             &mut failed,
         );
     }
-    let rows = messages::rows(calls, &f.messages);
     let exports = std::mem::replace(&mut w.exports, Exports::open(&[])?);
-    exports.write(&rows, &r.events, &mut w.report, &mut failed);
+    if !exports.is_empty() {
+        let calls = (data.spilled.as_ref(), data.spill_error.take());
+        write_exports(
+            exports,
+            calls,
+            &r.events,
+            &f.messages,
+            &mut w.report,
+            &mut failed,
+        );
+    }
     // Last, so that the cost covers the analyses and exports as well as the run.
     let cost = cost::report(r.lost, &selfcost::own_usage(), r.programs.as_deref());
     w.report.write_all(cost.as_bytes())?;
     w.report.flush()?;
     Ok(failed)
+}
+
+/// Writes the per-call exports from the calls put aside in the temporary file, each row with
+/// the model and message the analyses found for it.
+fn write_exports(
+    exports: Exports,
+    calls: (Option<&Spilled>, Option<anyhow::Error>),
+    events: &[Record],
+    msgs: &[models::Message],
+    note: &mut dyn Write,
+    failed: &mut Vec<anyhow::Error>,
+) {
+    let index = models::MessageIndex::new(msgs);
+    let (spilled, error) = calls;
+    let mut error = match spilled {
+        Some(_) => None,
+        None => Some(error.unwrap_or_else(|| anyhow::anyhow!("no call was kept"))),
+    };
+    let rows = || match (&spilled, error.take()) {
+        (_, Some(e)) => Err(e),
+        (Some(s), None) => Ok(s.iter()?.map(|c| c.map(|c| messages::row(&c, &index)))),
+        (None, None) => Err(anyhow::anyhow!("no call was kept")),
+    };
+    exports.write(rows, events, note, failed);
 }
 
 /// `--compare`: earlier runs' data-movement summaries side by side, on standard output.

@@ -440,9 +440,15 @@ fn warnings(plan: &Plan, r: &Records, hooks: &[HookState], calls: &[CallKind]) -
         w.push("copy time without a copy marker is the calls' time on CPU (an upper bound)".into());
     }
     if r.calls_not_kept > 0 {
+        let rows = if plan.outputs.per_call_rows() {
+            ", and their rows in the per-call exports have model `none` and message -1"
+        } else {
+            ""
+        };
         w.push(format!(
             "{} calls came after the first {} kept: the stage table counts them, the models, \
-             messages and data movement do not (for long runs use --mode summary or --bounded)",
+             messages and data movement do not{rows} (for long runs use --mode summary or \
+             --bounded)",
             r.calls_not_kept,
             crate::capture::KEEP_LIMIT
         ));

@@ -135,6 +135,11 @@ impl<S> Failsafe<S> {
         &self.inner
     }
 
+    /// The wrapped sink and the error that stopped it, if one did.
+    pub fn into_parts(self) -> (S, Option<anyhow::Error>) {
+        (self.inner, self.error)
+    }
+
     /// The error that stopped the sink, once.
     pub fn take_error(&mut self) -> Option<anyhow::Error> {
         self.error.take()

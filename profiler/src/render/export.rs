@@ -4,6 +4,7 @@
 pub mod exports;
 pub mod json;
 pub mod output;
+pub mod ranks;
 pub mod summary;
 pub mod trace;
 

@@ -60,18 +60,19 @@ pub fn report(msgs: &[Message]) -> String {
     out
 }
 
+/// The per-call row of `c`, with the model and message it belongs to (none when the
+/// messages do not cover it).
+pub fn row(c: &TracedCall, index: &MessageIndex) -> CallRow {
+    let mut row = CallRow::from(c);
+    if let Some(m) = index.find(c.rec.pid, c.rec.start_ns) {
+        row.model = m.model().into();
+        row.message = m.index as i64;
+    }
+    row
+}
+
 /// The per-call CSV rows of `calls`, with the model and message each call belongs to.
 pub fn rows(calls: &[TracedCall], msgs: &[Message]) -> Vec<CallRow> {
     let index = MessageIndex::new(msgs);
-    calls
-        .iter()
-        .map(|c| {
-            let mut row = CallRow::from(c);
-            if let Some(m) = index.find(c.rec.pid, c.rec.start_ns) {
-                row.model = m.model().into();
-                row.message = m.index as i64;
-            }
-            row
-        })
-        .collect()
+    calls.iter().map(|c| row(c, &index)).collect()
 }

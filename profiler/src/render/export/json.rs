@@ -4,14 +4,38 @@ use std::io::Write;
 
 use super::CallRow;
 
-/// Writes one JSON object per row, one a line.
-pub fn write_json<W: Write>(mut out: W, rows: &[CallRow]) -> anyhow::Result<()> {
-    for r in rows {
-        serde_json::to_writer(&mut out, r)?;
-        out.write_all(b"\n")?;
+/// JSON lines written as rows come, one whole line per write to the buffer.
+pub struct JsonLines<W: Write> {
+    out: W,
+}
+
+impl<W: Write> JsonLines<W> {
+    /// Lines written to `out`.
+    pub fn new(out: W) -> Self {
+        Self { out }
     }
-    out.flush()?;
-    Ok(())
+
+    /// One row's line.
+    pub fn row(&mut self, r: &CallRow) -> anyhow::Result<()> {
+        serde_json::to_writer(&mut self.out, r)?;
+        self.out.write_all(b"\n")?;
+        Ok(())
+    }
+
+    /// Writes out what is buffered.
+    pub fn finish(&mut self) -> anyhow::Result<()> {
+        self.out.flush()?;
+        Ok(())
+    }
+}
+
+/// Writes one JSON object per row, one a line.
+pub fn write_json<W: Write>(out: W, rows: &[CallRow]) -> anyhow::Result<()> {
+    let mut j = JsonLines::new(out);
+    for r in rows {
+        j.row(r)?;
+    }
+    j.finish()
 }
 
 #[cfg(test)]

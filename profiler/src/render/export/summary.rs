@@ -4,14 +4,16 @@ use std::{collections::BTreeMap, io::Write};
 
 use serde::{Deserialize, Serialize};
 
-use super::CallRow;
-use crate::analyze::attribution::Distribution;
+use super::{
+    CallRow,
+    ranks::{Counts, Picks},
+};
 
 /// How a stage's time is read from a call row.
 pub type StageOf = fn(&CallRow) -> u64;
 
 /// The stages of the summary, in order, with how each is read from a call row.
-pub const STAGES: &[(&str, StageOf)] = &[
+pub const STAGES: &[(&str, StageOf); 8] = &[
     ("total", |r| r.total_ns),
     ("wait", |r| r.wait_ns),
     ("wait_blocked", |r| r.wait_blocked_ns),
@@ -57,59 +59,137 @@ pub struct SummaryRow {
     pub share_pct: f64,
 }
 
+/// A group: (pid, call, fd_kind, fd_out_kind).
+type Key = (u32, String, String, String);
+
+fn key(r: &CallRow) -> Key {
+    (
+        r.pid,
+        r.call.clone(),
+        r.fd_kind.clone(),
+        r.fd_out_kind.clone(),
+    )
+}
+
+/// One group's counts.
+#[derive(Clone, Copy, Default)]
+struct Counted {
+    calls: u64,
+    data_calls: u64,
+    marker_calls: u64,
+    bytes: u64,
+}
+
+/// The summary's first pass over the rows: per group, its counts and each stage's values in
+/// buckets. Memory grows with the groups, not with the calls.
+#[derive(Default)]
+pub struct Summarizer {
+    groups: BTreeMap<Key, (Counted, [Counts; STAGES.len()])>,
+}
+
+impl Summarizer {
+    /// Takes one row.
+    pub fn row(&mut self, r: &CallRow) {
+        let (g, stages) = self.groups.entry(key(r)).or_default();
+        g.calls += 1;
+        g.data_calls += u64::from(r.bytes > 0);
+        g.marker_calls += u64::from(r.stage_source == "marker");
+        g.bytes += r.bytes;
+        for (c, (_, get)) in stages.iter_mut().zip(STAGES) {
+            c.add(get(r));
+        }
+    }
+
+    /// The second pass, which finds the exact percentiles.
+    pub fn second_pass(self) -> SummaryPicks {
+        SummaryPicks {
+            groups: self
+                .groups
+                .into_iter()
+                .map(|(k, (g, stages))| (k, (g, stages.map(Counts::second_pass))))
+                .collect(),
+        }
+    }
+}
+
+/// The summary's second pass over the same rows.
+pub struct SummaryPicks {
+    groups: BTreeMap<Key, (Counted, [Picks; STAGES.len()])>,
+}
+
+impl SummaryPicks {
+    /// Takes one row, as given to the first pass.
+    pub fn row(&mut self, r: &CallRow) {
+        if let Some((_, stages)) = self.groups.get_mut(&key(r)) {
+            for (p, (_, get)) in stages.iter_mut().zip(STAGES) {
+                p.add(get(r));
+            }
+        }
+    }
+
+    /// The summary rows: groups in (pid, call, fd_kind, fd_out_kind) order, stages in
+    /// [`STAGES`] order.
+    pub fn rows(&self) -> Vec<SummaryRow> {
+        let mut out = Vec::new();
+        for ((pid, call, fd_kind, fd_out_kind), (g, stages)) in &self.groups {
+            let total = stages[0].distribution().sum;
+            for ((stage, _), p) in STAGES.iter().zip(stages) {
+                let d = p.distribution();
+                out.push(SummaryRow {
+                    pid: *pid,
+                    call: call.clone(),
+                    fd_kind: fd_kind.clone(),
+                    fd_out_kind: fd_out_kind.clone(),
+                    stage: (*stage).into(),
+                    calls: g.calls,
+                    data_calls: g.data_calls,
+                    marker_calls: g.marker_calls,
+                    bytes: g.bytes,
+                    sum_ns: d.sum,
+                    mean_ns: d.mean,
+                    p50_ns: d.p50,
+                    p99_ns: d.p99,
+                    max_ns: d.max,
+                    share_pct: if total == 0 {
+                        0.0
+                    } else {
+                        100.0 * d.sum as f64 / total as f64
+                    },
+                });
+            }
+        }
+        out
+    }
+
+    /// Writes the summary as CSV with a header.
+    pub fn write<W: Write>(&self, out: W) -> anyhow::Result<()> {
+        let mut w = csv::Writer::from_writer(out);
+        for r in self.rows() {
+            w.serialize(r)?;
+        }
+        w.flush()?;
+        Ok(())
+    }
+}
+
+/// Both passes over `rows`.
+fn summary_of(rows: &[CallRow]) -> SummaryPicks {
+    let mut s = Summarizer::default();
+    rows.iter().for_each(|r| s.row(r));
+    let mut p = s.second_pass();
+    rows.iter().for_each(|r| p.row(r));
+    p
+}
+
 /// Summarises call rows: groups in (pid, call, fd_kind, fd_out_kind) order, stages in
 /// [`STAGES`] order.
 pub fn summarize(rows: &[CallRow]) -> Vec<SummaryRow> {
-    let mut groups: BTreeMap<(u32, &str, &str, &str), Vec<&CallRow>> = BTreeMap::new();
-    for r in rows {
-        groups
-            .entry((r.pid, &r.call, &r.fd_kind, &r.fd_out_kind))
-            .or_default()
-            .push(r);
-    }
-    let mut out = Vec::new();
-    for ((pid, call, fd_kind, fd_out_kind), g) in groups {
-        let calls = g.len() as u64;
-        let data_calls = g.iter().filter(|r| r.bytes > 0).count() as u64;
-        let marker_calls = g.iter().filter(|r| r.stage_source == "marker").count() as u64;
-        let bytes = g.iter().map(|r| r.bytes).sum();
-        let total: u64 = g.iter().map(|r| r.total_ns).sum();
-        for (stage, get) in STAGES {
-            let d = Distribution::of(g.iter().map(|r| get(r)).collect());
-            out.push(SummaryRow {
-                pid,
-                call: call.into(),
-                fd_kind: fd_kind.into(),
-                fd_out_kind: fd_out_kind.into(),
-                stage: (*stage).into(),
-                calls,
-                data_calls,
-                marker_calls,
-                bytes,
-                sum_ns: d.sum,
-                mean_ns: d.mean,
-                p50_ns: d.p50,
-                p99_ns: d.p99,
-                max_ns: d.max,
-                share_pct: if total == 0 {
-                    0.0
-                } else {
-                    100.0 * d.sum as f64 / total as f64
-                },
-            });
-        }
-    }
-    out
+    summary_of(rows).rows()
 }
 
 /// Writes the summary of `rows` as CSV with a header.
 pub fn write_summary_csv<W: Write>(out: W, rows: &[CallRow]) -> anyhow::Result<()> {
-    let mut w = csv::Writer::from_writer(out);
-    for r in summarize(rows) {
-        w.serialize(r)?;
-    }
-    w.flush()?;
-    Ok(())
+    summary_of(rows).write(out)
 }
 
 #[cfg(test)]

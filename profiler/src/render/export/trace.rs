@@ -205,45 +205,81 @@ fn instant_of(e: &Record) -> Option<TraceEvent> {
     None
 }
 
-/// Builds the trace of a run: thread names first, then every call with its stages, then the
-/// instant events.
-pub fn build(rows: &[CallRow], events: &[Record]) -> Trace {
-    let instants: Vec<TraceEvent> = events.iter().filter_map(instant_of).collect();
-    let threads: BTreeSet<(u32, u32)> = rows
-        .iter()
-        .map(|r| (r.pid, r.tid))
-        .chain(instants.iter().map(|e| (e.pid, e.tid)))
-        .collect();
-    let pids: BTreeSet<u32> = threads.iter().map(|t| t.0).collect();
-    let mut ev: Vec<TraceEvent> = pids
-        .iter()
-        .map(|&p| metadata("process_name", p, 0, format!("pid {p}")))
-        .chain(
-            threads
-                .iter()
-                .map(|&(p, t)| metadata("thread_name", p, t, format!("tid {t}"))),
-        )
-        .collect();
-    for (id, r) in rows.iter().enumerate() {
-        ev.extend(call_slices(id, r));
+/// The trace, written as rows come: the object's opening at once, each call's slices as its
+/// row arrives, then the instant events and the names of the processes and threads seen
+/// (the format does not order its events). Holds only the set of threads.
+pub struct TraceStream<W: Write> {
+    out: W,
+    threads: BTreeSet<(u32, u32)>,
+    calls: usize,
+    events: usize,
+}
+
+impl<W: Write> TraceStream<W> {
+    /// A trace writing to `out`.
+    pub fn new(mut out: W) -> anyhow::Result<Self> {
+        out.write_all(b"{\"traceEvents\":[")?;
+        Ok(Self {
+            out,
+            threads: BTreeSet::new(),
+            calls: 0,
+            events: 0,
+        })
     }
-    ev.extend(instants);
-    Trace {
-        trace_events: ev,
-        display_time_unit: "ns".into(),
+
+    fn event(&mut self, e: &TraceEvent) -> anyhow::Result<()> {
+        if self.events > 0 {
+            self.out.write_all(b",")?;
+        }
+        serde_json::to_writer(&mut self.out, e)?;
+        self.events += 1;
+        Ok(())
+    }
+
+    /// The slices of one call.
+    pub fn row(&mut self, r: &CallRow) -> anyhow::Result<()> {
+        self.threads.insert((r.pid, r.tid));
+        for e in call_slices(self.calls, r) {
+            self.event(&e)?;
+        }
+        self.calls += 1;
+        Ok(())
+    }
+
+    /// The instant events of `events`, the track names, and the object's end.
+    pub fn finish(&mut self, events: &[Record]) -> anyhow::Result<()> {
+        for e in events.iter().filter_map(instant_of) {
+            self.threads.insert((e.pid, e.tid));
+            self.event(&e)?;
+        }
+        let threads = std::mem::take(&mut self.threads);
+        let pids: BTreeSet<u32> = threads.iter().map(|t| t.0).collect();
+        for &p in &pids {
+            self.event(&metadata("process_name", p, 0, format!("pid {p}")))?;
+        }
+        for &(p, t) in &threads {
+            self.event(&metadata("thread_name", p, t, format!("tid {t}")))?;
+        }
+        self.out.write_all(b"],\"displayTimeUnit\":\"ns\"}\n")?;
+        self.out.flush()?;
+        Ok(())
     }
 }
 
 /// Writes the trace of a run as one JSON object.
-pub fn write_trace<W: Write>(
-    mut out: W,
-    rows: &[CallRow],
-    events: &[Record],
-) -> anyhow::Result<()> {
-    serde_json::to_writer(&mut out, &build(rows, events))?;
-    out.write_all(b"\n")?;
-    out.flush()?;
-    Ok(())
+pub fn write_trace<W: Write>(out: W, rows: &[CallRow], events: &[Record]) -> anyhow::Result<()> {
+    let mut t = TraceStream::new(out)?;
+    for r in rows {
+        t.row(r)?;
+    }
+    t.finish(events)
+}
+
+/// The trace of a run, as [`write_trace`] writes it.
+pub fn build(rows: &[CallRow], events: &[Record]) -> anyhow::Result<Trace> {
+    let mut buf = Vec::new();
+    write_trace(&mut buf, rows, events)?;
+    Ok(serde_json::from_slice(&buf)?)
 }
 
 /// Checks that every stage slice lies within its call's slice on the same track; returns the
@@ -338,7 +374,7 @@ mod tests {
     fn a_stage_outside_its_call_is_caught() {
         let rows = sample_rows();
         let moved = |f: fn(&mut TraceEvent)| {
-            let mut t = build(&rows, &[]);
+            let mut t = build(&rows, &[]).expect("trace");
             f(t.trace_events
                 .iter_mut()
                 .find(|e| e.cat == "stage")
@@ -358,6 +394,6 @@ mod tests {
         let mut rows = sample_rows();
         rows[0].wait_ns = rows[0].total_ns + 50;
         rows[0].copy_ns = 90;
-        assert!(check_nesting(&build(&rows, &[])).is_ok());
+        assert!(check_nesting(&build(&rows, &[]).expect("trace")).is_ok());
     }
 }
