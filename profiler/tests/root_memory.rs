@@ -8,8 +8,9 @@
 mod common;
 
 use std::{
+    collections::HashMap,
     fs::File,
-    io::{BufRead as _, BufReader, Read as _},
+    io::{BufRead as _, BufReader, Read},
     path::Path,
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -27,35 +28,43 @@ const RUN_LIMIT: Duration = Duration::from_secs(240);
 /// Every how many rows one is read back whole.
 const SAMPLE_EVERY: u64 = 100_000;
 
-/// How the profiler ended and its peak resident memory, from `wait4`.
+/// How the profiler ended and its peak resident memory.
 struct Ended {
     status: i32,
     maxrss_kib: i64,
 }
 
-/// Waits for `pid` at most `limit`, polling; checks `during` at each poll. Kills it and fails
-/// the test when it does not end in time.
+/// The peak resident memory of `pid`'s program so far (`VmHWM`): the high-water mark of the
+/// memory it mapped since its exec. (`ru_maxrss` would not do: it also keeps the size of the
+/// process that forked it, this test, as it was at the exec.)
+fn vm_hwm_kib(pid: u32) -> Option<i64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Waits for `pid` at most `limit`, polling its peak memory; calls `during` at each poll.
+/// Kills it and fails the test when it does not end in time.
 fn wait_rusage(pid: u32, limit: Duration, mut during: impl FnMut()) -> Ended {
     let t0 = Instant::now();
+    let mut maxrss_kib = 0;
     loop {
+        if let Some(kib) = vm_hwm_kib(pid) {
+            maxrss_kib = maxrss_kib.max(kib);
+        }
         let mut status = 0;
-        // SAFETY: an all-zero `rusage` is a valid value of this plain C struct.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: `pid` is our own child, not yet reaped; both pointers are to live locals.
-        let r = unsafe { libc::wait4(pid as i32, &mut status, libc::WNOHANG, &mut usage) };
-        assert!(r >= 0, "wait4: {}", std::io::Error::last_os_error());
+        // SAFETY: `pid` is our own child, not yet reaped; the pointer is to a live local.
+        let r = unsafe { libc::waitpid(pid as i32, &mut status, libc::WNOHANG) };
+        assert!(r >= 0, "waitpid: {}", std::io::Error::last_os_error());
         if r == pid as i32 {
-            return Ended {
-                status,
-                maxrss_kib: usage.ru_maxrss,
-            };
+            return Ended { status, maxrss_kib };
         }
         if t0.elapsed() > limit {
             common::signal(pid, nix::sys::signal::Signal::SIGKILL);
             panic!("the profiler did not end within {limit:?}");
         }
         during();
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -92,53 +101,89 @@ fn check_csv_now(path: &Path) {
     }
 }
 
-/// Calls `each` with every line of a file (its line end included) and its index; fails on a
-/// last line cut short.
-fn each_line(path: &Path, mut each: impl FnMut(u64, &str)) {
-    let mut input = BufReader::with_capacity(1 << 20, File::open(path).expect("open"));
+/// Calls `each` with every line of `input` (its line end included) and its index; fails on a
+/// last line cut short. Returns the lines, the bytes, the first 16 bytes and the last 32.
+fn each_line(input: impl Read, name: &str, mut each: impl FnMut(u64, &str)) -> Drained {
+    let mut input = BufReader::with_capacity(1 << 20, input);
     let mut line = Vec::new();
-    for i in 0.. {
+    let mut seen = Drained::default();
+    loop {
         line.clear();
         if input.read_until(b'\n', &mut line).expect("read a line") == 0 {
             break;
         }
-        assert_eq!(
-            line.last(),
-            Some(&b'\n'),
-            "{}: the last line is cut",
-            path.display()
-        );
-        each(i, std::str::from_utf8(&line).expect("utf-8 line"));
+        assert_eq!(line.last(), Some(&b'\n'), "{name}: the last line is cut");
+        if seen.head.len() < 16 {
+            let want = (16 - seen.head.len()).min(line.len());
+            seen.head.extend_from_slice(&line[..want]);
+        }
+        seen.tail.extend_from_slice(&line);
+        let cut = seen.tail.len().saturating_sub(32);
+        seen.tail.drain(..cut);
+        each(seen.lines, std::str::from_utf8(&line).expect("utf-8 line"));
+        seen.lines += 1;
+        seen.bytes += line.len() as u64;
     }
+    seen
 }
 
-/// Rows of the CSV, rows of `pid`'s `recvfrom` calls; one row in [`SAMPLE_EVERY`] is read
-/// back whole into the documented record.
-fn count_rows(path: &Path, pid: u32) -> (u64, u64) {
-    let prefix = format!("{pid},");
-    let mut header = String::new();
-    let (mut rows, mut recv) = (0u64, 0u64);
-    each_line(path, |i, text| {
+/// What a reader of an output saw.
+#[derive(Default)]
+struct Drained {
+    lines: u64,
+    bytes: u64,
+    head: Vec<u8>,
+    tail: Vec<u8>,
+}
+
+/// An output read as the profiler writes it, through a FIFO made at `path`, so that the
+/// gigabytes a long run writes never reach the disk: `each` sees every line with `state`.
+fn through_fifo<S: Send + 'static>(
+    path: &Path,
+    mut state: S,
+    each: fn(&mut S, u64, &str),
+) -> std::thread::JoinHandle<(Drained, S)> {
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    let path = path.to_path_buf();
+    std::thread::spawn(move || {
+        let f = File::open(&path).expect("open the FIFO");
+        let seen = each_line(f, &path.display().to_string(), |i, l| {
+            each(&mut state, i, l)
+        });
+        (seen, state)
+    })
+}
+
+/// A per-call CSV read line by line: the header first, one row in [`SAMPLE_EVERY`] read back
+/// whole into the documented record, and the rows of `recvfrom` calls per pid.
+#[derive(Default)]
+struct CsvCheck {
+    header: String,
+    recv: HashMap<u32, u64>,
+}
+
+impl CsvCheck {
+    fn line(&mut self, i: u64, text: &str) {
         if i == 0 {
             assert!(text.starts_with("pid,tid,call,fd,"), "{text}");
-            header = text.to_string();
+            self.header = text.to_string();
             return;
         }
-        if text.starts_with(&prefix) && text.split(',').nth(2) == Some("recvfrom") {
-            recv += 1;
+        let mut fields = text.splitn(4, ',');
+        let pid = fields.next().and_then(|p| p.parse().ok());
+        if let (Some(pid), Some("recvfrom")) = (pid, fields.nth(1)) {
+            *self.recv.entry(pid).or_default() += 1;
         }
-        if rows % SAMPLE_EVERY == 0 {
-            let whole = format!("{header}{text}");
+        if (i - 1).is_multiple_of(SAMPLE_EVERY) {
+            let whole = format!("{}{text}", self.header);
             let row: CallRow = csv::Reader::from_reader(whole.as_bytes())
                 .deserialize()
                 .next()
                 .expect("a row")
-                .unwrap_or_else(|e| panic!("row {rows} does not read back: {e}: {text}"));
+                .unwrap_or_else(|e| panic!("row {i} does not read back: {e}: {text}"));
             assert!(row.total_ns > 0 || row.start_ns > 0, "{text}");
         }
-        rows += 1;
-    });
-    (rows, recv)
+    }
 }
 
 /// A finished profiler run of `workloads eagain`.
@@ -158,7 +203,7 @@ fn run_eagain(dir: &Path, calls: u64, outputs: &[(&str, &Path)], during: impl Fn
     }
     #[expect(
         clippy::zombie_processes,
-        reason = "reaped by wait4, which gives its resource usage"
+        reason = "reaped by waitpid while its memory is watched"
     )]
     let child = cmd
         .arg("-o")
@@ -182,6 +227,17 @@ fn run_eagain(dir: &Path, calls: u64, outputs: &[(&str, &Path)], during: impl Fn
         ended.maxrss_kib < LIMIT_KIB,
         "peak resident memory {} KiB, limit {LIMIT_KIB} KiB:\n{report}",
         ended.maxrss_kib
+    );
+    // The profiler's own account, taken after its exports are written: the same bound.
+    let own: i64 = report
+        .rsplit("peak_rss_kib=")
+        .next()
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no peak_rss_kib in:\n{report}"));
+    assert!(
+        own < LIMIT_KIB,
+        "the profiler reports a peak of {own} KiB, limit {LIMIT_KIB} KiB:\n{report}"
     );
     let truth: Truth =
         serde_json::from_str(&std::fs::read_to_string(&truth_path).expect("the workload's truth"))
@@ -212,17 +268,12 @@ fn ten_million_calls_with_csv_stay_under_256_mib() {
     common::assert_root();
     let dir = big_scratch();
     let csv = dir.path().join("calls.csv");
-    let mut checked_early = false;
-    let run = run_eagain(dir.path(), CALLS, &[("--csv", &csv)], || {
-        if !checked_early && csv.metadata().is_ok_and(|m| m.len() > 0) {
-            check_csv_now(&csv);
-            checked_early = true;
-        }
-    });
+    let reader = through_fifo(&csv, CsvCheck::default(), CsvCheck::line);
+    let run = run_eagain(dir.path(), CALLS, &[("--csv", &csv)], || {});
+    let (seen, check) = reader.join().expect("the CSV reader");
     let report = &run.report;
-    assert!(checked_early, "the CSV was never seen during the run");
     let (calls, lost) = calls_and_lost(report);
-    let (rows, recv) = count_rows(&csv, run.truth.pid);
+    let rows = seen.lines - 1;
     assert_eq!(rows, calls, "a row per call seen:\n{report}");
     // Well past the calls the analyses keep, or the peak says little.
     assert!(
@@ -231,47 +282,59 @@ fn ten_million_calls_with_csv_stay_under_256_mib() {
     );
     // Every call of the workload is a row or counted lost (the lost count covers every kind
     // of record, so it may be larger).
+    let recv = check.recv.get(&run.truth.pid).copied().unwrap_or(0);
     assert!(
         recv <= CALLS && recv + lost >= CALLS,
         "{recv} recvfrom rows, {lost} lost, {CALLS} made:\n{report}"
     );
     eprintln!(
-        "{CALLS} calls with --csv: peak {} KiB, {rows} rows, {lost} records lost",
-        run.ended.maxrss_kib
+        "{CALLS} calls with --csv: peak {} KiB, {rows} rows ({} MB), {lost} records lost",
+        run.ended.maxrss_kib,
+        seen.bytes >> 20
     );
 }
 
 #[test]
-fn a_million_calls_with_every_other_per_call_export_stay_under_256_mib() {
+fn a_million_calls_with_every_per_call_export_stay_under_256_mib() {
     common::assert_root();
     const N: u64 = 1_000_000;
     let dir = big_scratch();
-    let (summary, json, trace) = (
+    let (summary, json, trace, csv) = (
         dir.path().join("summary.csv"),
         dir.path().join("calls.jsonl"),
         dir.path().join("trace.json"),
+        dir.path().join("calls.csv"),
     );
+    let json_reader = through_fifo(&json, (), |(), i, text| {
+        if i.is_multiple_of(SAMPLE_EVERY) {
+            serde_json::from_str::<CallRow>(text)
+                .unwrap_or_else(|e| panic!("line {i} does not read back: {e}: {text}"));
+        }
+    });
+    let trace_reader = through_fifo(&trace, (), |(), _, _| {});
     let outputs = [
         ("--summary-csv", summary.as_path()),
         ("--json", json.as_path()),
         ("--trace", trace.as_path()),
+        ("--csv", csv.as_path()),
     ];
-    let run = run_eagain(dir.path(), N, &outputs, || {});
+    // The CSV, a file: whole rows under its header whenever it is looked at.
+    let mut looked = false;
+    let run = run_eagain(dir.path(), N, &outputs, || {
+        if csv.metadata().is_ok_and(|m| m.len() > 0) {
+            check_csv_now(&csv);
+            looked = true;
+        }
+    });
+    assert!(looked, "the CSV was never seen during the run");
     let report = &run.report;
     let (calls, lost) = calls_and_lost(report);
     // A debug build loses records at this rate; a quarter of the calls still make
     // gigabytes of exports that the profiler used to hold whole.
     assert!(calls > N / 4, "only {calls} calls seen:\n{report}");
     // JSON lines: one per call, one in SAMPLE_EVERY read back whole.
-    let mut lines = 0;
-    each_line(&json, |i, text| {
-        if i % SAMPLE_EVERY == 0 {
-            serde_json::from_str::<CallRow>(text)
-                .unwrap_or_else(|e| panic!("line {i} does not read back: {e}: {text}"));
-        }
-        lines += 1;
-    });
-    assert_eq!(lines, calls, "a line per call seen:\n{report}");
+    let (lines, ()) = json_reader.join().expect("the JSON reader");
+    assert_eq!(lines.lines, calls, "a line per call seen:\n{report}");
     // The summary: every call in one group, the workload's receives all there or lost.
     let groups: Vec<SummaryRow> = csv::Reader::from_path(&summary)
         .expect("summary")
@@ -289,20 +352,23 @@ fn a_million_calls_with_every_other_per_call_export_stay_under_256_mib() {
         "{recv} receives, {lost} lost"
     );
     // The trace: one JSON object, opened and closed (its content is checked on small runs).
-    let mut ends = (Vec::new(), [0u8; 26]);
-    let mut f = File::open(&trace).expect("trace");
-    f.by_ref()
-        .take(16)
-        .read_to_end(&mut ends.0)
-        .expect("trace start");
-    let len = f.metadata().expect("trace size").len();
-    assert!(len > calls * 100, "{len} bytes for {calls} calls");
-    std::io::Seek::seek(&mut f, std::io::SeekFrom::End(-26)).expect("seek");
-    f.read_exact(&mut ends.1).expect("trace end");
-    assert_eq!(ends.0, b"{\"traceEvents\":[");
-    assert_eq!(&ends.1, b"],\"displayTimeUnit\":\"ns\"}\n");
+    let (t, ()) = trace_reader.join().expect("the trace reader");
+    assert!(t.bytes > calls * 100, "{} bytes for {calls} calls", t.bytes);
+    assert_eq!(t.head, b"{\"traceEvents\":[");
+    assert!(
+        t.tail.ends_with(b"],\"displayTimeUnit\":\"ns\"}\n"),
+        "{:?}",
+        String::from_utf8_lossy(&t.tail)
+    );
+    // The CSV at the end: a row per call.
+    let rows = each_line(File::open(&csv).expect("the CSV"), "the CSV", |_, _| {}).lines;
+    assert_eq!(
+        rows,
+        calls + 1,
+        "a header and a row per call seen:\n{report}"
+    );
     eprintln!(
-        "{N} calls with --summary-csv --json --trace: peak {} KiB, {lost} records lost",
+        "{N} calls with --summary-csv --json --trace --csv: peak {} KiB, {lost} records lost",
         run.ended.maxrss_kib
     );
 }

@@ -53,7 +53,9 @@ pub struct OwnUsage {
     pub max_rss_kib: u64,
 }
 
-/// This process's CPU time and peak memory (`getrusage(RUSAGE_SELF)`).
+/// This process's CPU time (`getrusage(RUSAGE_SELF)`) and peak memory: the high-water mark
+/// of its resident memory since its exec (`VmHWM`), where `ru_maxrss` also keeps the size of
+/// whatever process forked it, as it was at the exec.
 pub fn own_usage() -> OwnUsage {
     // SAFETY: an all-zero `rusage` is a valid value of this plain C struct.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
@@ -65,13 +67,30 @@ pub fn own_usage() -> OwnUsage {
         |t: libc::timeval| Duration::new(t.tv_sec.max(0) as u64, (t.tv_usec.max(0) as u32) * 1000);
     OwnUsage {
         cpu: tv(u.ru_utime) + tv(u.ru_stime),
-        max_rss_kib: u.ru_maxrss.max(0) as u64,
+        max_rss_kib: std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| vm_hwm_kib(&s))
+            .unwrap_or(u.ru_maxrss.max(0) as u64),
     }
+}
+
+/// `VmHWM` in KiB from the text of `/proc/PID/status`.
+fn vm_hwm_kib(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_peak_is_read_from_the_status_text() {
+        let text = "Name:\tprofiler\nVmPeak:\t  900 kB\nVmHWM:\t   4242 kB\nVmRSS:\t 10 kB\n";
+        assert_eq!(vm_hwm_kib(text), Some(4242));
+        assert_eq!(vm_hwm_kib("Name:\tx\n"), None);
+        assert!(own_usage().max_rss_kib > 0);
+    }
     use crate::render::cost::report;
 
     #[test]
