@@ -35,10 +35,21 @@ pub struct StageSplit {
     pub by: SplitBy,
 }
 
-/// Splits one call into its stages. The kernel's sums can exceed the call's span by a clock
-/// read's skew: they are clamped to it.
+impl StageSplit {
+    /// The part of the wait spent on CPU (the call's own work before the copy, or polling).
+    pub fn wait_oncpu_ns(&self) -> u64 {
+        self.wait_ns
+            .saturating_sub(self.wait_blocked_ns + self.wait_runq_ns)
+    }
+}
+
+/// Splits one call into its stages. `moved`: the call moved data (its bytes by
+/// [`crate::call_bytes`] are above 0); without a copy marker, the time on CPU of such a call
+/// is its copy, and a call that moved none (a failed read, a multiplexer's ready count, an
+/// `mmap` address) spent all of its time waiting. The kernel's sums can exceed the call's span
+/// by a clock read's skew: they are clamped to it.
 #[inline(always)]
-pub fn split_stages(rec: &CallRecord) -> StageSplit {
+pub fn split_stages(rec: &CallRecord, moved: bool) -> StageSplit {
     let total_ns = rec.end_ns.saturating_sub(rec.start_ns);
     let blocked_ns = rec.blocked_ns.min(total_ns);
     let runq_ns = rec.runq_ns.min(total_ns - blocked_ns);
@@ -58,7 +69,7 @@ pub fn split_stages(rec: &CallRecord) -> StageSplit {
             wait_runq_ns: rec.wait_runq_ns.min(wait_ns - wait_blocked_ns),
             by: SplitBy::Marker,
         }
-    } else if rec.ret > 0 {
+    } else if moved {
         StageSplit {
             total_ns,
             wait_ns: blocked_ns,
@@ -103,22 +114,27 @@ mod tests {
 
     #[test]
     fn a_marker_splits_the_call_at_the_first_copy() {
-        let s = split_stages(&rec(1_700, 64, 500, 100));
+        let s = split_stages(&rec(1_700, 64, 500, 100), true);
         assert_eq!((s.by, s.wait_ns, s.copy_ns), (SplitBy::Marker, 700, 300));
         assert_eq!((s.wait_blocked_ns, s.wait_runq_ns), (500, 100));
     }
 
     #[test]
     fn without_a_marker_the_copy_is_the_time_on_cpu() {
-        let s = split_stages(&rec(0, 64, 500, 100));
+        let s = split_stages(&rec(0, 64, 500, 100), true);
         assert_eq!((s.by, s.wait_ns, s.copy_ns), (SplitBy::OnCpu, 500, 400));
-        let s = split_stages(&rec(0, -11, 500, 100));
+        assert_eq!(s.wait_oncpu_ns(), 0);
+        let s = split_stages(&rec(0, -11, 500, 100), false);
+        assert_eq!((s.by, s.wait_ns, s.copy_ns), (SplitBy::NoData, 1_000, 0));
+        assert_eq!(s.wait_oncpu_ns(), 400);
+        // A positive return that is no byte count (an address, a ready count) moved nothing.
+        let s = split_stages(&rec(0, 0x7f00_0000_0000, 500, 100), false);
         assert_eq!((s.by, s.wait_ns, s.copy_ns), (SplitBy::NoData, 1_000, 0));
     }
 
     #[test]
     fn sums_beyond_the_span_are_clamped() {
-        let s = split_stages(&rec(5_000, 64, 5_000, 5_000));
+        let s = split_stages(&rec(5_000, 64, 5_000, 5_000), true);
         assert_eq!(s.by, SplitBy::OnCpu, "a marker after the exit is ignored");
         assert_eq!((s.blocked_ns, s.runq_ns, s.copy_ns), (1_000, 0, 0));
     }

@@ -71,10 +71,10 @@ pub fn add(rec: &CallRecord) {
     };
     // SAFETY: a per-CPU value is only touched by programs on this CPU, which do not nest.
     let s = unsafe { &mut *p };
-    let st = split_stages(rec);
-    s.calls += 1;
     // Only calls that move data count bytes: an mmap address or a poll count is none.
     let bytes = probe_common::call_bytes(spec, rec);
+    let st = split_stages(rec, bytes > 0);
+    s.calls += 1;
     if bytes > 0 {
         s.data_calls += 1;
         s.bytes += bytes;

@@ -268,8 +268,8 @@ fn summary_mode_counts_only_data_calls_as_bytes() {
             .iter()
             .filter(|c| c.rec.pid == k.pid && c.rec.nr == k.nr)
             .collect();
-        let bytes: u64 = records.iter().map(|c| c.stages.bytes).sum();
-        let data = records.iter().filter(|c| c.stages.bytes > 0).count() as u64;
+        let bytes: u64 = records.iter().map(|c| c.bytes()).sum();
+        let data = records.iter().filter(|c| c.bytes() > 0).count() as u64;
         let name = syscalls::name_of(k.nr);
         assert_eq!(
             (s.calls, s.data_calls, s.bytes),

@@ -5,7 +5,6 @@
 
 use probe_common::{SummaryKey, mode};
 use profiler::{
-    analyze::attribution,
     analyze::summary,
     capture::loader::LoadOptions,
     capture::session::{self, RunResult, Target},
@@ -72,7 +71,7 @@ fn sums_of_records(r: &Ran) -> summary::Summaries {
         summary::add_call(
             out.entry(key).or_default(),
             &c.stages,
-            c.source == attribution::StageSource::Marker,
+            c.bytes(),
             c.rec.ret < 0,
         );
     }

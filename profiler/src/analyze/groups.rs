@@ -56,7 +56,7 @@ pub fn group(calls: &[TracedCall]) -> BTreeMap<GroupKey, GroupStats> {
                 s.eagain += 1;
             }
         }
-        s.bytes += c.stages.bytes;
+        s.bytes += c.bytes();
         s.total_ns += c.stages.total_ns;
         s.blocked_ns += c.stages.blocked_ns;
     }

@@ -317,7 +317,7 @@ fn deliveries(calls: &[&TracedCall], ev: &Events) -> Vec<Delivery> {
                 copier_tid: c.rec.tid,
                 copy_start: c.rec.end_ns - c.stages.copy_ns,
                 copy_end: c.rec.end_ns,
-                bytes: c.stages.bytes,
+                bytes: c.bytes(),
                 call: Some(i),
             });
         } else if name == "io_uring_enter" && c.rec.first_copy_ns != 0 && c.rec.copy_bytes > 0 {

@@ -145,7 +145,7 @@ pub struct Movement {
 }
 
 fn moved(c: &TracedCall) -> bool {
-    c.stages.bytes > 0 || c.rec.sent_bytes > 0
+    c.bytes() > 0 || c.rec.sent_bytes > 0
 }
 
 fn oncpu(c: &TracedCall) -> u64 {
@@ -158,7 +158,7 @@ fn oncpu(c: &TracedCall) -> u64 {
 fn sends_to_socket(c: &TracedCall) -> bool {
     let role = c.call.map(|k| k.role);
     c.rec.sent_bytes > 0
-        || (c.stages.bytes > 0
+        || (c.bytes() > 0
             && match role {
                 Some(Role::Send) => c.fd_kind == FdKind::Socket,
                 Some(Role::Transfer) => c.fd_out_kind == FdKind::Socket,
@@ -168,7 +168,7 @@ fn sends_to_socket(c: &TracedCall) -> bool {
 
 /// Adds a data-moving call's bytes to the ends they left and reached.
 fn add_ends(m: &mut Movement, c: &TracedCall) {
-    let n = c.stages.bytes;
+    let n = c.bytes();
     match c.call.map(|k| (k.role, k.name)) {
         Some((Role::Receive, _)) => m.from.add(c.fd_kind, n),
         Some((Role::Send, _)) => m.to.add(c.fd_kind, n),
@@ -265,7 +265,7 @@ pub fn summarize(
             ..CallCost::default()
         });
         g.calls += 1;
-        g.bytes += c.stages.bytes;
+        g.bytes += c.bytes();
         g.sent_bytes += c.rec.sent_bytes;
         g.oncpu_ns += oncpu(c);
         g.blocked_ns += c.stages.blocked_ns;
@@ -285,9 +285,9 @@ pub fn summarize(
         }
         add_ends(&mut m, c);
         match (role, c.fd_kind) {
-            (Some(Role::Receive), FdKind::File) => m.user_reads += c.stages.bytes,
-            (Some(Role::Receive), FdKind::Socket) => m.user_receives += c.stages.bytes,
-            (Some(Role::Send), FdKind::Socket) => m.user_writes += c.stages.bytes,
+            (Some(Role::Receive), FdKind::File) => m.user_reads += c.bytes(),
+            (Some(Role::Receive), FdKind::Socket) => m.user_receives += c.bytes(),
+            (Some(Role::Send), FdKind::Socket) => m.user_writes += c.bytes(),
             _ => {}
         }
     }
@@ -501,8 +501,8 @@ mod tests {
         let mut tx = call(libc::SYS_sendmmsg, [4, 0, 0], 2, 20, 30);
         tx.sent_bytes = 2 * 1400;
         let calls = [TracedCall::new(rx, kinds), TracedCall::new(tx, kinds)];
-        assert_eq!(calls[0].stages.bytes, 4200);
-        assert_eq!(calls[1].stages.bytes, 2800);
+        assert_eq!(calls[0].bytes(), 4200);
+        assert_eq!(calls[1].bytes(), 2800);
         let m = summarize("mmsg", &calls, &[], &[0; 64], 100, None);
         assert_eq!((m.from.sockets, m.to.sockets, m.bytes), (4200, 2800, 4200));
     }

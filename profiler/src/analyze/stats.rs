@@ -116,8 +116,8 @@ impl LabelStats {
     fn add(&mut self, c: &TracedCall) {
         let s = &c.stages;
         self.calls += 1;
-        self.bytes = self.bytes.saturating_add(s.bytes);
-        if s.bytes > 0 {
+        self.bytes = self.bytes.saturating_add(c.bytes());
+        if c.bytes() > 0 {
             self.data_calls += 1;
         }
         if c.source == StageSource::Marker {

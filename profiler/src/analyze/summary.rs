@@ -4,9 +4,7 @@
 //! `render::summary`).
 use std::collections::BTreeMap;
 
-use probe_common::{CallSummary, HIST_BUCKETS, SummaryKey};
-
-use crate::analyze::attribution::Stages;
+use probe_common::{CallSummary, HIST_BUCKETS, SplitBy, StageSplit, SummaryKey};
 
 /// Adds `b` into `a`, field by field.
 pub fn merge(a: &mut CallSummary, b: &CallSummary) {
@@ -33,15 +31,14 @@ pub fn merge(a: &mut CallSummary, b: &CallSummary) {
     }
 }
 
-/// Adds one call, already split into stages in user space, the way the kernel does in
-/// summary mode. `marker` says whether it was split at a copy marker, `failed` whether it
-/// returned an error.
-pub fn add_call(s: &mut CallSummary, st: &Stages, marker: bool, failed: bool) {
+/// Adds one call that moved `bytes`, already split into stages in user space, the way the
+/// kernel does in summary mode. `failed` says whether it returned an error.
+pub fn add_call(s: &mut CallSummary, st: &StageSplit, bytes: u64, failed: bool) {
     let mut one = CallSummary {
         calls: 1,
-        data_calls: u64::from(st.bytes > 0),
-        marker_calls: u64::from(marker),
-        bytes: st.bytes,
+        data_calls: u64::from(bytes > 0),
+        marker_calls: u64::from(st.by == SplitBy::Marker),
+        bytes,
         total_ns: st.total_ns,
         wait_ns: st.wait_ns,
         copy_ns: st.copy_ns,
@@ -94,7 +91,6 @@ pub fn hist_percentile(hist: &[u64; HIST_BUCKETS], p: f64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analyze::attribution;
     use crate::render::summary::table;
     use probe_common::CallRecord;
 
@@ -113,13 +109,9 @@ mod tests {
     fn adding_calls_sums_stages_and_buckets() {
         let mut s = CallSummary::default();
         for r in [rec(0, 1000, 600, 10), rec(0, 300, 0, -11)] {
-            let st = attribution::stages(&r);
-            add_call(
-                &mut s,
-                &st,
-                attribution::source(&r) == attribution::StageSource::Marker,
-                r.ret < 0,
-            );
+            let bytes = r.ret.max(0) as u64;
+            let st = probe_common::split_stages(&r, bytes > 0);
+            add_call(&mut s, &st, bytes, r.ret < 0);
         }
         assert_eq!(
             (s.calls, s.data_calls, s.marker_calls, s.bytes),

@@ -1,9 +1,9 @@
 //! A traced call as user space sees it: the kernel's record, the call's name and descriptors,
 //! and its stages.
-use probe_common::CallRecord;
+use probe_common::{CallRecord, StageSplit};
 
 use crate::{
-    analyze::attribution::{self, StageSource, Stages},
+    analyze::attribution::StageSource,
     capture::fdkind::{FdClass, FdKind},
     syscalls::{self, Call},
 };
@@ -28,7 +28,7 @@ pub struct TracedCall {
     /// The fine class of `fd_out`.
     pub fd_out_class: FdClass,
     /// Where its time went.
-    pub stages: Stages,
+    pub stages: StageSplit,
     /// How the stages were found.
     pub source: StageSource,
 }
@@ -39,20 +39,9 @@ impl TracedCall {
     pub fn new(rec: CallRecord, mut kind: impl FnMut(u32, i64) -> FdKind) -> Self {
         let call = syscalls::by_nr(rec.nr);
         let (fd, fd_out) = call.map_or((-1, -1), |c| c.fds(&rec.args));
-        // A multiplexer returns a count of ready descriptors, not bytes: all of it is wait.
-        let split = match call {
-            Some(c) if c.role == syscalls::Role::Multiplex => CallRecord {
-                ret: rec.ret.min(0),
-                ..rec
-            },
-            _ => rec,
-        };
-        let mut stages = attribution::stages(&split);
-        // An address (mmap), a request count (io_uring_enter) or a message count (recvmmsg)
-        // is no byte count: the bytes are read as the kernel's summary reads them.
-        if let Some(c) = call {
-            stages.bytes = probe_common::call_bytes(c.bytes_spec(), &rec);
-        }
+        // The kernel's own split: a call that moved no data (a multiplexer's ready count, an
+        // address) spent all of its time waiting.
+        let stages = probe_common::split_stages(&rec, bytes_of(call, &rec) > 0);
         let mut class = |raw: u32, fd: i64| {
             if fd < 0 {
                 FdClass::Unknown
@@ -71,9 +60,15 @@ impl TracedCall {
             fd_class,
             fd_out_class,
             stages,
-            source: attribution::source(&split),
+            source: stages.by.into(),
             rec,
         }
+    }
+
+    /// Bytes the call moved, read as the kernel's summary reads them: not an address
+    /// (`mmap`), a request count (`io_uring_enter`) or a message count (`recvmmsg`).
+    pub fn bytes(&self) -> u64 {
+        bytes_of(self.call, &self.rec)
     }
 
     /// The call's name.
@@ -97,5 +92,13 @@ impl TracedCall {
         } else {
             self.name()
         }
+    }
+}
+
+/// Bytes a call moved (unknown calls: their positive return value).
+fn bytes_of(call: Option<&Call>, rec: &CallRecord) -> u64 {
+    match call {
+        Some(c) => probe_common::call_bytes(c.bytes_spec(), rec),
+        None => rec.ret.max(0) as u64,
     }
 }

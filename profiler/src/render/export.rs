@@ -113,7 +113,7 @@ impl From<&TracedCall> for CallRow {
             }
             .into(),
             ret: c.rec.ret,
-            bytes: s.bytes,
+            bytes: c.bytes(),
             start_ns: c.rec.start_ns,
             total_ns: s.total_ns,
             wait_ns: s.wait_ns,

@@ -107,17 +107,27 @@ fn pct(part: u64, whole: u64) -> f64 {
 }
 
 /// One call kind: calls, bytes, time and share, then wait (and how much of it asleep), copy
-/// (`*`: the time on CPU, no copy marker) and run-queue time when it counts.
+/// (`*`: the time on CPU, no copy marker) and run-queue time when it counts. A call that maps
+/// memory waits for no data and copies none: its time is not split.
 fn call_line(c: &CallKind) -> String {
-    let mut line = format!(
-        "  {:<24} {:>7} calls {:>10} {:>9} {:>4.0}%  wait {:>9}",
+    let head = format!(
+        "  {:<24} {:>7} calls {:>10} {:>9} {:>4.0}%",
         c.label,
         c.calls,
         fmt_bytes(c.bytes),
         fmt_ns(c.total_ns as f64),
         100.0 * c.share,
-        fmt_ns(c.wait_ns as f64),
     );
+    let maps_memory = c
+        .label
+        .split_whitespace()
+        .next()
+        .and_then(crate::syscalls::by_name)
+        .is_some_and(|call| call.role == crate::syscalls::Role::Memory);
+    if maps_memory {
+        return format!("{head}  (maps memory: moves no data)");
+    }
+    let mut line = format!("{head}  wait {:>9}", fmt_ns(c.wait_ns as f64));
     if c.wait_ns > 0 {
         let _ = write!(line, " ({:.0}% asleep)", pct(c.wait_blocked_ns, c.wait_ns));
     }
@@ -308,6 +318,15 @@ mod tests {
             share,
             ..CallKind::default()
         }
+    }
+
+    #[test]
+    fn a_mapping_call_has_no_wait_or_copy() {
+        let line = call_line(&kind("mmap", 0, 1_000, 0.1));
+        assert!(line.contains("maps memory"), "{line}");
+        assert!(!line.contains("wait") && !line.contains("copy"), "{line}");
+        let line = call_line(&kind("read file", 100, 1_000, 0.1));
+        assert!(line.contains("wait") && line.contains("copy"), "{line}");
     }
 
     fn thread(tid: u32, model: &'static str) -> Thread {
