@@ -2,9 +2,9 @@
 //! there is one, else into per-CPU counters of what happened outside traced calls. Write
 //! faults and the pages copied by copy-on-write are also counted per thread.
 use aya_ebpf::{
-    macros::{map, tracepoint},
+    macros::{map, raw_tracepoint, tracepoint},
     maps::{PerCpuArray, PerCpuHashMap},
-    programs::TracePointContext,
+    programs::{RawTracePointContext, TracePointContext},
 };
 use probe_common::{Counter, CowCounts, Diag, MAX_COW_THREADS, fault_bits};
 
@@ -264,14 +264,28 @@ pub fn filemap_fault(_ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn sock_send_length(ctx: TracePointContext) -> u32 {
+    // SAFETY: offset from the sock_send_length format above.
+    sent(|| unsafe { field::<i32>(&ctx, SEND_RET) });
+    0
+}
+
+/// `sock_send_length(struct sock *sk, int ret, int flags)`.
+#[raw_tracepoint(tracepoint = "sock_send_length")]
+pub fn raw_sock_send_length(ctx: RawTracePointContext) -> u32 {
+    sent(|| ctx.arg::<u64>(1) as i32);
+    0
+}
+
+/// The current thread handed `ret` bytes to a socket (read only for a traced process).
+#[inline(always)]
+fn sent(ret: impl FnOnce() -> i32) {
     let (tgid, tid) = current_ids();
     if !is_traced(tgid) {
-        return 0;
+        return;
     }
-    // SAFETY: offset from the sock_send_length format above.
-    let ret = unsafe { field::<i32>(&ctx, SEND_RET) };
+    let ret = ret();
     if ret <= 0 {
-        return 0;
+        return;
     }
     let n = ret as u64;
     add(Counter::SentBytes, n);
@@ -279,5 +293,4 @@ pub fn sock_send_length(ctx: TracePointContext) -> u32 {
         Some(s) => s.rec.sent_bytes += n,
         None => add(Counter::SentBytesOutside, n),
     }
-    0
 }

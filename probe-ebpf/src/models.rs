@@ -1,7 +1,11 @@
 //! I/O model hooks: when data reached a traced process's socket (`sock:sk_data_ready`), which
 //! socket each read drained (`sock:sock_recv_length`), and the life of io_uring requests
 //! (`io_uring:io_uring_submit_req` / `io_uring_complete`).
-use aya_ebpf::{macros::map, macros::tracepoint, maps::LruHashMap, programs::TracePointContext};
+use aya_ebpf::{
+    macros::{map, raw_tracepoint, tracepoint},
+    maps::LruHashMap,
+    programs::{RawTracePointContext, TracePointContext},
+};
 use probe_common::{RecordKind, SockRecord, UringRecord};
 
 use crate::maps::{current_ids, field, in_flight, is_traced, now, send};
@@ -58,7 +62,20 @@ fn send_uring(mut rec: UringRecord) {
 #[tracepoint]
 pub fn sk_data_ready(ctx: TracePointContext) -> u32 {
     // SAFETY: offset from the sk_data_ready format above.
-    let sk = unsafe { field::<u64>(&ctx, READY_SK) };
+    data_ready(unsafe { field::<u64>(&ctx, READY_SK) });
+    0
+}
+
+/// `sk_data_ready(const struct sock *sk)`.
+#[raw_tracepoint(tracepoint = "sk_data_ready")]
+pub fn raw_sk_data_ready(ctx: RawTracePointContext) -> u32 {
+    data_ready(ctx.arg(0));
+    0
+}
+
+/// Data reached socket `sk`.
+#[inline(always)]
+fn data_ready(sk: u64) {
     let (tgid, tid) = current_ids();
     // SAFETY: the value is a plain integer copied out at once.
     let owner = match unsafe { WATCHED_SOCKS.get(&sk) } {
@@ -66,20 +83,33 @@ pub fn sk_data_ready(ctx: TracePointContext) -> u32 {
         // Before its first read a socket is unknown; data a traced process sends to itself
         // (a loopback peer) is still seen.
         None if is_traced(tgid) => tgid,
-        None => return 0,
+        None => return,
     };
     send_sock(RecordKind::DataReady, owner, tid, 0, sk);
-    0
 }
 
 #[tracepoint]
 pub fn sock_recv_length(ctx: TracePointContext) -> u32 {
+    // SAFETY: offset from the sock_recv_length format above.
+    recv_length(|| unsafe { (field::<u64>(&ctx, RECV_SK), field::<i32>(&ctx, RECV_RET)) });
+    0
+}
+
+/// `sock_recv_length(struct sock *sk, int ret, int flags)`.
+#[raw_tracepoint(tracepoint = "sock_recv_length")]
+pub fn raw_sock_recv_length(ctx: RawTracePointContext) -> u32 {
+    recv_length(|| (ctx.arg(0), ctx.arg::<u64>(1) as i32));
+    0
+}
+
+/// The current thread read from a socket: `(sk, ret)` are read only for a traced process.
+#[inline(always)]
+fn recv_length(sk_ret: impl FnOnce() -> (u64, i32)) {
     let (tgid, tid) = current_ids();
     if !is_traced(tgid) {
-        return 0;
+        return;
     }
-    // SAFETY: offset from the sock_recv_length format above.
-    let (sk, ret) = unsafe { (field::<u64>(&ctx, RECV_SK), field::<i32>(&ctx, RECV_RET)) };
+    let (sk, ret) = sk_ret();
     // The bytes of a batched receive (recvmmsg), whose return value counts messages.
     if ret > 0
         && let Some(s) = in_flight(tid)
@@ -90,11 +120,10 @@ pub fn sock_recv_length(ctx: TracePointContext) -> u32 {
     // process costs one lookup and no record (reads run at every call, failed ones included).
     // SAFETY: the value is a plain integer copied out at once.
     if unsafe { WATCHED_SOCKS.get(&sk) } == Some(&tgid) {
-        return 0;
+        return;
     }
     let _ = WATCHED_SOCKS.insert(&sk, &tgid, 0);
     send_sock(RecordKind::RecvLength, tgid, tid, ret, sk);
-    0
 }
 
 #[tracepoint]

@@ -735,6 +735,9 @@ fn raw_twin(prog: &str) -> Option<(&'static str, bool)> {
         "skb_copy" => ("raw_skb_copy", false),
         "signal_generate" => ("raw_signal_generate", true),
         "signal_deliver" => ("raw_signal_deliver", false),
+        "sk_data_ready" => ("raw_sk_data_ready", false),
+        "sock_recv_length" => ("raw_sock_recv_length", false),
+        "sock_send_length" => ("raw_sock_send_length", false),
         _ => return None,
     })
 }
