@@ -127,9 +127,18 @@ fn classify(o: &FdOffsets, fd: i64) -> Result<u32, u32> {
 pub fn classes(nr: u32, args: &[u64; 3]) -> (u32, u32) {
     let spec = CALL_FDS.get(nr).copied().unwrap_or(0);
     (
-        class_at(spec, spec & 0xff, args),
-        class_at(spec, (spec >> 8) & 0xff, args),
+        class_at(spec, spec & 0xff, args, true),
+        class_at(spec, (spec >> 8) & 0xff, args, true),
     )
+}
+
+/// Class of the source descriptor of call `nr`, by the descriptor walk alone: for the rare
+/// call already in flight when tracing began, seen at its exit. Leaving the cache out keeps
+/// the exit program small, which the kernel verifies again for every place that calls it.
+#[inline(always)]
+pub fn walked_source_class(nr: u32, args: &[u64; 3]) -> u32 {
+    let spec = CALL_FDS.get(nr).copied().unwrap_or(0);
+    class_at(spec, spec & 0xff, args, false)
 }
 
 /// Class of the source descriptor of a call with `CALL_FDS` value `spec`, read only for a call
@@ -140,12 +149,13 @@ pub fn source_class(spec: u32, args: impl FnOnce() -> [u64; 3]) -> u32 {
     if !probe_common::moves_data(spec) {
         return fd_class::UNKNOWN;
     }
-    class_at(spec, spec & 0xff, &args())
+    class_at(spec, spec & 0xff, &args(), true)
 }
 
-/// Class of the descriptor in argument `idx` of a call with `CALL_FDS` value `spec`.
+/// Class of the descriptor in argument `idx` of a call with `CALL_FDS` value `spec`, from the
+/// cache where it is on and `cache` allows.
 #[inline(always)]
-fn class_at(spec: u32, idx: u32, args: &[u64; 3]) -> u32 {
+fn class_at(spec: u32, idx: u32, args: &[u64; 3], cache: bool) -> u32 {
     // SAFETY: a read of a constant the loader may have rewritten; volatile so that the
     // compiler does not fold the default.
     let o = unsafe { core::ptr::read_volatile(&FD_OFFSETS) };
@@ -159,7 +169,7 @@ fn class_at(spec: u32, idx: u32, args: &[u64; 3]) -> u32 {
     if fd < 0 {
         return fd_class::NONE;
     }
-    if FD_CACHE_ON.get(0).copied().unwrap_or(0) == 0 {
+    if !cache || FD_CACHE_ON.get(0).copied().unwrap_or(0) == 0 {
         return classify_or_note(&o, fd);
     }
     cached_class(fd)

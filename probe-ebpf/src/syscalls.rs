@@ -297,25 +297,32 @@ fn started_before(
         return None;
     }
     let nr = nr as u32;
-    s.rec = if summary::run_mode() & mode::RECORDS != 0 {
-        record(tgid, tid, nr, args(), start, call_flags::START_UNKNOWN)
+    // Only its source descriptor is classified, by the walk alone (see `walked_source_class`);
+    // user space resolves a second one from /proc.
+    let (args, fd_class) = if summary::run_mode() & mode::RECORDS != 0 {
+        let args = args();
+        (args, crate::fdclass::walked_source_class(nr, &args))
+    } else if crate::maps::summary_classes()
+        && probe_common::moves_data(CALL_FDS.get(nr).copied().unwrap_or(0))
+    {
+        (
+            [u64::MAX; 3],
+            crate::fdclass::walked_source_class(nr, &args()),
+        )
     } else {
-        let spec = CALL_FDS.get(nr).copied().unwrap_or(0);
-        CallRecord {
-            fd_class: if crate::maps::summary_classes() {
-                crate::fdclass::source_class(spec, args)
-            } else {
-                probe_common::fd_class::UNKNOWN
-            },
-            ..record(
-                tgid,
-                tid,
-                nr,
-                [u64::MAX; 3],
-                start,
-                call_flags::START_UNKNOWN,
-            )
-        }
+        ([u64::MAX; 3], probe_common::fd_class::UNKNOWN)
+    };
+    s.rec = CallRecord {
+        kind: RecordKind::Call as u32,
+        pid: tgid,
+        tid,
+        nr,
+        args,
+        start_ns: start,
+        flags: call_flags::START_UNKNOWN,
+        fd_class,
+        fd_out_class: probe_common::fd_class::UNKNOWN,
+        ..CallRecord::default()
     };
     s.off_ns = 0;
     s.wake_ns = 0;
