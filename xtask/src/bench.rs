@@ -884,6 +884,11 @@ fn render(
     md.push('\n');
 
     let _ = writeln!(md, "## Against the targets\n");
+    let _ = writeln!(
+        md,
+        "Where each missed target's time goes, measured, and what was tried: \
+         [docs/overhead.md](docs/overhead.md#the-cost-targets-where-the-time-goes).\n"
+    );
     let r = |li: usize, v: Variant| ratios.get(&(li, v)).copied();
     let fmt = |x: Option<f64>| x.map_or("not measured".into(), |x| format!("{x:.2}×"));
     for (li, load) in loads.iter().enumerate() {
