@@ -45,7 +45,13 @@ impl PushError {
         match self {
             Self::Connect(_) => "connect".into(),
             Self::Timeout(_) => "timeout".into(),
-            Self::Status(s) => format!("status {}", s.split(' ').next().unwrap_or("")),
+            // A three-digit code each, so that a collector cannot make kinds without end.
+            Self::Status(s) => match s.split(' ').next() {
+                Some(code) if code.len() == 3 && code.bytes().all(|b| b.is_ascii_digit()) => {
+                    format!("status {code}")
+                }
+                _ => "status other".into(),
+            },
             Self::Io(_) => "io".into(),
             Self::Busy => "busy".into(),
         }
@@ -158,7 +164,11 @@ async fn post(to: &Endpoint, body: &Encoded) -> Result<(), PushError> {
         .and_then(|l| l.get(2..))
         .map(str::trim)
         .unwrap_or_default()
-        .to_string();
+        // The collector's words reach the log: printable ASCII only, and short.
+        .chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .take(64)
+        .collect::<String>();
     if status.starts_with('2') {
         Ok(())
     } else if status.is_empty() {
@@ -242,5 +252,33 @@ mod tests {
             k
         };
         assert_eq!(kinds, ["connect", "status 500"]);
+    }
+
+    #[tokio::test]
+    async fn a_collectors_status_reaches_the_log_as_short_printable_text() {
+        let (to, server) = collector(
+            "503 \x1b[31mred\x07 and a very long reason that goes on and on and on and on",
+        )
+        .await;
+        let r = post(&to, &body(&[1], &[2])).await;
+        server.await.expect("server");
+        let Err(e @ PushError::Status(_)) = r else {
+            panic!("{r:?}")
+        };
+        let text = e.to_string();
+        assert!(
+            text.starts_with("the collector answered 503 [31mred and a very long"),
+            "{text:?}"
+        );
+        assert!(
+            text.chars().all(|c| c.is_ascii_graphic() || c == ' '),
+            "{text:?}"
+        );
+        assert!(
+            text.len() <= "the collector answered ".len() + 64,
+            "{text:?}"
+        );
+        assert_eq!(e.kind(), "status 503");
+        assert_eq!(PushError::Status("5xx?".into()).kind(), "status other");
     }
 }
