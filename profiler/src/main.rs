@@ -98,11 +98,9 @@ fn trace(plan: &Plan) -> anyhow::Result<ExitCode> {
 /// Exit status of a run that was traced and reported, but whose output could not be written.
 const OUTPUT_FAILED: u8 = 3;
 
-/// The command name of a running process.
+/// The command name of a running process, `?` once it is gone.
 fn comm(pid: u32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .map(|s| s.trim_end().to_string())
-        .unwrap_or_else(|_| "?".into())
+    profiler::plan::target::proc_comm(pid).unwrap_or_else(|| "?".into())
 }
 
 /// CPU time of the finished children of the profiler: the traced command.

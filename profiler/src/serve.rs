@@ -272,9 +272,9 @@ impl State {
                 gone.push(*k);
                 continue;
             }
-            match std::fs::read_to_string(format!("/proc/{}/comm", k.pid)) {
-                Ok(c) if !self.exited.contains_key(&k.pid) => {
-                    self.names.insert(k.pid, c.trim_end().to_string());
+            match crate::plan::target::proc_comm(k.pid) {
+                Some(c) if !self.exited.contains_key(&k.pid) => {
+                    self.names.insert(k.pid, c);
                 }
                 _ => {
                     if let Some(n) = self.exited.get(&k.pid) {

@@ -490,3 +490,33 @@ fn the_loader_refuses_a_ring_buffer_above_its_bound() {
         "{stderr}"
     );
 }
+
+/// A traced process may name itself with a terminal's escape sequence: the root terminal
+/// that reads the report sees it as `?`, never as control characters.
+#[test]
+fn a_process_named_with_escape_sequences_is_shown_printable() {
+    assert_root();
+    let script = "import ctypes, os\n\
+                  ctypes.CDLL(None).prctl(15, b'\\x1b[31mevil\\x07', 0, 0, 0)\n\
+                  r, w = os.pipe()\n\
+                  os.write(w, b'x' * 7)\n\
+                  os.read(r, 7)\n";
+    let out = Command::new(profiler_bin())
+        .args(["--show", "threads", "--", "python3", "-c", script])
+        .output()
+        .expect("run the profiler");
+    let report = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{report}");
+    assert!(
+        report.contains("?[31mevil?"),
+        "the renamed thread is not listed:\n{report}"
+    );
+    let controls: Vec<char> = report
+        .chars()
+        .filter(|c| c.is_control() && *c != '\n')
+        .collect();
+    assert!(
+        controls.is_empty(),
+        "control characters {controls:?} in:\n{report}"
+    );
+}

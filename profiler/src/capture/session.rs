@@ -458,9 +458,7 @@ impl Reader {
 
 /// The command name of a process, `?` once it is gone.
 fn comm(pid: u32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .map(|s| s.trim_end().to_string())
-        .unwrap_or_else(|_| "?".into())
+    crate::plan::target::proc_comm(pid).unwrap_or_else(|| "?".into())
 }
 
 /// Checks, before anything is attached, that an output file can be written.

@@ -116,8 +116,9 @@ impl UserSymbols {
         for (i, &ip) in ips.iter().enumerate() {
             // Frames above the leaf hold return addresses: look up the call before them.
             let ip = if i > 0 { ip.saturating_sub(1) } else { ip };
+            // Names and paths come from the traced program: shown printable only.
             let name = match locate(maps, ip) {
-                Some((m, off)) => self.name(&m.path, off),
+                Some((m, off)) => crate::plan::target::printable(&self.name(&m.path, off)),
                 None => "[unknown]".to_string(),
             };
             if name.starts_with('[') && out.last() == Some(&name) {

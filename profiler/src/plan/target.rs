@@ -171,7 +171,22 @@ impl Population {
 /// A kernel `comm` as text.
 pub fn comm_str(comm: &[u8; 16]) -> String {
     let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
-    String::from_utf8_lossy(&comm[..end]).into_owned()
+    printable(&String::from_utf8_lossy(&comm[..end]))
+}
+
+/// The command name of a running process, from `/proc`; `None` once it is gone.
+pub fn proc_comm(pid: u32) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    Some(printable(text.strip_suffix('\n').unwrap_or(&text)))
+}
+
+/// A name a traced process chose, as it may be shown: a process can name itself with any
+/// bytes but NUL, so control characters (a terminal's escape sequences) become `?`, as `ps`
+/// shows them.
+pub fn printable(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 #[cfg(test)]
@@ -264,6 +279,14 @@ mod tests {
         p.apply(&rec(ProcEvent::Exit, 11));
         assert!(p.all_gone(|_| true));
         assert_eq!(comm_str(b"nginx\0\0\0\0\0\0\0\0\0\0\0"), "nginx");
+        assert_eq!(comm_str(b"\x1b]0;x\x07y\n\0\0\0\0\0\0\0\0"), "?]0;x?y?");
+        assert_eq!(
+            proc_comm(std::process::id()).as_deref(),
+            std::fs::read_to_string("/proc/self/comm")
+                .ok()
+                .as_deref()
+                .map(str::trim_end)
+        );
     }
 
     #[test]
