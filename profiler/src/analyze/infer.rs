@@ -191,6 +191,9 @@ pub struct Evidence {
     pub uring_enters: u64,
     /// Socket copies to the thread's memory outside its calls (done by the kernel for it).
     pub async_copies: u64,
+    /// Calls that sent data or moved it between descriptors (`write`, `sendto`, `splice` …)
+    /// and returned a count above 0: what a thread that reads nothing does.
+    pub data_sends: u64,
 }
 
 impl fmt::Display for Evidence {
@@ -216,6 +219,9 @@ impl fmt::Display for Evidence {
                 "{} readiness signals, {} reads right after",
                 self.sigio, self.reads_after_sigio
             ));
+        }
+        if self.data_reads == 0 && self.data_sends > 0 {
+            parts.push(format!("{} sends and transfers", self.data_sends));
         }
         if self.uring_enters > 0 || self.async_copies > 0 {
             parts.push(format!(
@@ -307,7 +313,12 @@ pub fn evidence(events: &[&Event]) -> Evidence {
                             after_sigio = false;
                         }
                     }
-                    Role::Send | Role::Transfer | Role::Memory | Role::Other => {}
+                    Role::Send | Role::Transfer => {
+                        if *ret > 0 {
+                            e.data_sends += 1;
+                        }
+                    }
+                    Role::Memory | Role::Other => {}
                 }
             }
         }
@@ -468,6 +479,27 @@ mod tests {
         let v = one((0..10).map(|i| read(5, i, 3, 100, true)).collect());
         assert_eq!(v.model, Model::Blocking);
         assert_eq!((v.evidence.data_reads, v.evidence.slept_reads), (10, 10));
+    }
+
+    #[test]
+    fn a_thread_that_only_sends_says_so() {
+        let mut events: Vec<Event> = (0..4)
+            .map(|i| call(5, i, "splice", Role::Transfer, 3, 65536, false))
+            .collect();
+        events.push(call(5, 9, "sendto", Role::Send, 4, -11, false));
+        let v = one(events);
+        assert_eq!(v.model, Model::NoInput);
+        assert_eq!(v.evidence.data_sends, 4);
+        assert_eq!(
+            v.evidence.to_string(),
+            "0 data reads (0 slept); 4 sends and transfers"
+        );
+        // A thread that reads is told by its reads.
+        let v = one(vec![
+            read(5, 0, 3, 100, true),
+            call(5, 1, "write", Role::Send, 4, 100, false),
+        ]);
+        assert_eq!(v.evidence.to_string(), "1 data reads (1 slept)");
     }
 
     #[test]
