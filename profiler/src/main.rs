@@ -68,7 +68,7 @@ fn trace(plan: &Plan) -> anyhow::Result<ExitCode> {
     let mut writers = Writers::open(plan)?;
     let mut progress = None;
     let mut data = capture::capture(plan, writers.csv_stream.take(), |hooks, pids| {
-        render::banner(plan, hooks, pids, &comm);
+        render::banner(plan, hooks, pids, &profiler::plan::target::comm_of);
         // A traced command may write to the terminal too: the progress line is for `-p` runs.
         progress = Some(Progress::start(matches!(
             plan.target,
@@ -97,11 +97,6 @@ fn trace(plan: &Plan) -> anyhow::Result<ExitCode> {
 
 /// Exit status of a run that was traced and reported, but whose output could not be written.
 const OUTPUT_FAILED: u8 = 3;
-
-/// The command name of a running process, `?` once it is gone.
-fn comm(pid: u32) -> String {
-    profiler::plan::target::proc_comm(pid).unwrap_or_else(|| "?".into())
-}
 
 /// CPU time of the finished children of the profiler: the traced command.
 fn children_cpu() -> Option<Cpu> {

@@ -39,8 +39,7 @@ struct Ended {
 /// process that forked it, this test, as it was at the exec.)
 fn vm_hwm_kib(pid: u32) -> Option<i64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    profiler::capture::selfcost::vm_hwm_kib(&status).map(|kib| kib as i64)
 }
 
 /// Waits for `pid` at most `limit`, polling its peak memory; calls `during` at each poll.

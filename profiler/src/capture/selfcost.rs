@@ -75,7 +75,7 @@ pub fn own_usage() -> OwnUsage {
 }
 
 /// `VmHWM` in KiB from the text of `/proc/PID/status`.
-fn vm_hwm_kib(status: &str) -> Option<u64> {
+pub fn vm_hwm_kib(status: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }

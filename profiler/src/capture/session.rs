@@ -310,7 +310,10 @@ pub fn run(
     // Summary mode sends no call record: the names of the processes summed are read now
     // (those that ended were named by their exit record).
     for k in summaries.keys() {
-        reader.names.entry(k.pid).or_insert_with(|| comm(k.pid));
+        reader
+            .names
+            .entry(k.pid)
+            .or_insert_with(|| crate::plan::target::comm_of(k.pid));
     }
     Ok(RunResult {
         calls: reader.calls,
@@ -431,7 +434,9 @@ impl Reader {
                 Ok(Record::Call(rec)) => {
                     self.calls += 1;
                     crate::capture::progress::count_call();
-                    self.names.entry(rec.pid).or_insert_with(|| comm(rec.pid));
+                    self.names
+                        .entry(rec.pid)
+                        .or_insert_with(|| crate::plan::target::comm_of(rec.pid));
                     sink.call(&TracedCall::new(rec, |pid, fd| kinds.resolve(pid, fd)))?;
                 }
                 Ok(Record::Proc(p)) => {
@@ -454,11 +459,6 @@ impl Reader {
         }
         Ok(read)
     }
-}
-
-/// The command name of a process, `?` once it is gone.
-fn comm(pid: u32) -> String {
-    crate::plan::target::proc_comm(pid).unwrap_or_else(|| "?".into())
 }
 
 /// Checks, before anything is attached, that an output file can be written.

@@ -174,6 +174,11 @@ pub fn comm_str(comm: &[u8; 16]) -> String {
     printable(&String::from_utf8_lossy(&comm[..end]))
 }
 
+/// The command name of a process, `?` once it is gone.
+pub fn comm_of(pid: u32) -> String {
+    proc_comm(pid).unwrap_or_else(|| "?".into())
+}
+
 /// The command name of a running process, from `/proc`; `None` once it is gone.
 pub fn proc_comm(pid: u32) -> Option<String> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
